@@ -1,0 +1,530 @@
+"""The sealed envelope: how one request or response is sealed and opened.
+
+Trust model: the network between services is hostile. An attacker there can
+read, drop, reorder, replay, reflect and rewrite any bytes, headers included,
+and may hold the keys of *other* services. A service's key is shared by that
+service and its callers (see ``docs/security.md``). Against that attacker this
+module guarantees, for every message it opens:
+
+* the body and its content type are confidential and unmodified (AES-256-GCM
+  under a key derived freshly for every message, so nonces never repeat);
+* the message was sealed by a holder of the claimed sender's key, for this
+  recipient, in this direction, for this HTTP method and path with query, and,
+  for a response, with this status, in answer to this request;
+* it is fresh (timestamp within the window) and, for requests, delivered once
+  (message id recorded in a replay store after a successful open).
+
+Every failure raises :class:`~mscomm_sync.errors.IntegrityError` with one fixed
+message; the reason goes to the ``mscomm_sync.envelope`` log only. This module
+knows nothing of HTTP clients or WSGI: callers pass the method, the canonical
+target (see :func:`canonical_target`), the headers and the body.
+
+The wire format is specified in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import logging
+import os
+import re
+import time
+from collections.abc import Mapping
+from typing import Callable, Optional
+from urllib.parse import quote, unquote_to_bytes, urlsplit
+
+import attrs
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from .errors import ConfigurationError, IntegrityError
+from .keyring import Key, Keyring, validate_service_name
+from .replay import MemoryReplayStore, ReplayStore
+
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_WINDOW",
+    "ENVELOPE_HEADERS",
+    "HEADER_CONTENT_TYPE",
+    "HEADER_ENCRYPTED",
+    "HEADER_KEY_ID",
+    "HEADER_MESSAGE_ID",
+    "HEADER_SERVICE",
+    "HEADER_TIMESTAMP",
+    "HEADER_VERSION",
+    "REQUEST",
+    "RESPONSE",
+    "SEALED_CONTENT_TYPE",
+    "VERSION",
+    "Envelope",
+    "Opened",
+    "Sealed",
+    "canonical_target",
+    "derive_message_key",
+    "target_from_environ",
+    "target_from_url",
+]
+
+log = logging.getLogger("mscomm_sync.envelope")
+
+VERSION = "1"
+REQUEST = "request"
+RESPONSE = "response"
+DEFAULT_WINDOW = 60.0
+DEFAULT_MAX_BODY_SIZE = 64 * 1024 * 1024
+SEALED_CONTENT_TYPE = "application/vnd.mscomm.sealed"
+
+HEADER_ENCRYPTED = "X-Encrypted-Payload"
+HEADER_SERVICE = "X-Encryption-Service"
+HEADER_VERSION = "X-Mscomm-Version"
+HEADER_KEY_ID = "X-Mscomm-Key-Id"
+HEADER_TIMESTAMP = "X-Mscomm-Timestamp"
+HEADER_MESSAGE_ID = "X-Mscomm-Message-Id"
+HEADER_CONTENT_TYPE = "X-Mscomm-Content-Type"
+ENVELOPE_HEADERS = (
+    HEADER_ENCRYPTED,
+    HEADER_SERVICE,
+    HEADER_VERSION,
+    HEADER_KEY_ID,
+    HEADER_TIMESTAMP,
+    HEADER_MESSAGE_ID,
+    HEADER_CONTENT_TYPE,
+)
+
+_AAD_LABEL = b"mscomm-sync envelope"
+_HKDF_INFO = b"mscomm-sync/1 message key\x01"  # RFC 5869 T(1): info || 0x01
+_BODY_NONCE = bytes(12)
+_META_NONCE = bytes(11) + b"\x01"
+_MAX_CONTENT_TYPE = 1024
+_KID = re.compile(r"[0-9a-f]{16}\Z")
+_MID = re.compile(r"[0-9a-f]{32}\Z")
+_TS = re.compile(r"[0-9]{1,12}\Z")
+_METHOD = re.compile(r"[A-Z]{1,16}\Z")
+# Characters left unescaped in a canonical path: RFC 3986 unreserved,
+# sub-delims, ":" "@" and "/". Everything else is %XX with upper-case hex.
+_PATH_SAFE = "/!$&'()*+,;=:@-._~"
+
+
+def canonical_target(path: bytes, query: str) -> str:
+    """Return the canonical form of a request target, as bound into the seal.
+
+    Args:
+        path: the *decoded* path bytes (what WSGI calls
+            ``SCRIPT_NAME + PATH_INFO``, as bytes).
+        query: the raw query string exactly as it crossed the wire, without
+            the ``?``.
+
+    The path is re-encoded so that every WSGI server and every client agree
+    on it; the query is bound as sent, because decoding it would let
+    ``a=1%26b=2`` and ``a=1&b=2`` share a seal.
+    """
+    canon = quote(path or b"/", safe=_PATH_SAFE)
+    if not canon.startswith("/"):
+        canon = "/" + canon
+    return f"{canon}?{query}" if query else canon
+
+
+def target_from_url(url: str) -> str:
+    """Return the canonical target of a prepared request's URL."""
+    parts = urlsplit(url)
+    return canonical_target(unquote_to_bytes(parts.path), parts.query)
+
+
+def target_from_environ(environ: Mapping[str, object]) -> str:
+    """Return the canonical target of a WSGI request."""
+    script = str(environ.get("SCRIPT_NAME", "") or "")
+    path = str(environ.get("PATH_INFO", "") or "")
+    # PEP 3333: these are bytes decoded as latin-1.
+    raw = (script + path).encode("latin-1", "replace")
+    return canonical_target(raw, str(environ.get("QUERY_STRING", "") or ""))
+
+
+def derive_message_key(secret: bytes, message_id: bytes) -> bytes:
+    """Derive the AES-256 key of one message: HKDF-SHA256 (RFC 5869).
+
+    The salt is the 16-byte message id and the info string
+    ``b"mscomm-sync/1 message key"``; the output is 32 bytes.
+    """
+    prk = hmac.digest(message_id, secret, hashlib.sha256)
+    return hmac.digest(prk, _HKDF_INFO, hashlib.sha256)
+
+
+def _field(value: str) -> bytes:
+    data = value.encode("utf-8")
+    return len(data).to_bytes(4, "big") + data
+
+
+def associated_data(
+    *,
+    kid: str,
+    direction: str,
+    sender: str,
+    recipient: str,
+    method: str,
+    target: str,
+    timestamp: int,
+    message_id: str,
+    status: Optional[int] = None,
+    reply_to: str = "",
+) -> bytes:
+    """Return the associated data that binds a message's metadata."""
+    fields = (
+        VERSION,
+        kid,
+        direction,
+        sender,
+        recipient,
+        method,
+        target,
+        str(timestamp),
+        message_id,
+        "" if status is None else str(status),
+        reply_to,
+    )
+    return _field(_AAD_LABEL.decode()) + b"".join(_field(f) for f in fields)
+
+
+@attrs.frozen(repr=False)
+class Sealed:
+    """A sealed message: the headers to send and the body bytes.
+
+    Attributes:
+        headers: the envelope headers, including ``Content-Type``.
+        body: the ciphertext with its 16-byte tag.
+        message_id: this message's id (32 hex digits).
+        timestamp: the Unix time bound into it.
+    """
+
+    headers: dict[str, str]
+    body: bytes
+    message_id: str
+    timestamp: int
+
+    def __repr__(self) -> str:
+        return f"<Sealed id={self.message_id} bytes={len(self.body)}>"
+
+
+@attrs.frozen(repr=False)
+class Opened:
+    """A verified, decrypted message.
+
+    Attributes:
+        sender: the verified sending service.
+        body: the plaintext body.
+        content_type: the original ``Content-Type``, or ``None``.
+        message_id: the message's id.
+        key_id: the id of the key that opened it.
+        timestamp: the Unix time it was sealed.
+    """
+
+    sender: str
+    body: bytes
+    content_type: Optional[str]
+    message_id: str
+    key_id: str
+    timestamp: int
+
+    def __repr__(self) -> str:
+        return f"<Opened sender={self.sender!r} id={self.message_id} bytes={len(self.body)}>"
+
+
+class Envelope:
+    """One service's side of the envelope protocol.
+
+    Args:
+        service_name: this service's name; it seals as this sender and opens
+            only messages addressed to it.
+        keyring: where keys come from; defaults to the environment.
+        window: how far, in seconds, a message's timestamp may be from now.
+        replay_store: remembers request ids; defaults to a
+            :class:`~mscomm_sync.replay.MemoryReplayStore`.
+        max_body_size: sealed bodies larger than this are rejected before any
+            cryptographic work.
+        clock: wall-clock source, injectable for tests.
+
+    Raises:
+        ConfigurationError: an argument is invalid.
+    """
+
+    def __init__(
+        self,
+        service_name: str,
+        *,
+        keyring: Optional[Keyring] = None,
+        window: float = DEFAULT_WINDOW,
+        replay_store: Optional[ReplayStore] = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service_name = validate_service_name(service_name)
+        if window <= 0:
+            raise ConfigurationError("window must be a positive number of seconds")
+        if max_body_size < 0:
+            raise ConfigurationError("max_body_size must not be negative")
+        self.keyring = keyring if keyring is not None else Keyring()
+        self.window = float(window)
+        self.replay_store: ReplayStore = (
+            replay_store if replay_store is not None else MemoryReplayStore()
+        )
+        self.max_body_size = max_body_size
+        self._clock = clock
+
+    def __repr__(self) -> str:
+        return f"<Envelope service={self.service_name!r} window={self.window:g}>"
+
+    # -- sealing ---------------------------------------------------------
+
+    def seal_request(
+        self,
+        *,
+        recipient: str,
+        method: str,
+        target: str,
+        body: bytes = b"",
+        content_type: Optional[str] = None,
+    ) -> Sealed:
+        """Seal a request from this service to ``recipient``.
+
+        Args:
+            recipient: the service the request is for.
+            method: the HTTP method.
+            target: the canonical path and query (:func:`target_from_url`).
+            body: the plaintext body; may be empty.
+            content_type: the plaintext's ``Content-Type``.
+
+        Raises:
+            ConfigurationError: no usable key for this service.
+        """
+        validate_service_name(recipient, what="recipient")
+        return self._seal(REQUEST, recipient, method, target, body, content_type, None, "")
+
+    def seal_response(
+        self,
+        *,
+        recipient: str,
+        method: str,
+        target: str,
+        status: int,
+        reply_to: str,
+        body: bytes = b"",
+        content_type: Optional[str] = None,
+    ) -> Sealed:
+        """Seal this service's response to a request it opened.
+
+        Args:
+            recipient: the caller (``Opened.sender`` of the request).
+            method: the request's method.
+            target: the request's canonical target.
+            status: the HTTP status being sent.
+            reply_to: the request's message id.
+            body: the plaintext response body.
+            content_type: its ``Content-Type``.
+        """
+        return self._seal(RESPONSE, recipient, method, target, body, content_type, status, reply_to)
+
+    def _seal(
+        self,
+        direction: str,
+        recipient: str,
+        method: str,
+        target: str,
+        body: bytes,
+        content_type: Optional[str],
+        status: Optional[int],
+        reply_to: str,
+    ) -> Sealed:
+        key = self.keyring.keys_for(self.service_name).sealing
+        mid_bytes = os.urandom(16)
+        mid = mid_bytes.hex()
+        ts = int(self._clock())
+        aad = associated_data(
+            kid=key.kid,
+            direction=direction,
+            sender=self.service_name,
+            recipient=recipient,
+            method=method.upper(),
+            target=target,
+            timestamp=ts,
+            message_id=mid,
+            status=status,
+            reply_to=reply_to,
+        )
+        aead = AESGCM(derive_message_key(key.secret, mid_bytes))
+        sealed_ct = aead.encrypt(_META_NONCE, (content_type or "").encode("utf-8"), aad)
+        headers = {
+            HEADER_ENCRYPTED: "true",
+            HEADER_SERVICE: self.service_name,
+            HEADER_VERSION: VERSION,
+            HEADER_KEY_ID: key.kid,
+            HEADER_TIMESTAMP: str(ts),
+            HEADER_MESSAGE_ID: mid,
+            HEADER_CONTENT_TYPE: base64.urlsafe_b64encode(sealed_ct).rstrip(b"=").decode(),
+            "Content-Type": SEALED_CONTENT_TYPE,
+        }
+        return Sealed(
+            headers=headers,
+            body=aead.encrypt(_BODY_NONCE, body, aad),
+            message_id=mid,
+            timestamp=ts,
+        )
+
+    # -- opening ---------------------------------------------------------
+
+    def open_request(
+        self, *, method: str, target: str, headers: Mapping[str, str], body: bytes
+    ) -> Opened:
+        """Verify and open a request addressed to this service.
+
+        The message id is recorded in the replay store only after the
+        message verified, so a forged message cannot burn a real one's id.
+
+        Args:
+            method: the HTTP method it arrived with.
+            target: its canonical target (:func:`target_from_environ`).
+            headers: its headers; lookups use the names in
+                :data:`ENVELOPE_HEADERS` (a case-insensitive mapping works).
+            body: the sealed body.
+
+        Raises:
+            IntegrityError: for every reason it cannot be accepted.
+        """
+        opened = self._open(REQUEST, None, method, target, headers, body, None, "")
+        expires = opened.timestamp + self.window + 1.0
+        if not self.replay_store.add(f"{opened.sender}/{opened.message_id}", expires):
+            raise self._reject("replay", opened.sender, opened.key_id, opened.message_id, REQUEST)
+        return opened
+
+    def open_response(
+        self,
+        *,
+        sender: str,
+        method: str,
+        target: str,
+        status: int,
+        reply_to: str,
+        headers: Mapping[str, str],
+        body: bytes,
+    ) -> Opened:
+        """Verify and open the response to a request this service sealed.
+
+        Args:
+            sender: the service the request was sent to.
+            method: the request's method.
+            target: the request's canonical target.
+            status: the HTTP status the response arrived with.
+            reply_to: the request's message id (``Sealed.message_id``).
+            headers: the response headers.
+            body: the sealed body.
+
+        Raises:
+            IntegrityError: for every reason it cannot be accepted.
+        """
+        return self._open(RESPONSE, sender, method, target, headers, body, status, reply_to)
+
+    def _open(
+        self,
+        direction: str,
+        expected_sender: Optional[str],
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        status: Optional[int],
+        reply_to: str,
+    ) -> Opened:
+        sender = headers.get(HEADER_SERVICE)
+        kid = headers.get(HEADER_KEY_ID)
+        mid = headers.get(HEADER_MESSAGE_ID)
+        ts_text = headers.get(HEADER_TIMESTAMP)
+        sealed_ct = headers.get(HEADER_CONTENT_TYPE)
+
+        def reject(reason: str) -> IntegrityError:
+            return self._reject(reason, sender, kid, mid, direction)
+
+        if len(body) > self.max_body_size + 16:
+            raise reject("body too large")
+        if (headers.get(HEADER_ENCRYPTED) or "").lower() != "true":
+            raise reject("not sealed")
+        if headers.get(HEADER_VERSION) != VERSION:
+            raise reject("unsupported version")
+        if (
+            sender is None
+            or kid is None
+            or mid is None
+            or ts_text is None
+            or sealed_ct is None
+            or not _KID.match(kid)
+            or not _MID.match(mid)
+            or not _TS.match(ts_text)
+            or not _METHOD.match(method.upper())
+            or len(sealed_ct) > 2 * _MAX_CONTENT_TYPE
+        ):
+            raise reject("malformed envelope")
+        try:
+            validate_service_name(sender)
+        except ConfigurationError:
+            raise reject("malformed sender") from None
+        if expected_sender is not None and sender != expected_sender:
+            raise reject("unexpected sender")
+        try:
+            keys = self.keyring.keys_for(sender)
+        except ConfigurationError as exc:
+            raise reject(f"no usable key for sender ({exc.variable}: {exc.reason})") from None
+        key: Optional[Key] = keys.find(kid)
+        if key is None:
+            raise reject("unknown key id")
+        ts = int(ts_text)
+        if abs(self._clock() - ts) > self.window:
+            raise reject("stale timestamp")
+        try:
+            ct_bytes = base64.urlsafe_b64decode(sealed_ct + "=" * (-len(sealed_ct) % 4))
+        except (binascii.Error, ValueError):
+            raise reject("malformed envelope") from None
+        aad = associated_data(
+            kid=kid,
+            direction=direction,
+            sender=sender,
+            recipient=self.service_name,
+            method=method.upper(),
+            target=target,
+            timestamp=ts,
+            message_id=mid,
+            status=status,
+            reply_to=reply_to,
+        )
+        aead = AESGCM(derive_message_key(key.secret, bytes.fromhex(mid)))
+        try:
+            content_type = aead.decrypt(_META_NONCE, ct_bytes, aad).decode("utf-8")
+            plaintext = aead.decrypt(_BODY_NONCE, body, aad)
+        except (InvalidTag, UnicodeDecodeError):
+            raise reject("bad tag") from None
+        return Opened(
+            sender=sender,
+            body=plaintext,
+            content_type=content_type or None,
+            message_id=mid,
+            key_id=kid,
+            timestamp=ts,
+        )
+
+    @staticmethod
+    def _reject(
+        reason: str,
+        sender: Optional[str],
+        kid: Optional[str],
+        mid: Optional[str],
+        direction: str,
+    ) -> IntegrityError:
+        safe_sender = sender if sender is not None and len(sender) <= 128 else None
+        log.info(
+            "rejected sealed %s: %s (sender=%r kid=%r id=%r)",
+            direction,
+            reason,
+            safe_sender,
+            kid if kid is not None and _KID.match(kid) else None,
+            mid if mid is not None and _MID.match(mid) else None,
+        )
+        return IntegrityError(service=safe_sender, reason=reason)

@@ -1,0 +1,179 @@
+"""The exceptions mscomm_sync raises.
+
+Every error is a subclass of :class:`MscommError`. Each one carries the facts
+that explain it as attributes, captured when it is raised, so that callers can
+branch on fields instead of parsing messages. Messages name services, variables
+and paths; they never contain key material, ciphertext or plaintext.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import requests
+
+__all__ = [
+    "CircuitOpenError",
+    "ConfigurationError",
+    "DeadlineExceededError",
+    "InsecureResponseError",
+    "IntegrityError",
+    "MscommError",
+    "RegistryError",
+    "RequestRejectedError",
+    "ServiceNotFoundError",
+    "ServiceUnavailableError",
+]
+
+
+class MscommError(Exception):
+    """Base class of every error raised by mscomm_sync."""
+
+
+class ConfigurationError(MscommError, ValueError):
+    """A setting or key is missing or malformed.
+
+    Attributes:
+        variable: the environment variable or option that holds the bad value,
+            or ``None`` when the value was passed directly.
+        reason: a short description of what is wrong with it. It never
+            quotes the value.
+    """
+
+    def __init__(self, message: str, *, variable: Optional[str] = None, reason: str = "") -> None:
+        super().__init__(message)
+        self.variable = variable
+        self.reason = reason
+
+
+class IntegrityError(MscommError):
+    """A sealed message could not be verified and opened.
+
+    Every reason for rejection (bad tag, stale timestamp, replay, unknown key
+    id, malformed envelope, wrong sender or recipient) raises this same type
+    with the same message, so a peer can learn nothing from it. The reason is
+    written to the ``mscomm_sync.envelope`` log and kept in :attr:`reason` for
+    the local side's own logging; never send it back to a peer.
+
+    Attributes:
+        service: the sender the message claimed to come from, if it named one.
+        reason: why it was rejected (for local logs only).
+    """
+
+    MESSAGE = "sealed message rejected"
+
+    def __init__(self, *, service: Optional[str] = None, reason: str = "") -> None:
+        super().__init__(self.MESSAGE)
+        self.service = service
+        self.reason = reason
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(service={self.service!r})"
+
+
+class InsecureResponseError(IntegrityError):
+    """A sealed request got an unsealed answer (a downgrade), and plaintext
+    replies were not allowed for that service.
+
+    Attributes:
+        service: the service that answered.
+        status: the HTTP status of the unsealed answer.
+    """
+
+    MESSAGE = "unsealed response to a sealed request refused"
+
+    def __init__(self, *, service: Optional[str] = None, status: Optional[int] = None) -> None:
+        super().__init__(service=service, reason="unsealed response")
+        self.status = status
+
+
+class RegistryError(MscommError):
+    """The service registry could not be read or written.
+
+    Attributes:
+        location: the file path or etcd address involved.
+        reason: what went wrong.
+    """
+
+    def __init__(self, message: str, *, location: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.location = location
+        self.reason = reason
+
+
+class ServiceNotFoundError(MscommError, LookupError):
+    """Nothing is registered under the requested service name.
+
+    Attributes:
+        service: the name that was looked up.
+    """
+
+    def __init__(self, service: str) -> None:
+        super().__init__(f"no instances registered for service {service!r}")
+        self.service = service
+
+
+class ServiceUnavailableError(MscommError, requests.ConnectionError):
+    """Every attempt to reach a service failed at the transport level.
+
+    Attributes:
+        service: the target service.
+        attempts: how many attempts were made.
+        last_error: the last transport error, or ``None``.
+    """
+
+    def __init__(
+        self, service: str, attempts: int, last_error: Optional[BaseException] = None
+    ) -> None:
+        cause = type(last_error).__name__ if last_error is not None else "no attempt possible"
+        super().__init__(f"service {service!r} unavailable after {attempts} attempt(s): {cause}")
+        self.service = service
+        self.attempts = attempts
+        self.last_error = last_error
+
+
+class DeadlineExceededError(MscommError, requests.Timeout):
+    """The call's overall deadline passed before an answer arrived.
+
+    Attributes:
+        service: the target service.
+        timeout: the deadline that was exceeded, in seconds.
+    """
+
+    def __init__(self, service: str, timeout: float) -> None:
+        super().__init__(f"call to service {service!r} exceeded its {timeout:g}s deadline")
+        self.service = service
+        self.timeout = timeout
+
+
+class CircuitOpenError(MscommError):
+    """The circuit breaker for a service is open; no request was sent.
+
+    Attributes:
+        service: the target service.
+        retry_after: seconds until the breaker lets a probe through.
+    """
+
+    def __init__(self, service: str, retry_after: float) -> None:
+        super().__init__(
+            f"circuit for service {service!r} is open; next probe in {max(retry_after, 0.0):.1f}s"
+        )
+        self.service = service
+        self.retry_after = retry_after
+
+
+class RequestRejectedError(MscommError):
+    """The peer's middleware refused the request before it reached the app.
+
+    Such refusals (400, 401, 403, 413) arrive unsealed, because the peer could
+    not verify who was asking. The peer's log has the reason.
+
+    Attributes:
+        service: the service that refused.
+        status: the HTTP status it answered with.
+    """
+
+    def __init__(self, service: str, status: int) -> None:
+        super().__init__(f"service {service!r} rejected the request with HTTP {status}")
+        self.service = service
+        self.status = status

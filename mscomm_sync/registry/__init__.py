@@ -1,0 +1,1 @@
+"""Service discovery: the file and etcd registries and the health poller."""
