@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import logging
 import os
 import re
+import struct
 import time
 from collections.abc import Mapping
 from typing import Callable, Optional
@@ -95,13 +97,15 @@ ENVELOPE_HEADERS = (
 )
 
 _AAD_LABEL = b"mscomm-sync envelope"
-_HKDF_INFO = b"mscomm-sync/1 message key\x01"  # RFC 5869 T(1): info || 0x01
+_HKDF_SALT = bytes(32)
+_HKDF_INFO = b"mscomm-sync/1 message key"
+_AAD_LENGTHS = struct.Struct(">11I")
 _BODY_NONCE = bytes(12)
 _META_NONCE = bytes(11) + b"\x01"
 _MAX_CONTENT_TYPE = 1024
 _KID = re.compile(r"[0-9a-f]{16}\Z")
 _MID = re.compile(r"[0-9a-f]{32}\Z")
-_TS = re.compile(r"[0-9]{1,12}\Z")
+_TS = re.compile(r"(?:0|[1-9][0-9]{0,11})\Z")
 _METHOD = re.compile(r"[A-Z]{1,16}\Z")
 # Characters left unescaped in a canonical path: RFC 3986 unreserved,
 # sub-delims, ":" "@" and "/". Everything else is %XX with upper-case hex.
@@ -143,18 +147,30 @@ def target_from_environ(environ: Mapping[str, object]) -> str:
 
 
 def derive_message_key(secret: bytes, message_id: bytes) -> bytes:
-    """Derive the AES-256 key of one message: HKDF-SHA256 (RFC 5869).
+    """Derive the AES-256 key of one message with HKDF-SHA256 (RFC 5869).
 
-    The salt is the 16-byte message id and the info string
-    ``b"mscomm-sync/1 message key"``; the output is 32 bytes.
+    IKM is the sender's 32-byte key, the salt is empty (32 zero bytes), the
+    info is ``b"mscomm-sync/1 message key"`` followed by the 16-byte message
+    id, and the output is 32 bytes. Because every message id is fresh, every
+    message has its own key, and the fixed GCM nonces can never repeat under
+    one key.
     """
-    prk = hmac.digest(message_id, secret, hashlib.sha256)
-    return hmac.digest(prk, _HKDF_INFO, hashlib.sha256)
+    expander = _expander(secret).copy()
+    expander.update(message_id + b"\x01")  # RFC 5869 T(1) = HMAC(PRK, info || 0x01)
+    return expander.digest()
 
 
-def _field(value: str) -> bytes:
-    data = value.encode("utf-8")
-    return len(data).to_bytes(4, "big") + data
+@functools.lru_cache(maxsize=1024)
+def _expander(secret: bytes) -> hmac.HMAC:
+    # HKDF-Extract depends only on the key, so it is done once per key; each
+    # message then costs one HMAC (on a copy of the keyed, label-fed state).
+    prk = hmac.digest(_HKDF_SALT, secret, hashlib.sha256)
+    return hmac.new(prk, _HKDF_INFO, hashlib.sha256)
+
+
+def _new_message_id() -> bytes:
+    # One place draws message ids, so test-vector generation can pin it.
+    return os.urandom(16)
 
 
 def associated_data(
@@ -170,7 +186,14 @@ def associated_data(
     status: Optional[int] = None,
     reply_to: str = "",
 ) -> bytes:
-    """Return the associated data that binds a message's metadata."""
+    """Return the associated data that binds a message's metadata.
+
+    The layout is the label ``mscomm-sync envelope``, then eleven 32-bit
+    big-endian byte lengths, then the eleven UTF-8 fields themselves: version,
+    key id, direction, sender, recipient, method, target, timestamp, message
+    id, status (empty for requests) and the answered request's id (empty for
+    requests).
+    """
     fields = (
         VERSION,
         kid,
@@ -184,7 +207,16 @@ def associated_data(
         "" if status is None else str(status),
         reply_to,
     )
-    return _field(_AAD_LABEL.decode()) + b"".join(_field(f) for f in fields)
+    return _aad(fields)
+
+
+def _aad(fields: tuple[str, ...]) -> bytes:
+    joined = "".join(fields).encode("utf-8")
+    if len(joined) == sum(map(len, fields)):  # all ASCII: str lengths are byte lengths
+        lengths = _AAD_LENGTHS.pack(*map(len, fields))
+    else:
+        lengths = _AAD_LENGTHS.pack(*(len(f.encode("utf-8")) for f in fields))
+    return _AAD_LABEL + lengths + joined
 
 
 @attrs.frozen(repr=False)
@@ -336,21 +368,29 @@ class Envelope:
         status: Optional[int],
         reply_to: str,
     ) -> Sealed:
+        method = method.upper()
+        if not _METHOD.match(method):
+            raise ConfigurationError("method must be 1-16 letters", reason="invalid method")
+        if content_type is not None and len(content_type) > _MAX_CONTENT_TYPE:
+            raise ConfigurationError("content type too long", reason="invalid content type")
         key = self.keyring.keys_for(self.service_name).sealing
-        mid_bytes = os.urandom(16)
+        mid_bytes = _new_message_id()
         mid = mid_bytes.hex()
         ts = int(self._clock())
-        aad = associated_data(
-            kid=key.kid,
-            direction=direction,
-            sender=self.service_name,
-            recipient=recipient,
-            method=method.upper(),
-            target=target,
-            timestamp=ts,
-            message_id=mid,
-            status=status,
-            reply_to=reply_to,
+        aad = _aad(
+            (
+                VERSION,
+                key.kid,
+                direction,
+                self.service_name,
+                recipient,
+                method,
+                target,
+                str(ts),
+                mid,
+                "" if status is None else str(status),
+                reply_to,
+            )
         )
         aead = AESGCM(derive_message_key(key.secret, mid_bytes))
         sealed_ct = aead.encrypt(_META_NONCE, (content_type or "").encode("utf-8"), aad)
@@ -483,17 +523,20 @@ class Envelope:
             ct_bytes = base64.urlsafe_b64decode(sealed_ct + "=" * (-len(sealed_ct) % 4))
         except (binascii.Error, ValueError):
             raise reject("malformed envelope") from None
-        aad = associated_data(
-            kid=kid,
-            direction=direction,
-            sender=sender,
-            recipient=self.service_name,
-            method=method.upper(),
-            target=target,
-            timestamp=ts,
-            message_id=mid,
-            status=status,
-            reply_to=reply_to,
+        aad = _aad(
+            (
+                VERSION,
+                kid,
+                direction,
+                sender,
+                self.service_name,
+                method.upper(),
+                target,
+                ts_text,
+                mid,
+                "" if status is None else str(status),
+                reply_to,
+            )
         )
         aead = AESGCM(derive_message_key(key.secret, bytes.fromhex(mid)))
         try:

@@ -1,13 +1,28 @@
-"""What every registry backend provides, and the record it returns."""
+"""What every registry backend provides, and the record it returns.
+
+Registries hold addresses, not secrets: anyone who can write the registry can
+point callers at another URL, and the sealed envelope is what makes that
+harmless (a wrong peer cannot open or forge sealed messages). Registry data is
+still validated on the way in so that a bad entry fails loudly and early.
+"""
 
 from __future__ import annotations
 
+import json
+import types
 from collections.abc import Mapping
 from typing import Any, Optional, Protocol, runtime_checkable
+from urllib.parse import urlsplit
 
 import attrs
 
-__all__ = ["Instance", "Registry"]
+from ..errors import ConfigurationError
+from ..keyring import validate_service_name
+
+__all__ = ["DEFAULT_HEALTH_ENDPOINT", "Instance", "Registry", "make_instance", "normalize_url"]
+
+#: The path probed by health checks unless a registration says otherwise.
+DEFAULT_HEALTH_ENDPOINT = "/health"
 
 
 @attrs.frozen(kw_only=True)
@@ -26,8 +41,18 @@ class Instance:
     service: str
     url: str
     healthy: bool = True
-    health_endpoint: str = "/health"
+    health_endpoint: str = DEFAULT_HEALTH_ENDPOINT
     metadata: Mapping[str, Any] = attrs.field(factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """The identity of the instance: ``(service, url)``."""
+        return (self.service, self.url)
+
+    @property
+    def health_url(self) -> str:
+        """The full URL that health checks GET."""
+        return self.url + self.health_endpoint
 
 
 @runtime_checkable
@@ -60,3 +85,78 @@ class Registry(Protocol):
     def close(self) -> None:
         """Stop background work and release resources."""
         ...  # pragma: no cover
+
+
+def normalize_url(url: str) -> str:
+    """Return ``url`` without a trailing slash, after checking it.
+
+    Args:
+        url: an ``http`` or ``https`` base URL with a host.
+
+    Returns:
+        The URL as registered, so that ``http://a:1/`` and ``http://a:1`` are
+        the same instance.
+
+    Raises:
+        ConfigurationError: the URL is not an http(s) URL with a host, or has
+            a query or fragment.
+    """
+    parts = urlsplit(url) if isinstance(url, str) else None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.query
+        or parts.fragment
+    ):
+        raise ConfigurationError(
+            f"invalid instance URL {url!r}: use http(s)://host[:port][/path]",
+            reason="invalid url",
+        )
+    return url.rstrip("/")
+
+
+def make_instance(
+    name: str,
+    url: str,
+    *,
+    health_endpoint: str = DEFAULT_HEALTH_ENDPOINT,
+    metadata: Optional[Mapping[str, Any]] = None,
+) -> Instance:
+    """Validate a registration and return its :class:`Instance`.
+
+    Args:
+        name: the service name (see :func:`mscomm_sync.keyring.validate_service_name`).
+        url: the instance's base URL.
+        health_endpoint: a path starting with ``/``.
+        metadata: JSON-serialisable values under string keys.
+
+    Returns:
+        A healthy instance record whose metadata is a read-only copy.
+
+    Raises:
+        ConfigurationError: any argument is invalid.
+    """
+    validate_service_name(name)
+    url = normalize_url(url)
+    if not isinstance(health_endpoint, str) or not health_endpoint.startswith("/"):
+        raise ConfigurationError(
+            f"invalid health endpoint {health_endpoint!r}: it must be a path starting with '/'",
+            reason="invalid health endpoint",
+        )
+    meta = dict(metadata) if metadata is not None else {}
+    try:
+        if not all(isinstance(k, str) for k in meta):
+            raise TypeError("metadata keys must be strings")
+        meta = json.loads(json.dumps(meta))
+    except (TypeError, ValueError) as exc:
+        raise ConfigurationError(
+            f"metadata for service {name!r} must be JSON with string keys",
+            reason="invalid metadata",
+        ) from exc
+    return Instance(
+        service=name,
+        url=url,
+        health_endpoint=health_endpoint,
+        metadata=types.MappingProxyType(meta),
+    )

@@ -1,0 +1,193 @@
+"""What the file and etcd registries share: lookups, health checks, lifecycle."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, Optional, TypeVar
+
+import attrs
+
+from .base import DEFAULT_HEALTH_ENDPOINT, Instance
+from .catalogue import Catalogue
+from .health import HealthCheckConfig, HealthPoller
+from .worker import PeriodicWorker, fork_generation
+
+__all__ = ["BaseRegistry"]
+
+_R = TypeVar("_R", bound="BaseRegistry")
+
+
+class BaseRegistry:
+    """Serve lookups from a :class:`Catalogue` and own the health poller.
+
+    Subclasses fill the catalogue from their backend, implement
+    :meth:`register`, :meth:`deregister` and :meth:`refresh`, and list their
+    own background workers in :meth:`_workers`.
+
+    Args:
+        health_check: health-check settings used by :meth:`start_health_checks`.
+        clock: a monotonic clock in seconds, shared with the poller.
+        rng: returns a float in ``[0, 1)``; drives jitter.
+    """
+
+    location: str = ""
+
+    def __init__(
+        self,
+        *,
+        health_check: Optional[HealthCheckConfig] = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.health_check = health_check if health_check is not None else HealthCheckConfig()
+        self._clock = clock
+        self._rng = rng
+        self._catalogue = Catalogue()
+        self._poller: Optional[HealthPoller] = None
+        self._poller_lock = threading.Lock()
+        self._fork_generation = fork_generation()
+        self._closed = False
+
+    # -- lookups ---------------------------------------------------------
+
+    def get_instances(self, name: str) -> list[Instance]:
+        """Return ``name``'s instances, with this process's health verdicts.
+
+        Args:
+            name: the service name.
+
+        Returns:
+            A new list of frozen :class:`Instance` records; empty for an
+            unknown name.
+        """
+        if self._fork_generation != fork_generation():
+            self._after_fork()
+        self._maybe_reload()
+        return self._catalogue.get(name)
+
+    def services(self) -> list[str]:
+        """Return the sorted names of all registered services."""
+        self._maybe_reload()
+        return self._catalogue.services()
+
+    def instances(self) -> list[Instance]:
+        """Return every registered instance, service by service."""
+        self._maybe_reload()
+        return self._catalogue.all()
+
+    def _maybe_reload(self) -> None:
+        """Bring the catalogue up to date if that is cheap (hook for subclasses)."""
+
+    # -- writes (subclasses) ---------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        url: str,
+        *,
+        health_endpoint: str = DEFAULT_HEALTH_ENDPOINT,
+        metadata: Optional[Mapping[str, Any]] = None,
+    ) -> Instance:
+        """Add the instance ``(name, url)`` or update it if present."""
+        raise NotImplementedError
+
+    def deregister(self, name: str, url: str) -> None:
+        """Remove the instance ``(name, url)``; removing an absent one is a no-op."""
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        """Read the backend now instead of waiting for the next change check."""
+        raise NotImplementedError
+
+    # -- health checks ---------------------------------------------------
+
+    @property
+    def health_poller(self) -> Optional[HealthPoller]:
+        """The poller, once :meth:`start_health_checks` has made one."""
+        return self._poller
+
+    def start_health_checks(self, interval: Optional[float] = None) -> HealthPoller:
+        """Start probing every instance on an owned thread.
+
+        Args:
+            interval: seconds between sweeps; ``None`` keeps
+                ``health_check.interval``.
+
+        Returns:
+            The running :class:`HealthPoller`.
+        """
+        with self._poller_lock:
+            config = self.health_check
+            if interval is not None:
+                config = attrs.evolve(config, interval=interval)
+            poller = self._poller
+            if poller is not None and poller.config != config:
+                poller.stop()
+                poller = None
+            if poller is None:
+                poller = self.make_health_poller(config)
+                self._poller = poller
+            poller.start()
+            return poller
+
+    def make_health_poller(self, config: Optional[HealthCheckConfig] = None) -> HealthPoller:
+        """Return a poller wired to this registry, not yet started.
+
+        Tests drive it with :meth:`HealthPoller.poll_once`; its verdicts show
+        up in :meth:`get_instances`.
+        """
+        return HealthPoller(
+            self.instances,
+            config=config if config is not None else self.health_check,
+            on_change=self._catalogue.set_unhealthy,
+            clock=self._clock,
+            rng=self._rng,
+        )
+
+    def stop_health_checks(self, timeout: Optional[float] = 5.0) -> bool:
+        """Stop the health poller; verdicts already made are kept.
+
+        Returns:
+            True if the polling thread has ended (or never ran).
+        """
+        poller = self._poller
+        return poller.stop(timeout) if poller is not None else True
+
+    # -- lifecycle -------------------------------------------------------
+
+    def _workers(self) -> list[PeriodicWorker]:
+        return []
+
+    def _after_fork(self) -> None:
+        self._fork_generation = fork_generation()
+        for worker in self._workers():
+            worker.ensure_running()
+        if self._poller is not None:
+            self._poller.ensure_running()
+
+    def close(self) -> None:
+        """Stop background threads and release resources; safe to call twice."""
+        self._closed = True
+        self.stop_health_checks()
+        for worker in self._workers():
+            worker.stop()
+
+    def __enter__(self: _R) -> _R:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return (
+            f"<{type(self).__name__} location={self.location!r} instances={len(self._catalogue)}>"
+        )

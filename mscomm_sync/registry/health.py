@@ -1,0 +1,274 @@
+"""Health polling: GET each instance's health endpoint, with hysteresis.
+
+Health state is kept per process, not written back to the registry: each
+process judges reachability from where it stands, a verdict never needs a
+write (so a thousand callers do not hammer the file or etcd), and a stale
+verdict cannot outlive the process that made it. An instance nobody has
+checked yet counts as healthy.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import CancelledError, ThreadPoolExecutor
+from types import TracebackType
+from typing import Optional
+
+import attrs
+import requests
+
+from .base import Instance
+from .worker import PeriodicWorker
+
+__all__ = [
+    "DEFAULT_HEALTH_CHECK_INTERVAL",
+    "HealthCheckConfig",
+    "HealthPoller",
+]
+
+log = logging.getLogger("mscomm_sync.registry")
+
+#: Seconds between health sweeps unless configured otherwise.
+DEFAULT_HEALTH_CHECK_INTERVAL = 10.0
+
+Key = tuple[str, str]
+
+
+def _positive(instance: object, attribute: attrs.Attribute[float], value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{attribute.name} must be positive, got {value!r}")
+
+
+@attrs.frozen(kw_only=True)
+class HealthCheckConfig:
+    """How health checks run.
+
+    Attributes:
+        interval: seconds between sweeps.
+        timeout: connect and read timeout of one probe, in seconds.
+        rise: consecutive passes that make an unhealthy instance healthy.
+        fall: consecutive failures that make a healthy instance unhealthy.
+        jitter: fraction by which each interval varies (``0 <= jitter < 1``).
+        max_workers: the most probes in flight at once.
+    """
+
+    interval: float = attrs.field(default=DEFAULT_HEALTH_CHECK_INTERVAL, validator=_positive)
+    timeout: float = attrs.field(default=2.0, validator=_positive)
+    rise: int = attrs.field(default=2, validator=attrs.validators.ge(1))
+    fall: int = attrs.field(default=3, validator=attrs.validators.ge(1))
+    jitter: float = attrs.field(
+        default=0.1, validator=[attrs.validators.ge(0.0), attrs.validators.lt(1.0)]
+    )
+    max_workers: int = attrs.field(default=32, validator=attrs.validators.ge(1))
+
+
+@attrs.define
+class _Verdict:
+    healthy: bool = True
+    passes: int = 0
+    failures: int = 0
+    checked_at: Optional[float] = None
+
+
+class HealthPoller:
+    """Probe instances on an owned thread and keep a per-process verdict.
+
+    An instance becomes unhealthy after ``fall`` consecutive failed probes and
+    healthy again after ``rise`` consecutive passes. A probe passes when the
+    health endpoint answers 2xx within ``timeout``.
+
+    Args:
+        targets: returns the instances to probe; called once per sweep.
+        config: intervals, thresholds and concurrency.
+        on_change: called with the set of unhealthy ``(service, url)`` pairs
+            whenever that set changes.
+        clock: a monotonic clock in seconds (drives scheduling and
+            ``checked_at``).
+        rng: returns a float in ``[0, 1)``; drives the jitter.
+        session_factory: makes the ``requests.Session`` each probe thread uses.
+    """
+
+    def __init__(
+        self,
+        targets: Callable[[], Iterable[Instance]],
+        *,
+        config: Optional[HealthCheckConfig] = None,
+        on_change: Optional[Callable[[frozenset[Key]], None]] = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+        session_factory: Callable[[], requests.Session] = requests.Session,
+    ) -> None:
+        self.config = config if config is not None else HealthCheckConfig()
+        self._targets = targets
+        self._on_change = on_change
+        self._clock = clock
+        self._session_factory = session_factory
+        self._verdicts: dict[Key, _Verdict] = {}
+        self._unhealthy: frozenset[Key] = frozenset()
+        self._sweep_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._sessions: list[requests.Session] = []
+        self._local = threading.local()
+        self.last_sweep_seconds: Optional[float] = None
+        self._worker = PeriodicWorker(
+            self.poll_once,
+            name="mscomm-health-poller",
+            interval=self.config.interval,
+            jitter=self.config.jitter,
+            clock=clock,
+            rng=rng,
+        )
+
+    @property
+    def running(self) -> bool:
+        """Whether the polling thread is alive."""
+        return self._worker.running
+
+    def start(self) -> None:
+        """Start polling on the owned thread (the first sweep runs at once)."""
+        self._worker.start()
+
+    def stop(self, timeout: Optional[float] = 5.0) -> bool:
+        """Stop polling, wait up to ``timeout`` seconds, and free the probe pool.
+
+        Returns:
+            True if the thread has ended.
+        """
+        stopped = self._worker.stop(timeout)
+        self._shutdown_pool()
+        return stopped
+
+    close = stop
+
+    def ensure_running(self) -> None:
+        """Restart the thread if it ran before this process forked."""
+        self._worker.ensure_running()
+
+    def run_due(self) -> bool:
+        """Sweep if the jittered interval has passed on the clock; return whether it did."""
+        return self._worker.run_due()
+
+    def is_healthy(self, service: str, url: str) -> bool:
+        """Return the verdict for ``(service, url)``; unchecked instances are healthy."""
+        return (service, url) not in self._unhealthy
+
+    def unhealthy(self) -> frozenset[Key]:
+        """Return the ``(service, url)`` pairs currently judged unhealthy."""
+        return self._unhealthy
+
+    def checked_at(self, service: str, url: str) -> Optional[float]:
+        """Return the clock time of the last probe of ``(service, url)``, if any."""
+        verdict = self._verdicts.get((service, url))
+        return verdict.checked_at if verdict is not None else None
+
+    def poll_once(self) -> dict[Key, bool]:
+        """Probe every target once, update verdicts and return them.
+
+        Returns:
+            ``{(service, url): healthy}`` for every target of this sweep.
+        """
+        with self._sweep_lock:
+            started = self._clock()
+            targets = {inst.key: inst for inst in self._targets()}
+            items = list(targets.values())
+            try:
+                results = list(self._pool().map(self._probe, items)) if items else []
+            except (CancelledError, RuntimeError):
+                # stop() shut the pool down mid-sweep; keep the old verdicts.
+                return {key: v.healthy for key, v in self._verdicts.items()}
+            now = self._clock()
+            verdicts = {key: self._verdicts.get(key) or _Verdict() for key in targets}
+            for inst, ok in zip(items, results):
+                self._judge(inst, verdicts[inst.key], ok, now)
+            self._verdicts = verdicts
+            unhealthy = frozenset(key for key, v in verdicts.items() if not v.healthy)
+            changed = unhealthy != self._unhealthy
+            self._unhealthy = unhealthy
+            self.last_sweep_seconds = now - started
+        if changed and self._on_change is not None:
+            self._on_change(unhealthy)
+        return {key: v.healthy for key, v in verdicts.items()}
+
+    def _judge(self, inst: Instance, verdict: _Verdict, ok: bool, now: float) -> None:
+        verdict.checked_at = now
+        if ok:
+            verdict.failures = 0
+            verdict.passes += 1
+            if not verdict.healthy and verdict.passes >= self.config.rise:
+                verdict.healthy = True
+                log.info("instance %s of %r is healthy again", inst.url, inst.service)
+        else:
+            verdict.passes = 0
+            verdict.failures += 1
+            if verdict.healthy and verdict.failures >= self.config.fall:
+                verdict.healthy = False
+                log.warning(
+                    "instance %s of %r is unhealthy after %d failed checks",
+                    inst.url,
+                    inst.service,
+                    verdict.failures,
+                )
+
+    def _probe(self, inst: Instance) -> bool:
+        session = getattr(self._local, "session", None)
+        if session is None:
+            session = self._session_factory()
+            self._local.session = session
+            self._sessions.append(session)
+        timeout = self.config.timeout
+        try:
+            response = session.get(inst.health_url, timeout=(timeout, timeout), stream=True)
+        except requests.RequestException as exc:
+            log.debug("health probe of %s failed: %s", inst.health_url, type(exc).__name__)
+            return False
+        status = response.status_code
+        response.close()
+        return 200 <= status < 300
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._pid != os.getpid():
+            # Forked: the parent's pool threads and sockets are not ours.
+            self._pid = os.getpid()
+            self._executor = None
+            self._sessions = []
+            self._local = threading.local()
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(
+                max_workers=self.config.max_workers, thread_name_prefix="mscomm-health-probe"
+            )
+        return self._executor
+
+    def _shutdown_pool(self) -> None:
+        # No sweep lock here: stop() must not wait for a sweep's probes.
+        executor, self._executor = self._executor, None
+        sessions, self._sessions = self._sessions, []
+        self._local = threading.local()
+        if executor is not None and self._pid == os.getpid():
+            executor.shutdown(wait=False, cancel_futures=True)
+        for session in sessions:
+            session.close()
+
+    def __enter__(self) -> HealthPoller:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (
+            f"<HealthPoller interval={self.config.interval:g} "
+            f"unhealthy={len(self._unhealthy)} {state}>"
+        )

@@ -1,0 +1,303 @@
+"""EncryptionMiddleware: the service side of every sealed call, as WSGI middleware.
+
+Trust model: everything in a request is attacker-controlled until the envelope
+verified it: the body, ``Content-Length``, and every header, including
+``X-Encryption-Service`` (the claimed sender). The app behind this middleware
+sees a request only after it was verified, opened, and recorded as delivered
+once; ``environ["mscomm.caller"]`` is then the verified sender and the only
+identity the app should trust. The envelope headers are removed before the app
+runs, so it cannot mistake a claimed sender for a verified one.
+
+Refusals (400, 401, 403, 413) are unsealed, because the middleware could not
+establish whom to seal for; each status has one fixed body whatever the reason,
+and the reason goes only to the ``mscomm_sync.wsgi`` log. Plaintext requests are
+refused unless their path is exempt (or ``require_encryption=False``).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, Optional
+
+from .envelope import ENVELOPE_HEADERS, Envelope, Opened, target_from_environ
+from .errors import IntegrityError
+from .keyring import Keyring
+from .replay import ReplayStore, default_replay_store
+from .wsgi_body import BodyRefused, read_body
+from .wsgi_config import DEFAULT_MAX_BODY_SIZE, MiddlewareOptions
+from .wsgi_response import (
+    BODILESS_STATUSES,
+    StartResponse,
+    WSGIApp,
+    collect,
+    error_body,
+    refusal,
+    sealed_response,
+    status_code,
+    status_line,
+    without_envelope_headers,
+)
+
+__all__ = ["CALLER_KEY", "EncryptionMiddleware"]
+
+#: The environ key that holds the verified sender of a sealed request.
+CALLER_KEY = "mscomm.caller"
+#: The environ key that holds the verified request's message id.
+MESSAGE_ID_KEY = "mscomm.message_id"
+
+log = logging.getLogger("mscomm_sync.wsgi")
+
+_TAG_BYTES = 16
+_ENVIRON_HEADERS = tuple((h, "HTTP_" + h.upper().replace("-", "_")) for h in ENVELOPE_HEADERS)
+_SEALED_FLAG = "HTTP_X_ENCRYPTED_PAYLOAD"
+_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}\Z")
+
+
+class EncryptionMiddleware:
+    """Verify and open sealed requests; seal the answers.
+
+    Args:
+        app: the WSGI application to protect.
+        service_name: this service's name; defaults to ``SERVICE_NAME``.
+        encrypt_responses: seal answers to sealed requests. ``False`` answers
+            them in plaintext, which clients refuse unless told otherwise; it
+            is a weakening kept for compatibility.
+        require_encryption: refuse (401) plaintext requests to paths that are
+            not in ``exempt_paths``.
+        exempt_paths: exact paths that plaintext requests may reach untouched.
+        allowed_callers: when set, verified senders outside it get 403.
+        max_body_size: the largest plaintext body of a sealed request, in bytes.
+        replay_window: seconds a request's timestamp may differ from now.
+        keyring: where keys come from; defaults to the environment.
+        replay_store: remembers delivered request ids; defaults to
+            :func:`~mscomm_sync.replay.default_replay_store`, shared by every
+            process on the host.
+        clock: wall-clock time source, for tests.
+
+    Raises:
+        ConfigurationError: an option is invalid, no service name is given,
+            or this service has no usable key.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        service_name: Optional[str] = None,
+        *,
+        encrypt_responses: bool = True,
+        require_encryption: bool = True,
+        exempt_paths: Iterable[str] = ("/health",),
+        allowed_callers: Optional[Iterable[str]] = None,
+        max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+        replay_window: float = 60,
+        keyring: Optional[Keyring] = None,
+        replay_store: Optional[ReplayStore] = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.options = MiddlewareOptions.build(
+            service_name,
+            encrypt_responses=encrypt_responses,
+            require_encryption=require_encryption,
+            exempt_paths=exempt_paths,
+            allowed_callers=allowed_callers,
+            max_body_size=max_body_size,
+            replay_window=replay_window,
+        )
+        self.keyring = keyring if keyring is not None else Keyring()
+        # Fail at start-up, not on the first request, when our own key is unusable.
+        self.keyring.keys_for(self.options.service_name)
+        self.replay_store = replay_store if replay_store is not None else default_replay_store()
+        self.envelope = Envelope(
+            self.options.service_name,
+            keyring=self.keyring,
+            window=self.options.replay_window,
+            replay_store=self.replay_store,
+            max_body_size=self.options.max_body_size,
+            clock=clock,
+        )
+        self._exempt = frozenset(self.options.exempt_paths)
+
+    def __repr__(self) -> str:
+        return (
+            f"<EncryptionMiddleware service={self.options.service_name!r} "
+            f"encrypt_responses={self.options.encrypt_responses}>"
+        )
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Handle one request (the WSGI entry point)."""
+        environ.pop(CALLER_KEY, None)
+        environ.pop(MESSAGE_ID_KEY, None)
+        if _SEALED_FLAG in environ:
+            return self._sealed(environ, start_response)
+        path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
+        if self.options.require_encryption and path not in self._exempt:
+            self._log_refusal(401, "plaintext request", environ)
+            return _refuse(401, start_response)
+        _drop_envelope_headers(environ)
+        return self.app(environ, start_response)
+
+    # -- sealed requests -------------------------------------------------
+
+    def _sealed(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        try:
+            body = read_body(environ, self.options.max_body_size + _TAG_BYTES)
+        except BodyRefused as exc:
+            self._log_refusal(exc.status, exc.reason, environ)
+            return _refuse(exc.status, start_response)
+        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
+        target = target_from_environ(environ)
+        try:
+            opened = self.envelope.open_request(
+                method=method, target=target, headers=_envelope_headers(environ), body=body
+            )
+        except IntegrityError as exc:
+            self._log_refusal(401, f"verification failed: {exc.reason}", environ)
+            return _refuse(401, start_response)
+        allowed = self.options.allowed_callers
+        if allowed is not None and opened.sender not in allowed:
+            self._log_refusal(403, "caller not allowed", environ, opened)
+            return _refuse(403, start_response)
+        inner = _plaintext_environ(environ, opened)
+        if not self.options.encrypt_responses:
+            return self._plaintext_answer(inner, start_response)
+        return self._sealed_answer(inner, start_response, opened, method, target)
+
+    def _plaintext_answer(
+        self, environ: dict[str, Any], start_response: StartResponse
+    ) -> Iterable[bytes]:
+        def filtered(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> Callable[[bytes], object]:
+            return start_response(status, without_envelope_headers(headers), exc_info)
+
+        return self.app(environ, filtered)
+
+    def _sealed_answer(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        opened: Opened,
+        method: str,
+        target: str,
+    ) -> Iterable[bytes]:
+        try:
+            collected = collect(self.app, environ)
+            status, headers, body = collected.status, collected.headers, collected.body
+            code = status_code(status)
+            content_type = _header(headers, "content-type")
+        except Exception:
+            log.exception(
+                "app failed on sealed request from %r (id=%s route=%s %s request_id=%s)",
+                opened.sender,
+                opened.message_id,
+                method,
+                _route(environ),
+                _request_id(environ),
+            )
+            code = 500
+            status, headers, body = status_line(500), [], error_body(500)
+            content_type = "application/json"
+        bodiless = method == "HEAD" or code < 200 or code in BODILESS_STATUSES
+        sealed = self.envelope.seal_response(
+            recipient=opened.sender,
+            method=method,
+            target=target,
+            status=code,
+            reply_to=opened.message_id,
+            body=b"" if bodiless else body,
+            content_type=content_type,
+        )
+        out_headers, out_body = sealed_response(status, headers, sealed, bodiless=bodiless)
+        start_response(status, out_headers)
+        return out_body
+
+    def _log_refusal(
+        self,
+        status: int,
+        reason: str,
+        environ: Mapping[str, Any],
+        opened: Optional[Opened] = None,
+    ) -> None:
+        if opened is not None:
+            sender, mid = opened.sender, opened.message_id
+        else:
+            sender = _claimed(environ, "HTTP_X_ENCRYPTION_SERVICE")
+            mid = _claimed(environ, "HTTP_X_MSCOMM_MESSAGE_ID")
+        log.warning(
+            "refused %d: %s (sender=%r kid=%r id=%r route=%s %s request_id=%s)",
+            status,
+            reason,
+            sender,
+            _claimed(environ, "HTTP_X_MSCOMM_KEY_ID"),
+            mid,
+            _claimed(environ, "REQUEST_METHOD"),
+            _route(environ),
+            _request_id(environ),
+        )
+
+
+def _refuse(status: int, start_response: StartResponse) -> Iterable[bytes]:
+    line, headers, body = refusal(status)
+    start_response(line, headers)
+    return body
+
+
+def _envelope_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    return {name: str(environ[key]) for name, key in _ENVIRON_HEADERS if key in environ}
+
+
+def _drop_envelope_headers(environ: dict[str, Any]) -> None:
+    for _name, key in _ENVIRON_HEADERS:
+        environ.pop(key, None)
+
+
+def _plaintext_environ(environ: Mapping[str, Any], opened: Opened) -> dict[str, Any]:
+    inner = dict(environ)
+    _drop_envelope_headers(inner)
+    inner.pop("HTTP_TRANSFER_ENCODING", None)
+    inner.pop("HTTP_CONTENT_ENCODING", None)
+    inner["wsgi.input"] = io.BytesIO(opened.body)
+    inner["wsgi.input_terminated"] = True
+    inner["CONTENT_LENGTH"] = str(len(opened.body))
+    if opened.content_type:
+        inner["CONTENT_TYPE"] = opened.content_type
+    else:
+        inner.pop("CONTENT_TYPE", None)
+    inner[CALLER_KEY] = opened.sender
+    inner[MESSAGE_ID_KEY] = opened.message_id
+    return inner
+
+
+def _header(headers: Iterable[tuple[str, str]], name: str) -> Optional[str]:
+    for key, value in headers:
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _claimed(environ: Mapping[str, Any], key: str) -> Optional[str]:
+    # Unverified values go to the log only in a bounded, printable form.
+    value = environ.get(key)
+    if value is None:
+        return None
+    text = str(value)
+    return text[:128] if text.isprintable() else repr(text[:64])
+
+
+def _route(environ: Mapping[str, Any]) -> str:
+    try:
+        return target_from_environ(environ).split("?", 1)[0][:256]
+    except Exception:  # pragma: no cover - target_from_environ is total on str values
+        return "?"
+
+
+def _request_id(environ: Mapping[str, Any]) -> Optional[str]:
+    value = environ.get("HTTP_X_REQUEST_ID")
+    if value is None:
+        return None
+    return value if _REQUEST_ID.match(str(value)) else "<invalid>"

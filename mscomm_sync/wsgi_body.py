@@ -1,0 +1,88 @@
+"""Read a request body from a WSGI environ, within a size limit.
+
+Trust model: ``Content-Length`` and the body come from the client and may lie.
+The declared length is checked against the limit before a byte is read; a body
+without one (chunked) is read only until it passes the limit; a body shorter
+than its declared length is refused rather than padded or trusted.
+"""
+
+from __future__ import annotations
+
+from typing import IO, Any
+
+__all__ = ["BodyRefused", "read_body"]
+
+_CHUNK = 64 * 1024
+_MAX_LENGTH_DIGITS = 19
+
+
+class BodyRefused(Exception):
+    """The body cannot be accepted; ``status`` says how to answer (400 or 413).
+
+    Attributes:
+        status: 400 (malformed or short) or 413 (too large).
+        reason: why, for the local log only.
+    """
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def read_body(environ: dict[str, Any], limit: int) -> bytes:
+    """Read the whole request body, refusing one longer than ``limit`` bytes.
+
+    Args:
+        environ: the WSGI environ; ``wsgi.input`` is consumed.
+        limit: the most bytes accepted.
+
+    Returns:
+        The body bytes.
+
+    Raises:
+        BodyRefused: 400 for a malformed or short ``Content-Length``, 413 for a
+            body above ``limit``.
+    """
+    stream: IO[bytes] = environ["wsgi.input"]
+    declared = str(environ.get("CONTENT_LENGTH") or "").strip()
+    chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+    if declared and not chunked:
+        if not declared.isdigit() or not declared.isascii() or len(declared) > _MAX_LENGTH_DIGITS:
+            raise BodyRefused(400, "malformed Content-Length")
+        length = int(declared)
+        if length > limit:
+            raise BodyRefused(413, "Content-Length above limit")
+        return _read_exactly(stream, length)
+    if chunked or environ.get("wsgi.input_terminated"):
+        return _read_to_end(stream, limit)
+    # No length and no terminated stream: PEP 3333 says there is no body,
+    # and reading could block on a keep-alive connection.
+    return b""
+
+
+def _read_exactly(stream: IO[bytes], length: int) -> bytes:
+    parts: list[bytes] = []
+    remaining = length
+    while remaining > 0:
+        chunk = stream.read(min(remaining, _CHUNK))
+        if not chunk:
+            raise BodyRefused(400, "body shorter than Content-Length")
+        parts.append(chunk)
+        remaining -= len(chunk)
+    if remaining < 0:
+        raise BodyRefused(400, "body longer than requested read")
+    return b"".join(parts)
+
+
+def _read_to_end(stream: IO[bytes], limit: int) -> bytes:
+    parts: list[bytes] = []
+    total = 0
+    while True:
+        chunk = stream.read(min(_CHUNK, limit + 1 - total))
+        if not chunk:
+            return b"".join(parts)
+        total += len(chunk)
+        if total > limit:
+            raise BodyRefused(413, "streamed body above limit")
+        parts.append(chunk)

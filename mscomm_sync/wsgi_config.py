@@ -1,0 +1,136 @@
+"""The validated, frozen settings of :class:`~mscomm_sync.wsgi.EncryptionMiddleware`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from typing import Any, Optional
+
+import attrs
+
+from .errors import ConfigurationError
+from .keyring import validate_service_name
+
+__all__ = [
+    "DEFAULT_EXEMPT_PATHS",
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_REPLAY_WINDOW",
+    "MiddlewareOptions",
+    "resolve_service_name",
+]
+
+DEFAULT_EXEMPT_PATHS = ("/health",)
+DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
+DEFAULT_REPLAY_WINDOW = 60.0
+
+
+def resolve_service_name(service_name: Optional[str], environ: Mapping[str, str]) -> str:
+    """Return ``service_name``, or ``SERVICE_NAME`` from ``environ`` when it is ``None``.
+
+    Raises:
+        ConfigurationError: neither is set, or the name is invalid.
+    """
+    if service_name is None:
+        service_name = environ.get("SERVICE_NAME")
+        if not service_name:
+            raise ConfigurationError(
+                "EncryptionMiddleware needs a service name: pass service_name=... "
+                "or set SERVICE_NAME",
+                variable="SERVICE_NAME",
+                reason="missing",
+            )
+    return validate_service_name(service_name)
+
+
+def _exempt_paths(value: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(value, (str, bytes)):
+        raise ConfigurationError(
+            "exempt_paths must be a collection of paths, not one string",
+            variable="exempt_paths",
+            reason="not a collection",
+        )
+    paths = tuple(value)
+    for path in paths:
+        if not isinstance(path, str) or not path.startswith("/"):
+            raise ConfigurationError(
+                "every exempt path must be a string starting with '/'",
+                variable="exempt_paths",
+                reason="invalid path",
+            )
+    return paths
+
+
+def _allowed_callers(value: Optional[Iterable[str]]) -> Optional[frozenset[str]]:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)):
+        raise ConfigurationError(
+            "allowed_callers must be a collection of service names, not one string",
+            variable="allowed_callers",
+            reason="not a collection",
+        )
+    return frozenset(validate_service_name(v, what="allowed caller") for v in value)
+
+
+def _non_negative_int(_inst: Any, attr: attrs.Attribute[Any], value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(
+            f"{attr.name} must be a non-negative integer",
+            variable=attr.name,
+            reason="invalid number",
+        )
+
+
+def _positive_number(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(
+            f"{attr.name} must be a positive number of seconds",
+            variable=attr.name,
+            reason="invalid number",
+        )
+
+
+def _flag(_inst: Any, attr: attrs.Attribute[Any], value: bool) -> None:
+    if not isinstance(value, bool):
+        raise ConfigurationError(
+            f"{attr.name} must be True or False", variable=attr.name, reason="not a bool"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class MiddlewareOptions:
+    """What the middleware does, checked once at construction.
+
+    Attributes:
+        service_name: this service's name; sealed requests must be addressed to it.
+        encrypt_responses: seal the answers to sealed requests. ``False`` is a
+            weakening kept for compatibility (see ``docs/middleware.md``).
+        require_encryption: refuse plaintext requests to paths that are not exempt.
+        exempt_paths: paths (``SCRIPT_NAME + PATH_INFO``, exact match) that
+            plaintext requests may reach.
+        allowed_callers: when set, only these verified senders reach the app.
+        max_body_size: the largest plaintext body, in bytes, a sealed request
+            may carry (the sealed body may be 16 bytes longer).
+        replay_window: how far, in seconds, a request's timestamp may be from now.
+    """
+
+    service_name: str = attrs.field(converter=validate_service_name)
+    encrypt_responses: bool = attrs.field(default=True, validator=_flag)
+    require_encryption: bool = attrs.field(default=True, validator=_flag)
+    exempt_paths: tuple[str, ...] = attrs.field(
+        default=DEFAULT_EXEMPT_PATHS, converter=_exempt_paths
+    )
+    allowed_callers: Optional[frozenset[str]] = attrs.field(
+        default=None, converter=_allowed_callers
+    )
+    max_body_size: int = attrs.field(default=DEFAULT_MAX_BODY_SIZE, validator=_non_negative_int)
+    replay_window: float = attrs.field(default=DEFAULT_REPLAY_WINDOW, validator=_positive_number)
+
+    @classmethod
+    def build(cls, service_name: Optional[str], **options: Any) -> MiddlewareOptions:
+        """Build options, reading ``SERVICE_NAME`` when ``service_name`` is ``None``.
+
+        Raises:
+            ConfigurationError: an option is missing or invalid.
+        """
+        return cls(service_name=resolve_service_name(service_name, os.environ), **options)

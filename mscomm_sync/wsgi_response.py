@@ -1,0 +1,205 @@
+"""Collect a WSGI app's response, and shape the responses the middleware sends.
+
+Trust model: headers the app sets are its own business, except the ones that
+describe the body (the middleware replaces the body with a sealed one) and the
+envelope's own headers, which only the middleware may set: an app, or anything
+it proxies, must not be able to make an unsealed answer look sealed.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterable
+from typing import Any, Callable
+
+import attrs
+
+from .envelope import ENVELOPE_HEADERS, Sealed
+
+__all__ = [
+    "BODILESS_STATUSES",
+    "HEADER_SEALED_BODY",
+    "AppResponseError",
+    "Collected",
+    "StartResponse",
+    "collect",
+    "error_body",
+    "refusal",
+    "sealed_response",
+    "status_code",
+    "status_line",
+    "strip_headers",
+    "without_envelope_headers",
+]
+
+StartResponse = Callable[..., Callable[[bytes], object]]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+#: Carries the sealed body (URL-safe base64, no padding) of a response that
+#: HTTP does not let carry a body: any answer to HEAD, and 1xx, 204, 304.
+HEADER_SEALED_BODY = "X-Mscomm-Sealed-Body"
+BODILESS_STATUSES = frozenset({204, 304})
+
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_BODY_HEADERS = frozenset({"content-length", "content-type", "content-encoding"})
+_ENVELOPE = frozenset(h.lower() for h in (*ENVELOPE_HEADERS, HEADER_SEALED_BODY))
+_SEALED_DROP = _HOP_BY_HOP | _BODY_HEADERS | _ENVELOPE
+
+_REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    413: "Content Too Large",
+    500: "Internal Server Error",
+}
+_ERRORS = {
+    400: "bad request",
+    401: "unauthorized",
+    403: "forbidden",
+    413: "payload too large",
+    500: "internal server error",
+}
+
+
+@attrs.frozen
+class Collected:
+    """An app's whole response: status line, headers and body bytes."""
+
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+class AppResponseError(Exception):
+    """The app broke the WSGI contract (no start_response, bad status, non-bytes)."""
+
+
+def collect(app: WSGIApp, environ: dict[str, Any]) -> Collected:
+    """Call ``app`` and collect its status, headers and whole body.
+
+    The app's iterable is always closed (PEP 3333), even when iterating it
+    fails. Since nothing has been sent yet, a second ``start_response`` with
+    ``exc_info`` simply replaces the first.
+
+    Raises:
+        Exception: whatever the app raised, or :class:`AppResponseError`.
+    """
+    chunks: list[bytes] = []
+    started: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(
+        status: str, headers: list[tuple[str, str]], exc_info: Any = None
+    ) -> Callable[[bytes], object]:
+        if started and not exc_info:
+            raise AppResponseError("start_response called twice without exc_info")
+        started[:] = [(status, list(headers))]
+        return chunks.append
+
+    result = app(environ, start_response)
+    try:
+        for chunk in result:
+            if not isinstance(chunk, bytes):
+                raise AppResponseError("app yielded a non-bytes chunk")
+            if chunk:
+                chunks.append(chunk)
+    finally:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+    if not started:
+        raise AppResponseError("app returned without calling start_response")
+    status, headers = started[0]
+    status_code(status)
+    return Collected(status=status, headers=headers, body=b"".join(chunks))
+
+
+def status_code(status: str) -> int:
+    """Return the code of a WSGI status line such as ``"200 OK"``.
+
+    Raises:
+        AppResponseError: the line does not start with a 3-digit code 100-599.
+    """
+    head = status[:3]
+    if len(status) < 3 or not head.isdigit() or not head.isascii() or status[3:4] not in ("", " "):
+        raise AppResponseError("malformed status line")
+    code = int(head)
+    if not 100 <= code <= 599:
+        raise AppResponseError("status code out of range")
+    return code
+
+
+def strip_headers(
+    headers: Iterable[tuple[str, str]], drop: frozenset[str]
+) -> list[tuple[str, str]]:
+    """Return ``headers`` without those whose lower-cased name is in ``drop``."""
+    return [(k, v) for k, v in headers if k.lower() not in drop]
+
+
+def without_envelope_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Return ``headers`` without any envelope header an app may have set."""
+    return strip_headers(headers, _ENVELOPE)
+
+
+def sealed_response(
+    status: str, app_headers: Iterable[tuple[str, str]], sealed: Sealed, *, bodiless: bool
+) -> tuple[list[tuple[str, str]], list[bytes]]:
+    """Return the headers and body iterable that carry ``sealed``.
+
+    Args:
+        status: the status line being sent.
+        app_headers: the app's headers; body, hop-by-hop and envelope headers
+            are dropped.
+        sealed: the sealed body and envelope headers.
+        bodiless: the response may carry no body (HEAD, 1xx, 204, 304); the
+            sealed body then travels in :data:`HEADER_SEALED_BODY`.
+    """
+    headers = strip_headers(app_headers, _SEALED_DROP)
+    headers.extend(sealed.headers.items())
+    if bodiless:
+        encoded = base64.urlsafe_b64encode(sealed.body).rstrip(b"=").decode("ascii")
+        headers.append((HEADER_SEALED_BODY, encoded))
+        code = int(status[:3])
+        if not (100 <= code < 200 or code in BODILESS_STATUSES):
+            headers.append(("Content-Length", "0"))
+        return headers, []
+    headers.append(("Content-Length", str(len(sealed.body))))
+    return headers, [sealed.body]
+
+
+def refusal(status: int) -> tuple[str, list[tuple[str, str]], list[bytes]]:
+    """Return the fixed unsealed answer for a refusal status.
+
+    Every refusal with one status has the same body, whatever the reason, so
+    a peer learns nothing beyond the status.
+    """
+    body = error_body(status)
+    headers = [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("Cache-Control", "no-store"),
+    ]
+    return status_line(status), headers, [body]
+
+
+def error_body(status: int) -> bytes:
+    """Return the small JSON body used for an error the middleware produces."""
+    return json.dumps({"error": _ERRORS[status]}).encode("ascii")
+
+
+def status_line(status: int) -> str:
+    """Return the status line of a status this module knows."""
+    return f"{status} {_REASONS[status]}"

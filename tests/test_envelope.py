@@ -1,0 +1,866 @@
+"""Tests for mscomm_sync.envelope: sealing and opening one request or response."""
+
+from __future__ import annotations
+
+import base64
+import inspect
+import logging
+import threading
+from collections.abc import Iterator
+
+import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from werkzeug.test import EnvironBuilder
+
+import mscomm_sync
+from mscomm_sync import envelope as envelope_module
+from mscomm_sync.envelope import (
+    DEFAULT_WINDOW,
+    HEADER_CONTENT_TYPE,
+    HEADER_ENCRYPTED,
+    HEADER_KEY_ID,
+    HEADER_MESSAGE_ID,
+    HEADER_SERVICE,
+    HEADER_TIMESTAMP,
+    HEADER_VERSION,
+    SEALED_CONTENT_TYPE,
+    Envelope,
+    Sealed,
+    derive_message_key,
+    target_from_environ,
+    target_from_url,
+)
+from mscomm_sync.errors import ConfigurationError, IntegrityError
+from mscomm_sync.keyring import Key, Keyring
+from mscomm_sync.replay import MemoryReplayStore
+
+T0 = 1_700_000_000.0
+
+
+def key_text(seed: int) -> str:
+    """Return a fixed, valid key (URL-safe base64 of 32 bytes) for ``seed``."""
+    raw = bytes((seed * 37 + i * 11) % 256 for i in range(32))
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+KEY_ALPHA = key_text(1)
+KEY_BILLING = key_text(2)
+KEY_CAROL = key_text(3)
+KEY_NEW = key_text(4)
+
+
+class FakeClock:
+    """A wall clock that only moves when a test moves it."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_ring(**overrides: object) -> Keyring:
+    """Return a keyring where ``alias`` shares alpha's key (to test sender binding)."""
+    keys: dict[str, object] = {
+        "alpha": KEY_ALPHA,
+        "alias": KEY_ALPHA,
+        "billing": KEY_BILLING,
+        "carol": KEY_CAROL,
+    }
+    keys.update(overrides)
+    return Keyring.from_mapping(keys)  # type: ignore[arg-type]
+
+
+def make_envelope(
+    service: str, clock: FakeClock | None = None, ring: Keyring | None = None, **kwargs: object
+) -> Envelope:
+    """Return an envelope whose clock and replay store share one fake clock."""
+    clock = clock if clock is not None else FakeClock()
+    return Envelope(
+        service,
+        keyring=ring if ring is not None else make_ring(),
+        clock=clock,
+        replay_store=MemoryReplayStore(clock=clock),
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def seal_json(sender: Envelope, **kwargs: object) -> Sealed:
+    """Seal a small JSON POST to billing."""
+    args: dict[str, object] = {
+        "recipient": "billing",
+        "method": "POST",
+        "target": "/invoices?customer=42",
+        "body": b'{"amount": 10}',
+        "content_type": "application/json",
+    }
+    args.update(kwargs)
+    return sender.seal_request(**args)  # type: ignore[arg-type]
+
+
+def open_json(receiver: Envelope, sealed: Sealed, **kwargs: object) -> mscomm_sync.envelope.Opened:
+    """Open what :func:`seal_json` sealed, with overridable request facts."""
+    args: dict[str, object] = {
+        "method": "POST",
+        "target": "/invoices?customer=42",
+        "headers": dict(sealed.headers),
+        "body": sealed.body,
+    }
+    args.update(kwargs)
+    return receiver.open_request(**args)  # type: ignore[arg-type]
+
+
+def with_header(sealed: Sealed, name: str, value: str) -> dict[str, str]:
+    """Return the sealed headers with one header replaced."""
+    headers = dict(sealed.headers)
+    headers[name] = value
+    return headers
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    """A fake wall clock shared by sender and receiver."""
+    return FakeClock()
+
+
+@pytest.fixture
+def alpha(clock: FakeClock) -> Envelope:
+    """The calling service."""
+    return make_envelope("alpha", clock)
+
+
+@pytest.fixture
+def billing(clock: FakeClock) -> Envelope:
+    """The called service."""
+    return make_envelope("billing", clock)
+
+
+# -- cryptographic construction ---------------------------------------------
+
+
+def test_message_key_is_hkdf_sha256_as_documented() -> None:
+    """derive_message_key equals cryptography's HKDF-SHA256 (no salt, info = label || id)."""
+    secret = bytes(range(32))
+    message_id = bytes(range(100, 116))
+    expected = HKDF(
+        algorithm=hashes.SHA256(),
+        length=32,
+        salt=None,
+        info=b"mscomm-sync/1 message key" + message_id,
+    ).derive(secret)
+    assert derive_message_key(secret, message_id) == expected
+
+
+def test_message_key_differs_per_message_id_and_per_secret() -> None:
+    """Each (key, message id) pair yields its own 32-byte AES key."""
+    secret, other = bytes(32), bytes([1]) * 32
+    keys = {
+        derive_message_key(secret, bytes(16)),
+        derive_message_key(secret, bytes([1]) + bytes(15)),
+        derive_message_key(other, bytes(16)),
+    }
+    assert len(keys) == 3
+    assert all(len(k) == 32 for k in keys)
+
+
+def test_same_plaintext_sealed_twice_differs(alpha: Envelope) -> None:
+    """Two seals of one plaintext have different message ids and ciphertexts."""
+    first, second = seal_json(alpha), seal_json(alpha)
+    assert first.message_id != second.message_id
+    assert first.body != second.body
+    assert first.headers[HEADER_CONTENT_TYPE] != second.headers[HEADER_CONTENT_TYPE]
+
+
+def test_message_id_is_128_random_bits(alpha: Envelope) -> None:
+    """The message id header is 32 lower-case hex digits (128 bits)."""
+    sealed = seal_json(alpha)
+    assert sealed.headers[HEADER_MESSAGE_ID] == sealed.message_id
+    assert len(bytes.fromhex(sealed.message_id)) == 16
+    assert sealed.message_id == sealed.message_id.lower()
+
+
+def _public_callables() -> Iterator[tuple[str, object]]:
+    modules = [mscomm_sync, envelope_module, mscomm_sync.keyring, mscomm_sync.replay]
+    for module in modules:
+        for name in getattr(module, "__all__", []):
+            obj = getattr(module, name)
+            if inspect.isclass(obj):
+                for attr, member in vars(obj).items():
+                    if attr == "__init__" or not attr.startswith("_"):
+                        func = getattr(member, "__func__", member)
+                        if callable(func):
+                            yield f"{module.__name__}.{name}.{attr}", func
+            elif callable(obj):
+                yield f"{module.__name__}.{name}", obj
+
+
+def test_no_public_signature_accepts_a_nonce() -> None:
+    """No public function or method takes a nonce or IV parameter."""
+    checked = 0
+    for qualname, func in _public_callables():
+        try:
+            params = inspect.signature(func).parameters  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+        checked += 1
+        for param in params:
+            assert "nonce" not in param.lower(), qualname
+            assert param.lower() not in {"iv", "initialization_vector"}, qualname
+    assert checked > 10
+
+
+def test_sealed_body_is_plaintext_size_plus_tag(alpha: Envelope) -> None:
+    """The body is not compressed: sealed size is plaintext size plus the 16-byte tag."""
+    plaintext = b"a" * 10_000
+    sealed = seal_json(alpha, body=plaintext)
+    assert len(sealed.body) == len(plaintext) + 16
+
+
+def test_plaintext_does_not_appear_in_sealed_output(alpha: Envelope) -> None:
+    """Neither the body nor its content type appear in the sealed body or headers."""
+    sealed = seal_json(alpha, body=b"top-secret-invoice-amount", content_type="text/x-marker")
+    assert b"secret" not in sealed.body
+    assert not any("secret" in v or "x-marker" in v for v in sealed.headers.values())
+
+
+def test_round_trip_returns_body_sender_and_key_id(alpha: Envelope, billing: Envelope) -> None:
+    """Opening a sealed request gives back the body, verified sender and key id."""
+    sealed = seal_json(alpha)
+    opened = open_json(billing, sealed)
+    assert opened.body == b'{"amount": 10}'
+    assert opened.sender == "alpha"
+    assert opened.key_id == Key.from_text(KEY_ALPHA, source="test").kid
+    assert opened.message_id == sealed.message_id
+    assert opened.timestamp == int(T0)
+
+
+def test_reference_headers_are_kept(alpha: Envelope) -> None:
+    """The reference headers X-Encrypted-Payload and X-Encryption-Service are sent."""
+    sealed = seal_json(alpha)
+    assert sealed.headers[HEADER_ENCRYPTED] == "true"
+    assert sealed.headers[HEADER_SERVICE] == "alpha"
+
+
+# -- content type -------------------------------------------------------------
+
+
+def test_content_type_travels_inside_the_seal(alpha: Envelope, billing: Envelope) -> None:
+    """The original Content-Type is hidden in the headers and returned on open."""
+    original = "application/json; charset=utf-8"
+    sealed = seal_json(alpha, content_type=original)
+    assert sealed.headers["Content-Type"] == SEALED_CONTENT_TYPE
+    assert all("json" not in value for value in sealed.headers.values())
+    assert open_json(billing, sealed).content_type == original
+
+
+def test_missing_content_type_opens_as_none(alpha: Envelope, billing: Envelope) -> None:
+    """A message sealed without a content type opens with content_type None."""
+    sealed = seal_json(alpha, content_type=None)
+    assert open_json(billing, sealed).content_type is None
+
+
+# -- GET without a body -------------------------------------------------------
+
+
+def test_get_without_body_is_sealed_and_opens(alpha: Envelope, billing: Envelope) -> None:
+    """A GET with no body still carries a seal (the 16-byte tag) and opens."""
+    sealed = alpha.seal_request(recipient="billing", method="GET", target="/status")
+    assert len(sealed.body) == 16
+    assert sealed.headers[HEADER_ENCRYPTED] == "true"
+    opened = billing.open_request(
+        method="GET", target="/status", headers=sealed.headers, body=sealed.body
+    )
+    assert opened.body == b""
+
+
+def test_get_without_body_binds_its_target(alpha: Envelope, billing: Envelope) -> None:
+    """A body-less GET cannot be redirected to another path."""
+    sealed = alpha.seal_request(recipient="billing", method="GET", target="/status")
+    with pytest.raises(IntegrityError):
+        billing.open_request(
+            method="GET", target="/admin", headers=sealed.headers, body=sealed.body
+        )
+
+
+def test_get_without_body_is_replay_protected(alpha: Envelope, billing: Envelope) -> None:
+    """A body-less GET opens once; the second delivery is rejected."""
+    sealed = alpha.seal_request(recipient="billing", method="GET", target="/status")
+    billing.open_request(method="GET", target="/status", headers=sealed.headers, body=sealed.body)
+    with pytest.raises(IntegrityError):
+        billing.open_request(
+            method="GET", target="/status", headers=sealed.headers, body=sealed.body
+        )
+
+
+# -- bound metadata -------------------------------------------------------------
+
+
+def test_changed_method_is_rejected(alpha: Envelope, billing: Envelope) -> None:
+    """The HTTP method is bound."""
+    with pytest.raises(IntegrityError):
+        open_json(billing, seal_json(alpha), method="PUT")
+
+
+@pytest.mark.parametrize(
+    "target",
+    ["/invoices?customer=43", "/invoices", "/invoices/?customer=42", "/other?customer=42"],
+)
+def test_changed_path_or_query_is_rejected(
+    alpha: Envelope, billing: Envelope, target: str
+) -> None:
+    """The path and the query are bound."""
+    with pytest.raises(IntegrityError):
+        open_json(billing, seal_json(alpha), target=target)
+
+
+def test_changed_sender_header_is_rejected(alpha: Envelope, billing: Envelope) -> None:
+    """The sender is bound, even when the claimed sender shares the real sender's key."""
+    sealed = seal_json(alpha)
+    with pytest.raises(IntegrityError):
+        open_json(billing, sealed, headers=with_header(sealed, HEADER_SERVICE, "alias"))
+
+
+def test_changed_timestamp_is_rejected(alpha: Envelope, billing: Envelope) -> None:
+    """The timestamp is bound, even when the new one is inside the window."""
+    sealed = seal_json(alpha)
+    headers = with_header(sealed, HEADER_TIMESTAMP, str(int(T0) + 1))
+    with pytest.raises(IntegrityError):
+        open_json(billing, sealed, headers=headers)
+
+
+def test_changed_message_id_is_rejected(alpha: Envelope, billing: Envelope) -> None:
+    """The message id is bound."""
+    sealed = seal_json(alpha)
+    other = format(int(sealed.message_id, 16) ^ 1, "032x")
+    with pytest.raises(IntegrityError):
+        open_json(billing, sealed, headers=with_header(sealed, HEADER_MESSAGE_ID, other))
+
+
+def test_changed_key_id_is_rejected(clock: FakeClock) -> None:
+    """The key id is bound: a message cannot claim another of the sender's keys."""
+    ring = make_ring(alpha=[KEY_ALPHA, KEY_NEW])
+    alpha = make_envelope("alpha", clock, ring)
+    billing = make_envelope("billing", clock, ring)
+    sealed = seal_json(alpha)
+    new_kid = Key.from_text(KEY_NEW, source="test").kid
+    with pytest.raises(IntegrityError):
+        open_json(billing, sealed, headers=with_header(sealed, HEADER_KEY_ID, new_kid))
+
+
+def test_changed_version_header_is_rejected(alpha: Envelope, billing: Envelope) -> None:
+    """A message claiming another protocol version is rejected."""
+    sealed = seal_json(alpha)
+    with pytest.raises(IntegrityError):
+        open_json(billing, sealed, headers=with_header(sealed, HEADER_VERSION, "2"))
+
+
+def test_version_is_bound_into_the_seal(
+    alpha: Envelope, billing: Envelope, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message sealed under another protocol version fails even with a relabelled header."""
+    monkeypatch.setattr(envelope_module, "VERSION", "2")
+    sealed = seal_json(alpha)
+    monkeypatch.setattr(envelope_module, "VERSION", "1")
+    with pytest.raises(IntegrityError):
+        open_json(billing, sealed, headers=with_header(sealed, HEADER_VERSION, "1"))
+
+
+def _seal_reply(billing: Envelope, status: int = 200, reply_to: str = "0" * 32) -> Sealed:
+    return billing.seal_response(
+        recipient="alpha",
+        method="POST",
+        target="/invoices",
+        status=status,
+        reply_to=reply_to,
+        body=b'{"ok": true}',
+        content_type="application/json",
+    )
+
+
+def _open_reply(alpha: Envelope, sealed: Sealed, **kwargs: object) -> object:
+    args: dict[str, object] = {
+        "sender": "billing",
+        "method": "POST",
+        "target": "/invoices",
+        "status": 200,
+        "reply_to": "0" * 32,
+        "headers": sealed.headers,
+        "body": sealed.body,
+    }
+    args.update(kwargs)
+    return alpha.open_response(**args)  # type: ignore[arg-type]
+
+
+def test_response_round_trip(alpha: Envelope, billing: Envelope) -> None:
+    """A response opens with the same status, request id, method and target."""
+    opened = _open_reply(alpha, _seal_reply(billing))
+    assert opened.body == b'{"ok": true}'  # type: ignore[attr-defined]
+    assert opened.content_type == "application/json"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"status": 201},
+        {"reply_to": "1" * 32},
+        {"method": "GET"},
+        {"target": "/invoices?x=1"},
+        {"sender": "alias"},
+    ],
+    ids=["status", "reply_to", "method", "target", "sender"],
+)
+def test_response_binds_status_request_id_and_request(
+    alpha: Envelope, billing: Envelope, change: dict[str, object]
+) -> None:
+    """Changing a response's status, answered request, method, target or sender fails."""
+    sealed = _seal_reply(billing)
+    with pytest.raises(IntegrityError):
+        _open_reply(alpha, sealed, **change)
+
+
+def test_response_sender_header_must_match_expected_sender(
+    alpha: Envelope, billing: Envelope
+) -> None:
+    """A response from another service than the one called is rejected."""
+    carol = make_envelope("carol", FakeClock())
+    sealed = _seal_reply(carol)
+    with pytest.raises(IntegrityError):
+        _open_reply(alpha, sealed)
+
+
+# -- canonical target ------------------------------------------------------------
+
+
+def test_authority_is_not_bound() -> None:
+    """Host and port do not change the canonical target."""
+    assert target_from_url("http://a:1/x?q=1") == target_from_url("https://b:2/x?q=1")
+    assert target_from_url("http://a:1/x") == "/x"
+
+
+def test_message_opens_behind_another_authority(alpha: Envelope, billing: Envelope) -> None:
+    """A request sealed for http://a:1 opens when it arrives as http://b:2 (proxy, port map)."""
+    sealed = alpha.seal_request(
+        recipient="billing", method="GET", target=target_from_url("http://a:1/x?q=1")
+    )
+    environ = EnvironBuilder(path="/x?q=1", base_url="http://b:2/").get_environ()
+    opened = billing.open_request(
+        method="GET", target=target_from_environ(environ), headers=sealed.headers, body=sealed.body
+    )
+    assert opened.sender == "alpha"
+
+
+def test_empty_path_is_root() -> None:
+    """A URL without a path and an empty WSGI path both mean "/"."""
+    assert target_from_url("http://h") == "/"
+    assert target_from_environ({"SCRIPT_NAME": "", "PATH_INFO": "", "QUERY_STRING": ""}) == "/"
+
+
+CLIENT_URLS = [
+    ("plain", "/invoices", "?customer=42"),
+    ("space", "/a%20b/c%20d", "?q=a%20b"),
+    ("plus-in-query", "/x", "?q=a+b"),
+    ("percent-escape", "/a%2541/b%25", "?q=%25"),
+    ("escaped-slash", "/a%2Fb", ""),
+    ("escaped-unreserved", "/a%7Eb%2Dc", ""),
+    ("sub-delims", "/a;b=c,d/@e:f!$'()*", ""),
+    ("non-ascii", "/caf%C3%A9/%E2%82%AC", "?name=%C3%A9t%C3%A9"),
+    ("trailing-slash", "/dir/", ""),
+    ("ampersand-escaped", "/x", "?a%26b=1"),
+]
+
+
+@pytest.mark.parametrize(
+    ("path", "query"), [(p, q) for _, p, q in CLIENT_URLS], ids=[n for n, _, _ in CLIENT_URLS]
+)
+@pytest.mark.parametrize("prefix", ["", "/prefix", "/m%C3%BCnchen"], ids=["root", "prefix", "utf8"])
+def test_client_and_wsgi_targets_agree(path: str, query: str, prefix: str) -> None:
+    """target_from_url and target_from_environ agree on every URL a client can send."""
+    url = f"http://svc.internal:8080{prefix}{path}{query}"
+    environ = EnvironBuilder(
+        path=f"{path}{query}", base_url=f"http://other-host:9000{prefix}/"
+    ).get_environ()
+    assert bool(environ["SCRIPT_NAME"]) == bool(prefix)
+    assert target_from_url(url) == target_from_environ(environ)
+
+
+def test_targets_agree_on_bytes_that_are_not_utf8() -> None:
+    """Invalid UTF-8 in the path agrees with a PEP 3333 environ (bytes decoded as latin-1)."""
+    # werkzeug's EnvironBuilder replaces invalid UTF-8, so build what a real server passes.
+    environ = {"SCRIPT_NAME": "/p", "PATH_INFO": "/bin\xff\x00", "QUERY_STRING": "q=%FF"}
+    assert target_from_url("http://h/p/bin%FF%00?q=%FF") == target_from_environ(environ)
+
+
+def test_targets_agree_when_environ_is_built_from_the_full_url() -> None:
+    """A WSGI environ built from the same full URL yields the client's target."""
+    url = "http://h/prefix/caf%C3%A9/a%20b/%2541?q=a%26b&x=%C3%A9"
+    environ = EnvironBuilder(url).get_environ()
+    assert target_from_url(url) == target_from_environ(environ)
+
+
+def test_canonical_target_form() -> None:
+    """The canonical target re-escapes the decoded path with upper-case hex, query as sent."""
+    assert target_from_url("http://h/a%7eb%20c/caf%c3%a9?q=%c3%a9") == (
+        "/a~b%20c/caf%C3%A9?q=%c3%a9"
+    )
+
+
+def test_escaped_ampersand_in_query_does_not_agree_with_separator() -> None:
+    """a%26b and a&b in the query are different targets."""
+    assert target_from_url("http://h/x?a%26b") != target_from_url("http://h/x?a&b")
+    environ = EnvironBuilder("http://h/x?a%26b").get_environ()
+    assert target_from_environ(environ) == target_from_url("http://h/x?a%26b")
+    assert target_from_environ(environ) != target_from_url("http://h/x?a&b")
+
+
+def test_seal_with_escaped_ampersand_does_not_open_with_separator(
+    alpha: Envelope, billing: Envelope
+) -> None:
+    """A request sealed for ?a=1%26b=2 does not open as ?a=1&b=2."""
+    sealed = alpha.seal_request(
+        recipient="billing", method="GET", target=target_from_url("http://h/x?a=1%26b=2")
+    )
+    environ = EnvironBuilder("http://h/x?a=1&b=2").get_environ()
+    with pytest.raises(IntegrityError):
+        billing.open_request(
+            method="GET",
+            target=target_from_environ(environ),
+            headers=sealed.headers,
+            body=sealed.body,
+        )
+
+
+def test_sealed_under_prefix_opens_in_mounted_app(alpha: Envelope, billing: Envelope) -> None:
+    """A request to an app mounted at /prefix opens with that app's WSGI environ."""
+    url = "http://h/prefix/caf%C3%A9/a%20b?x=%C3%A9"
+    sealed = alpha.seal_request(recipient="billing", method="GET", target=target_from_url(url))
+    environ = EnvironBuilder(path="/caf%C3%A9/a%20b?x=%C3%A9", base_url="http://h/prefix/")
+    env = environ.get_environ()
+    assert env["SCRIPT_NAME"] == "/prefix"
+    opened = billing.open_request(
+        method="GET", target=target_from_environ(env), headers=sealed.headers, body=sealed.body
+    )
+    assert opened.sender == "alpha"
+
+
+# -- directions and recipients ---------------------------------------------------
+
+
+def test_request_cannot_be_opened_as_response(alpha: Envelope, billing: Envelope) -> None:
+    """A request reflected back to its sender does not open as a response."""
+    sealed = billing.seal_request(recipient="alpha", method="POST", target="/invoices")
+    with pytest.raises(IntegrityError):
+        alpha.open_response(
+            sender="billing",
+            method="POST",
+            target="/invoices",
+            status=200,
+            reply_to="",
+            headers=sealed.headers,
+            body=sealed.body,
+        )
+
+
+def test_response_cannot_be_opened_as_request(alpha: Envelope, billing: Envelope) -> None:
+    """A response does not open as a request."""
+    sealed = _seal_reply(billing)
+    with pytest.raises(IntegrityError):
+        alpha.open_request(
+            method="POST", target="/invoices", headers=sealed.headers, body=sealed.body
+        )
+
+
+def test_message_for_billing_cannot_be_opened_by_carol(
+    clock: FakeClock, alpha: Envelope
+) -> None:
+    """A message sealed for B cannot be opened by C, though C holds the same keys."""
+    carol = make_envelope("carol", clock)
+    with pytest.raises(IntegrityError):
+        open_json(carol, seal_json(alpha))
+
+
+# -- freshness ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("skew", [-(DEFAULT_WINDOW + 1), DEFAULT_WINDOW + 1, -3600, 86_400])
+def test_timestamp_outside_window_is_rejected(skew: float) -> None:
+    """Messages older or newer than the window are rejected."""
+    alpha = make_envelope("alpha", FakeClock(T0))
+    billing = make_envelope("billing", FakeClock(T0 - skew))
+    with pytest.raises(IntegrityError):
+        open_json(billing, seal_json(alpha))
+
+
+@pytest.mark.parametrize("skew", [-(DEFAULT_WINDOW - 1), DEFAULT_WINDOW - 1, 0])
+def test_timestamp_inside_window_is_accepted(skew: float) -> None:
+    """Messages within the window (either direction) open."""
+    alpha = make_envelope("alpha", FakeClock(T0))
+    billing = make_envelope("billing", FakeClock(T0 - skew))
+    assert open_json(billing, seal_json(alpha)).sender == "alpha"
+
+
+def test_window_is_configurable() -> None:
+    """With window=5 a 6-second-old message is rejected and a 4-second-old one opens."""
+    alpha = make_envelope("alpha", FakeClock(T0))
+    receiver_clock = FakeClock(T0 + 6)
+    billing = make_envelope("billing", receiver_clock, window=5)
+    old = seal_json(alpha)
+    with pytest.raises(IntegrityError):
+        open_json(billing, old)
+    receiver_clock.now = T0 + 4
+    assert open_json(billing, old).sender == "alpha"
+
+
+@pytest.mark.parametrize("window", [0, -1])
+def test_window_must_be_positive(window: float) -> None:
+    """A window of zero or less is a configuration error."""
+    with pytest.raises(ConfigurationError):
+        make_envelope("billing", window=window)
+
+
+def test_replay_is_rejected(alpha: Envelope, billing: Envelope) -> None:
+    """The second delivery of a request is rejected."""
+    sealed = seal_json(alpha)
+    open_json(billing, sealed)
+    with pytest.raises(IntegrityError):
+        open_json(billing, sealed)
+
+
+def test_replay_is_rejected_with_default_store_and_injected_clock() -> None:
+    """An envelope built with only an injected clock still rejects replays."""
+    clock = FakeClock(T0)
+    alpha = Envelope("alpha", keyring=make_ring(), clock=clock)
+    billing = Envelope("billing", keyring=make_ring(), clock=clock)
+    sealed = seal_json(alpha)
+    open_json(billing, sealed)
+    with pytest.raises(IntegrityError):
+        open_json(billing, sealed)
+
+
+def test_replay_is_rejected_until_the_message_is_stale(
+    alpha: Envelope, billing: Envelope, clock: FakeClock
+) -> None:
+    """A replay stays rejected for the whole window, then fails as stale."""
+    sealed = seal_json(alpha)
+    open_json(billing, sealed)
+    for now in (T0 + 1, T0 + DEFAULT_WINDOW - 1, T0 + DEFAULT_WINDOW + 5):
+        clock.now = now
+        with pytest.raises(IntegrityError):
+            open_json(billing, sealed)
+
+
+def test_forged_message_does_not_burn_the_real_id(alpha: Envelope, billing: Envelope) -> None:
+    """A forgery carrying a real message's id is rejected and the real message still opens."""
+    real = seal_json(alpha)
+    forged_body = bytes([real.body[0] ^ 1]) + real.body[1:]
+    with pytest.raises(IntegrityError):
+        open_json(billing, real, body=forged_body)
+    assert open_json(billing, real).message_id == real.message_id
+
+
+def test_message_for_other_recipient_does_not_burn_the_id(
+    alpha: Envelope, billing: Envelope
+) -> None:
+    """A failed open for any reason records nothing in the replay store."""
+    real = seal_json(alpha)
+    with pytest.raises(IntegrityError):
+        open_json(billing, real, target="/elsewhere")
+    assert len(billing.replay_store) == 0  # type: ignore[arg-type]
+    open_json(billing, real)
+    assert len(billing.replay_store) == 1  # type: ignore[arg-type]
+
+
+def test_concurrent_duplicates_open_exactly_once(alpha: Envelope, billing: Envelope) -> None:
+    """Of one message delivered by 16 threads at once, exactly one opens."""
+    sealed = seal_json(alpha)
+    threads_count = 16
+    barrier = threading.Barrier(threads_count)
+    outcomes: list[str] = []
+    lock = threading.Lock()
+
+    def deliver() -> None:
+        barrier.wait()
+        try:
+            open_json(billing, sealed)
+            result = "opened"
+        except IntegrityError:
+            result = "rejected"
+        with lock:
+            outcomes.append(result)
+
+    threads = [threading.Thread(target=deliver) for _ in range(threads_count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["opened"] + ["rejected"] * (threads_count - 1)
+
+
+# -- uniform failure ---------------------------------------------------------------
+
+
+def _unknown_key_id(sealed: Sealed) -> dict[str, object]:
+    return {"headers": with_header(sealed, HEADER_KEY_ID, "0123456789abcdef")}
+
+
+FAILURES = {
+    "bad tag": lambda s: {"body": s.body[:-1] + bytes([s.body[-1] ^ 0x80])},
+    "stale": lambda s: {"headers": with_header(s, HEADER_TIMESTAMP, str(int(T0) - 3600))},
+    "unknown key id": _unknown_key_id,
+    "malformed": lambda s: {"headers": with_header(s, HEADER_MESSAGE_ID, "not-hex")},
+    "missing header": lambda s: {
+        "headers": {k: v for k, v in s.headers.items() if k != HEADER_TIMESTAMP}
+    },
+    "no usable key": lambda s: {"headers": with_header(s, HEADER_SERVICE, "stranger")},
+    "not sealed": lambda s: {"headers": with_header(s, HEADER_ENCRYPTED, "false")},
+    "wrong target": lambda s: {"target": "/elsewhere"},
+}
+
+# The text each rejection must leave in the mscomm_sync.envelope log.
+LOGGED_REASON = {
+    "bad tag": "bad tag",
+    "stale": "stale",
+    "unknown key id": "unknown key id",
+    "malformed": "malformed",
+    "missing header": "malformed",
+    "no usable key": "no usable key",
+    "not sealed": "not sealed",
+    "wrong target": "bad tag",
+    "replay": "replay",
+    "wrong recipient": "bad tag",
+    "too large": "too large",
+}
+
+
+def _provoke(case: str) -> IntegrityError:
+    clock = FakeClock()
+    alpha = make_envelope("alpha", clock)
+    billing = make_envelope("billing", clock, max_body_size=1024)
+    sealed = seal_json(alpha, body=b"x" * 2048 if case == "too large" else b"{}")
+    with pytest.raises(IntegrityError) as info:
+        if case == "replay":
+            open_json(billing, sealed)
+            open_json(billing, sealed)
+        elif case == "wrong recipient":
+            open_json(make_envelope("carol", clock), sealed)
+        elif case == "too large":
+            open_json(billing, sealed)
+        else:
+            open_json(billing, sealed, **FAILURES[case](sealed))  # type: ignore[no-untyped-call]
+    return info.value
+
+
+@pytest.mark.parametrize("case", sorted(LOGGED_REASON))
+def test_every_rejection_raises_the_same_error(case: str) -> None:
+    """Every reason raises exactly IntegrityError with one fixed message."""
+    exc = _provoke(case)
+    reference = _provoke("bad tag")
+    assert type(exc) is IntegrityError
+    assert str(exc) == str(reference) == IntegrityError.MESSAGE
+    assert LOGGED_REASON[case] not in str(exc)
+
+
+@pytest.mark.parametrize("case", sorted(LOGGED_REASON))
+def test_rejection_reason_is_logged(case: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The reason for a rejection appears in a record of the mscomm_sync.envelope logger."""
+    with caplog.at_level(logging.DEBUG, logger="mscomm_sync.envelope"):
+        _provoke(case)
+    messages = [r.getMessage() for r in caplog.records if r.name == "mscomm_sync.envelope"]
+    assert any(LOGGED_REASON[case] in m for m in messages), messages
+
+
+def test_rejection_log_does_not_contain_plaintext_or_key(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Rejection log records never contain the key, the body or the content type."""
+    clock = FakeClock()
+    alpha = make_envelope("alpha", clock)
+    billing = make_envelope("billing", clock)
+    sealed = seal_json(alpha, body=b"plaintext-marker", content_type="type-marker")
+    with caplog.at_level(logging.DEBUG):
+        with pytest.raises(IntegrityError):
+            open_json(billing, sealed, target="/other")
+    assert caplog.records
+    for forbidden in ("plaintext-marker", "type-marker", KEY_ALPHA[:8], KEY_BILLING[:8]):
+        assert forbidden not in caplog.text
+
+
+# -- sizes ---------------------------------------------------------------------------
+
+
+class _DecryptCounter:
+    """Wraps AESGCM and counts decrypt calls."""
+
+    calls = 0
+
+    def __init__(self, key: bytes) -> None:
+        self._inner = AESGCM(key)
+
+    def encrypt(self, nonce: bytes, data: bytes, aad: bytes | None) -> bytes:
+        return self._inner.encrypt(nonce, data, aad)
+
+    def decrypt(self, nonce: bytes, data: bytes, aad: bytes | None) -> bytes:
+        type(self).calls += 1
+        return self._inner.decrypt(nonce, data, aad)
+
+
+@pytest.fixture
+def decrypt_counter(monkeypatch: pytest.MonkeyPatch) -> type[_DecryptCounter]:
+    """Replace the envelope's AESGCM with a decrypt-counting wrapper."""
+    counter = type("Counter", (_DecryptCounter,), {"calls": 0})
+    monkeypatch.setattr(envelope_module, "AESGCM", counter)
+    return counter
+
+
+def test_oversized_body_is_rejected_before_decryption(
+    decrypt_counter: type[_DecryptCounter],
+) -> None:
+    """A body over max_body_size is rejected without any decryption."""
+    clock = FakeClock()
+    alpha = make_envelope("alpha", clock)
+    billing = make_envelope("billing", clock, max_body_size=1024)
+    sealed = seal_json(alpha, body=b"x" * 1025)
+    with pytest.raises(IntegrityError):
+        open_json(billing, sealed)
+    assert decrypt_counter.calls == 0
+
+
+def test_body_at_the_size_limit_opens(decrypt_counter: type[_DecryptCounter]) -> None:
+    """A plaintext of exactly max_body_size bytes opens (and is decrypted)."""
+    clock = FakeClock()
+    alpha = make_envelope("alpha", clock)
+    billing = make_envelope("billing", clock, max_body_size=1024)
+    assert open_json(billing, seal_json(alpha, body=b"x" * 1024)).body == b"x" * 1024
+    assert decrypt_counter.calls >= 1
+
+
+def test_stale_message_is_rejected_before_decryption(
+    decrypt_counter: type[_DecryptCounter],
+) -> None:
+    """A stale message is rejected without any decryption."""
+    alpha = make_envelope("alpha", FakeClock(T0))
+    billing = make_envelope("billing", FakeClock(T0 + 3600))
+    with pytest.raises(IntegrityError):
+        open_json(billing, seal_json(alpha))
+    assert decrypt_counter.calls == 0
+
+
+@pytest.mark.parametrize("size", [-1])
+def test_max_body_size_must_not_be_negative(size: int) -> None:
+    """A negative max_body_size is a configuration error."""
+    with pytest.raises(ConfigurationError):
+        make_envelope("billing", max_body_size=size)
+
+
+# -- reprs ---------------------------------------------------------------------------
+
+
+def test_reprs_show_no_plaintext_or_key(alpha: Envelope, billing: Envelope) -> None:
+    """Sealed, Opened and Envelope reprs show neither plaintext nor key material."""
+    sealed = seal_json(alpha, body=b"plaintext-marker")
+    opened = open_json(billing, sealed)
+    for text in (repr(sealed), repr(opened), repr(alpha), repr(billing)):
+        assert "plaintext-marker" not in text
+        assert KEY_ALPHA[:8] not in text
+        assert KEY_BILLING[:8] not in text
