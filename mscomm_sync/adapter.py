@@ -23,7 +23,7 @@ import base64
 import binascii
 import logging
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Any, Optional, Union, cast
 
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
@@ -77,6 +77,7 @@ class ServiceAdapter(HTTPAdapter):
         pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
     ) -> None:
         super().__init__(pool_connections=pool_connections, pool_maxsize=pool_maxsize)
+        self.pool_maxsize = pool_maxsize
         self.caller = caller
 
     def send(
@@ -110,7 +111,7 @@ class ServiceAdapter(HTTPAdapter):
         """
         url = request.url or ""
         if not url.lower().startswith(SCHEME):
-            return super().send(request, stream, timeout, verify, cert, proxies)
+            return super().send(request, stream, cast(Any, timeout), verify, cert, proxies)
         if self.caller is None:
             raise ValueError("this ServiceAdapter has no caller for mscomm:// URLs")
         return self.caller.call(
@@ -215,7 +216,7 @@ class ServiceAdapter(HTTPAdapter):
         return response
 
     def __repr__(self) -> str:
-        return f"<ServiceAdapter pool_maxsize={self._pool_maxsize}>"
+        return f"<ServiceAdapter pool_maxsize={self.pool_maxsize}>"
 
 
 def _unb64(text: str, service: str) -> bytes:

@@ -24,7 +24,7 @@ import random as _random
 import threading
 import time
 from types import TracebackType
-from typing import Callable, Optional
+from typing import Callable, Literal, Optional
 
 import circuitbreaker
 
@@ -84,9 +84,10 @@ class CircuitBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
         self._listener = listener
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._state: str = CLOSED
+        self._last_failure: Optional[BaseException] = None
         self._opened = clock()
         self._open_for = 0.0
-        self._probing = False
 
     # -- state -------------------------------------------------------------
 
@@ -134,7 +135,6 @@ class CircuitBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
             remaining = self._remaining_locked()
             if self._state == OPEN and remaining <= 0:
                 self._state = HALF_OPEN
-                self._probing = True
                 transition: Optional[tuple[str, str]] = (OPEN, HALF_OPEN)
             else:
                 transition = None
@@ -149,8 +149,6 @@ class CircuitBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
             self._failure_count = 0
             self._last_failure = None
             old = self._state
-            if probe:
-                self._probing = False
             if old == HALF_OPEN and probe:
                 self._state = CLOSED
         if old == HALF_OPEN and probe:
@@ -162,8 +160,6 @@ class CircuitBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
             self._failure_count += 1
             self._last_failure = error
             old = self._state
-            if probe:
-                self._probing = False
             opens = self._failure_threshold > 0 and (
                 (old == HALF_OPEN and probe)
                 or (old == CLOSED and self._failure_count >= self._failure_threshold)
@@ -182,7 +178,6 @@ class CircuitBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
         if not probe:
             return
         with self._lock:
-            self._probing = False
             if self._state == HALF_OPEN:
                 self._state = OPEN
                 self._opened = self._clock()
@@ -195,7 +190,6 @@ class CircuitBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
             self._state = CLOSED
             self._failure_count = 0
             self._last_failure = None
-            self._probing = False
         if old != CLOSED:
             self._notify(old, CLOSED)
 
@@ -225,7 +219,7 @@ class CircuitBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
         exc_type: Optional[type[BaseException]],
         exc_value: Optional[BaseException],
         _traceback: Optional[TracebackType],
-    ) -> bool:
+    ) -> Literal[False]:
         probe = bool(getattr(self._local, "probe", False))
         if exc_type is None or exc_value is None:
             self.record_success(probe)

@@ -32,6 +32,7 @@ from requests.utils import get_environ_proxies
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
 
+from .adapter import HEADER_REQUEST_ID
 from .balancer import PowerOfTwoBalancer
 from .breaker import CircuitBreaker, Listener
 from .budget import RetryBudget
@@ -174,6 +175,8 @@ class ServiceCaller:
         elif timeout is not None:
             deadline_s = timeout
         deadline = self._clock() + deadline_s
+        if HEADER_REQUEST_ID not in request.headers:
+            request.headers[HEADER_REQUEST_ID] = os.urandom(8).hex()
         breaker = self.breaker(service)
         probe = breaker.acquire()
         try:
@@ -259,7 +262,7 @@ class ServiceCaller:
                 except MaxRetryError:
                     raise ServiceUnavailableError(service, attempts, exc) from exc
                 if not connect_phase and not budget.try_spend():
-                    log.warning("retry budget exhausted for service=%s attempt=%d", service, attempts)
+                    log.warning("retry budget spent for service=%s attempt=%d", service, attempts)
                     raise ServiceUnavailableError(service, attempts, exc) from exc
                 delay = policy.retry.backoff(len(retry.history), self._random)
                 if self._clock() + delay >= deadline:
@@ -287,7 +290,7 @@ class ServiceCaller:
             if self._clock() + delay >= deadline:
                 return response
             if not budget.try_spend():
-                log.warning("retry budget exhausted for service=%s attempt=%d", service, attempts)
+                log.warning("retry budget spent for service=%s attempt=%d", service, attempts)
                 return response
             response.close()
             log.info(
@@ -337,7 +340,8 @@ class ServiceCaller:
         verify: Union[bool, str] = True
         if self._trust_env():
             proxies = dict(get_environ_proxies(base_url))
-            verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+            verify = bundle if bundle else True
         self._env[base_url] = (proxies, verify)
         return proxies, verify
 

@@ -168,6 +168,10 @@ def _expander(secret: bytes) -> hmac.HMAC:
     return hmac.new(prk, _HKDF_INFO, hashlib.sha256)
 
 
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
 def _new_message_id() -> bytes:
     # One place draws message ids, so test-vector generation can pin it.
     return os.urandom(16)
@@ -299,7 +303,7 @@ class Envelope:
         self.keyring = keyring if keyring is not None else Keyring()
         self.window = float(window)
         self.replay_store: ReplayStore = (
-            replay_store if replay_store is not None else MemoryReplayStore()
+            replay_store if replay_store is not None else MemoryReplayStore(clock=clock)
         )
         self.max_body_size = max_body_size
         self._clock = clock
@@ -401,7 +405,7 @@ class Envelope:
             HEADER_KEY_ID: key.kid,
             HEADER_TIMESTAMP: str(ts),
             HEADER_MESSAGE_ID: mid,
-            HEADER_CONTENT_TYPE: base64.urlsafe_b64encode(sealed_ct).rstrip(b"=").decode(),
+            HEADER_CONTENT_TYPE: _b64(sealed_ct),
             "Content-Type": SEALED_CONTENT_TYPE,
         }
         return Sealed(
@@ -523,6 +527,8 @@ class Envelope:
             ct_bytes = base64.urlsafe_b64decode(sealed_ct + "=" * (-len(sealed_ct) % 4))
         except (binascii.Error, ValueError):
             raise reject("malformed envelope") from None
+        if _b64(ct_bytes) != sealed_ct:  # exactly one spelling: unpadded, unused bits zero
+            raise reject("malformed envelope")
         aad = _aad(
             (
                 VERSION,

@@ -118,6 +118,12 @@ class Key:
                 variable=source,
                 reason="not base64",
             ) from None
+        if len(secret) == KEY_BYTES and not _looks_random(candidate):
+            raise ConfigurationError(
+                f"{source} looks like a passphrase, not a generated key; {_HOWTO}",
+                variable=source,
+                reason="looks like a passphrase",
+            )
         if len(secret) != KEY_BYTES:
             raise ConfigurationError(
                 f"{source} holds a key of the wrong length "
@@ -266,6 +272,13 @@ class Keyring:
     def __repr__(self) -> str:
         names = sorted(set(self._static) | set(self._cache))
         return f"<Keyring services={names!r}>"
+
+
+def _looks_random(text: str) -> bool:
+    # 43 random base64 characters lack upper- or lower-case letters with
+    # probability below 1e-9; a long passphrase that happens to decode to 32
+    # bytes ("this-is-my-very-long-and-secret-passphrase1") almost always does.
+    return any(c.isupper() for c in text) and any(c.islower() for c in text)
 
 
 def _coerce(source: Union[str, bytes, Key], label: str) -> Key:

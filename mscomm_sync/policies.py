@@ -104,15 +104,14 @@ class RetryPolicy:
         nominal = min(self.backoff_max, self.backoff_base * (2.0 ** max(retry_number - 1, 0)))
         return nominal * (1.0 - self.jitter) + nominal * self.jitter * random()
 
-    def to_urllib3(self, *, idempotent: bool) -> Retry:
+    def to_urllib3(self) -> Retry:
         """Return the urllib3 ``Retry`` that counts and classifies attempts.
 
         The call loop asks it which failures and statuses are retryable for
         the method and increments it per attempt; backoff comes from
         :meth:`backoff` instead, because urllib3's first backoff is zero.
-
-        Args:
-            idempotent: the call may be repeated whatever its method.
+        Whether a method may be repeated is decided by the call loop (it
+        knows ``idempotent=``), so every method is allowed here.
         """
         return Retry(
             total=self.retries,
@@ -121,7 +120,7 @@ class RetryPolicy:
             status=None,
             other=0,
             redirect=False,
-            allowed_methods=None if idempotent else self.idempotent_methods,
+            allowed_methods=None,
             status_forcelist=self.retry_statuses,
             backoff_factor=0,
             raise_on_status=False,

@@ -223,6 +223,8 @@ class EncryptionMiddleware:
         environ: Mapping[str, Any],
         opened: Optional[Opened] = None,
     ) -> None:
+        sender: Optional[str]
+        mid: Optional[str]
         if opened is not None:
             sender, mid = opened.sender, opened.message_id
         else:

@@ -27,6 +27,7 @@ from mscomm_sync.envelope import (
     HEADER_VERSION,
     SEALED_CONTENT_TYPE,
     Envelope,
+    Opened,
     Sealed,
     derive_message_key,
     target_from_environ,
@@ -100,7 +101,7 @@ def seal_json(sender: Envelope, **kwargs: object) -> Sealed:
     return sender.seal_request(**args)  # type: ignore[arg-type]
 
 
-def open_json(receiver: Envelope, sealed: Sealed, **kwargs: object) -> mscomm_sync.envelope.Opened:
+def open_json(receiver: Envelope, sealed: Sealed, **kwargs: object) -> Opened:
     """Open what :func:`seal_json` sealed, with overridable request facts."""
     args: dict[str, object] = {
         "method": "POST",
@@ -173,7 +174,7 @@ def test_same_plaintext_sealed_twice_differs(alpha: Envelope) -> None:
     assert first.headers[HEADER_CONTENT_TYPE] != second.headers[HEADER_CONTENT_TYPE]
 
 
-def test_message_id_is_128_random_bits(alpha: Envelope) -> None:
+def test_message_id_is_128_bits_in_hex(alpha: Envelope) -> None:
     """The message id header is 32 lower-case hex digits (128 bits)."""
     sealed = seal_json(alpha)
     assert sealed.headers[HEADER_MESSAGE_ID] == sealed.message_id
@@ -307,9 +308,7 @@ def test_changed_method_is_rejected(alpha: Envelope, billing: Envelope) -> None:
     "target",
     ["/invoices?customer=43", "/invoices", "/invoices/?customer=42", "/other?customer=42"],
 )
-def test_changed_path_or_query_is_rejected(
-    alpha: Envelope, billing: Envelope, target: str
-) -> None:
+def test_changed_path_or_query_is_rejected(alpha: Envelope, billing: Envelope, target: str) -> None:
     """The path and the query are bound."""
     with pytest.raises(IntegrityError):
         open_json(billing, seal_json(alpha), target=target)
@@ -328,6 +327,39 @@ def test_changed_timestamp_is_rejected(alpha: Envelope, billing: Envelope) -> No
     headers = with_header(sealed, HEADER_TIMESTAMP, str(int(T0) + 1))
     with pytest.raises(IntegrityError):
         open_json(billing, sealed, headers=headers)
+
+
+def test_timestamp_header_with_leading_zero_is_rejected(alpha: Envelope, billing: Envelope) -> None:
+    """The timestamp header must be the bound decimal exactly (no leading zeros, per the spec)."""
+    sealed = seal_json(alpha)
+    headers = with_header(sealed, HEADER_TIMESTAMP, "0" + sealed.headers[HEADER_TIMESTAMP])
+    with pytest.raises(IntegrityError):
+        open_json(billing, sealed, headers=headers)
+
+
+def _alter_unused_bits(value: str) -> str:
+    """Change only the bits of the last base64 digit that encode no data."""
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    unused = {2: 4, 3: 2}[len(value) % 4]  # 16n+2 or 16n+1 leftover bytes
+    index = alphabet.index(value[-1]) ^ ((1 << unused) - 1)
+    return value[:-1] + alphabet[index]
+
+
+@pytest.mark.parametrize(
+    "alter",
+    [lambda v: v + "==", lambda v: v + "=", _alter_unused_bits, lambda v: v[:4] + "\n" + v[4:]],
+    ids=["padded", "half-padded", "unused-bits", "embedded-newline"],
+)
+def test_sealed_content_type_header_must_be_exact(
+    alpha: Envelope, billing: Envelope, alter: object
+) -> None:
+    """Only the exact unpadded base64 sent opens; any other spelling of the header is rejected."""
+    sealed = seal_json(alpha, content_type=None)  # 16 bytes: 22 digits, 4 unused bits
+    value = sealed.headers[HEADER_CONTENT_TYPE]
+    altered = alter(value)  # type: ignore[operator]
+    assert altered != value
+    with pytest.raises(IntegrityError):
+        open_json(billing, sealed, headers=with_header(sealed, HEADER_CONTENT_TYPE, altered))
 
 
 def test_changed_message_id_is_rejected(alpha: Envelope, billing: Envelope) -> None:
@@ -571,9 +603,7 @@ def test_response_cannot_be_opened_as_request(alpha: Envelope, billing: Envelope
         )
 
 
-def test_message_for_billing_cannot_be_opened_by_carol(
-    clock: FakeClock, alpha: Envelope
-) -> None:
+def test_message_for_billing_cannot_be_opened_by_carol(clock: FakeClock, alpha: Envelope) -> None:
     """A message sealed for B cannot be opened by C, though C holds the same keys."""
     carol = make_envelope("carol", clock)
     with pytest.raises(IntegrityError):
@@ -778,9 +808,8 @@ def test_rejection_log_does_not_contain_plaintext_or_key(
     alpha = make_envelope("alpha", clock)
     billing = make_envelope("billing", clock)
     sealed = seal_json(alpha, body=b"plaintext-marker", content_type="type-marker")
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(IntegrityError):
-            open_json(billing, sealed, target="/other")
+    with caplog.at_level(logging.DEBUG), pytest.raises(IntegrityError):
+        open_json(billing, sealed, target="/other")
     assert caplog.records
     for forbidden in ("plaintext-marker", "type-marker", KEY_ALPHA[:8], KEY_BILLING[:8]):
         assert forbidden not in caplog.text

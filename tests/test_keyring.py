@@ -223,9 +223,9 @@ def test_message_under_a_removed_key_fails(caplog: pytest.LogCaptureFixture) -> 
     old_sender, _ = _pair(KEY_OLD)
     _, new_only_receiver = _pair(KEY_NEW)
     sealed = old_sender.seal_request(recipient="billing", method="POST", target="/x")
-    with caplog.at_level(logging.INFO, logger="mscomm_sync.envelope"):
-        with pytest.raises(IntegrityError):
-            _open(new_only_receiver, sealed)
+    log_at_info = caplog.at_level(logging.INFO, logger="mscomm_sync.envelope")
+    with log_at_info, pytest.raises(IntegrityError):
+        _open(new_only_receiver, sealed)
     assert "unknown key id" in caplog.text
 
 
@@ -291,9 +291,8 @@ def test_malformed_key_never_appears_in_error_or_logs(
     value: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     """No 4-character piece of a rejected key appears in the error, its traceback or logs."""
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(ConfigurationError) as info:
-            Keyring(environ={"BILLING_ENCRYPTION_KEY": value}).keys_for("billing")
+    with caplog.at_level(logging.DEBUG), pytest.raises(ConfigurationError) as info:
+        Keyring(environ={"BILLING_ENCRYPTION_KEY": value}).keys_for("billing")
     assert_value_not_leaked(value, *exc_texts(info.value), caplog.text)
 
 
@@ -328,9 +327,8 @@ def test_sender_with_malformed_key_is_rejected_without_leaking_it(
         environ={"ALPHA_ENCRYPTION_KEY": NOT_BASE64, "BILLING_ENCRYPTION_KEY": KEY_BILLING}
     )
     receiver = Envelope("billing", keyring=bad_ring, clock=clock)
-    with caplog.at_level(logging.DEBUG):
-        with pytest.raises(IntegrityError) as info:
-            receiver.open_request(method="GET", target="/x", headers=sealed.headers, body=sealed.body)
+    with caplog.at_level(logging.DEBUG), pytest.raises(IntegrityError) as info:
+        receiver.open_request(method="GET", target="/x", headers=sealed.headers, body=sealed.body)
     assert "ALPHA_ENCRYPTION_KEY" in caplog.text
     assert_value_not_leaked(NOT_BASE64, caplog.text, *exc_texts(info.value))
 
@@ -414,3 +412,13 @@ def test_service_keys_of_keeps_order() -> None:
     """ServiceKeys.of keeps the given order; the first seals."""
     keys = ServiceKeys.of("billing", [Key.from_bytes(RAW_OLD), Key.from_bytes(RAW_NEW)])
     assert keys.sealing.secret == RAW_OLD
+
+
+def test_long_passphrase_that_decodes_to_32_bytes_is_rejected() -> None:
+    """A 43-character lower-case passphrase decodes to 32 bytes but is refused as a key."""
+    passphrase = "this-is-my-very-long-and-secret-passphrase1"
+    with pytest.raises(ConfigurationError) as info:
+        Keyring(environ={"BILLING_ENCRYPTION_KEY": passphrase}).keys_for("billing")
+    assert info.value.variable == "BILLING_ENCRYPTION_KEY"
+    assert "passphrase" in str(info.value)
+    assert "this-is" not in str(info.value)

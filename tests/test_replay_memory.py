@@ -79,12 +79,13 @@ def test_full_store_accepts_again_after_expiry() -> None:
 def test_full_store_makes_the_envelope_fail_closed() -> None:
     """When the replay store is full, fresh genuine requests are rejected, not let through."""
     clock = FakeClock()
-    ring = Keyring.from_mapping(
-        {"alpha": base64.urlsafe_b64encode(bytes(range(32))).decode()}
-    )
+    ring = Keyring.from_mapping({"alpha": base64.urlsafe_b64encode(bytes(range(32))).decode()})
     sender = Envelope("alpha", keyring=ring, clock=clock)
     receiver = Envelope(
-        "alpha", keyring=ring, clock=clock, replay_store=MemoryReplayStore(max_entries=1, clock=clock)
+        "alpha",
+        keyring=ring,
+        clock=clock,
+        replay_store=MemoryReplayStore(max_entries=1, clock=clock),
     )
     first, second = (
         sender.seal_request(recipient="alpha", method="GET", target="/") for _ in range(2)
@@ -149,9 +150,7 @@ class RecordingStore:
 
 
 def _pair(store: RecordingStore) -> tuple[Envelope, Envelope]:
-    ring = Keyring.from_mapping(
-        {"alpha": bytes(range(32)), "billing": bytes(range(32, 64))}
-    )
+    ring = Keyring.from_mapping({"alpha": bytes(range(32)), "billing": bytes(range(32, 64))})
     clock = FakeClock()
     return (
         Envelope("alpha", keyring=ring, clock=clock),

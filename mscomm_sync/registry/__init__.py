@@ -1,12 +1,10 @@
 """Service discovery: the file and etcd registries and the health poller.
 
-Importing this package does no work; the etcd backend is imported only when
-an ``etcd://`` location is opened or :class:`EtcdRegistry` is first used.
+Importing this package does no work: no threads, files or network. The etcd
+backend needs nothing beyond ``requests``.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
 
 from .backend import BaseRegistry
 from .base import DEFAULT_HEALTH_ENDPOINT, Instance, Registry
@@ -19,11 +17,9 @@ from .default import (
     register_from_env,
     reset_registry,
 )
+from .etcd import DEFAULT_LEASE_TTL, EtcdRegistry
 from .file import FileRegistry
 from .health import DEFAULT_HEALTH_CHECK_INTERVAL, HealthCheckConfig, HealthPoller
-
-if TYPE_CHECKING:
-    from .etcd import DEFAULT_LEASE_TTL, EtcdRegistry
 
 __all__ = [
     "DEFAULT_HEALTH_CHECK_INTERVAL",
@@ -44,11 +40,3 @@ __all__ = [
     "register_from_env",
     "reset_registry",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("EtcdRegistry", "DEFAULT_LEASE_TTL"):
-        from . import etcd
-
-        return getattr(etcd, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

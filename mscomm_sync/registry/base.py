@@ -8,6 +8,7 @@ still validated on the way in so that a bad entry fails loudly and early.
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 from collections.abc import Mapping
@@ -87,6 +88,7 @@ class Registry(Protocol):
         ...  # pragma: no cover
 
 
+@functools.lru_cache(maxsize=65536)
 def normalize_url(url: str) -> str:
     """Return ``url`` without a trailing slash, after checking it.
 

@@ -56,6 +56,29 @@ class Catalogue:
             self._records = records
             self._views = self._build(records, self._unhealthy)
 
+    def upsert(self, inst: Instance) -> None:
+        """Add ``inst`` or replace the instance with the same key, in place."""
+        with self._lock:
+            group = self._records.get(inst.service, ())
+            if any(old.key == inst.key for old in group):
+                group = tuple(inst if old.key == inst.key else old for old in group)
+            else:
+                group = (*group, inst)
+            self._records = {**self._records, inst.service: group}
+            self._views = self._build(self._records, self._unhealthy)
+
+    def remove(self, key: Key) -> None:
+        """Drop the instance ``(service, url)`` if present."""
+        with self._lock:
+            group = tuple(old for old in self._records.get(key[0], ()) if old.key != key)
+            records = dict(self._records)
+            if group:
+                records[key[0]] = group
+            else:
+                records.pop(key[0], None)
+            self._records = records
+            self._views = self._build(records, self._unhealthy)
+
     def set_unhealthy(self, keys: Iterable[Key]) -> None:
         """Record which ``(service, url)`` pairs this process holds unhealthy."""
         unhealthy = frozenset(keys)

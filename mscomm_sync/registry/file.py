@@ -34,6 +34,8 @@ log = logging.getLogger("mscomm_sync.registry")
 
 Signature = tuple[int, int, int]
 
+_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+
 
 class FileRegistry(BaseRegistry):
     """A registry kept in a JSON file (see :mod:`mscomm_sync.registry.fileformat`).
@@ -67,6 +69,7 @@ class FileRegistry(BaseRegistry):
         self._reload_lock = threading.Lock()
         self._signature: Optional[Signature] = None
         self._held_fd: Optional[int] = None
+        self._stored: Optional[list[Instance]] = None
         self._create_if_missing()
         self._reload(first=True)
         if health_check_interval is not None:
@@ -118,17 +121,31 @@ class FileRegistry(BaseRegistry):
 
     def _update(self, change: Callable[[list[Instance]], list[Instance]]) -> None:
         with self._exclusive():
+            instances = change(self._read_locked())
+            self._write(encode(instances), instances)
+
+    def _read_locked(self) -> list[Instance]:
+        """Return the current instances; the caller holds the exclusive lock."""
+        with self._reload_lock:
             try:
-                with open(self.path, "rb") as f:
-                    current = decode(f.read())
+                fd = os.open(self.path, os.O_RDONLY | _CLOEXEC)
             except FileNotFoundError:
-                current = []
-            except DocumentError as exc:
-                raise self._corrupt(exc) from exc
+                return []
             except OSError as exc:
                 raise self._io_error("read", exc) from exc
-            self._write(encode(change(current)))
-        self._reload()
+            st = os.fstat(fd)
+            signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if signature == self._signature and self._stored is not None:
+                os.close(fd)
+                return list(self._stored)
+            try:
+                with open(fd, "rb", closefd=False) as f:
+                    instances = decode(f.read())
+            except (DocumentError, OSError) as exc:
+                os.close(fd)
+                raise self._corrupt(exc) from exc
+            self._adopt(fd, signature, instances)
+            return list(instances)
 
     # -- reads -----------------------------------------------------------
 
@@ -147,7 +164,7 @@ class FileRegistry(BaseRegistry):
     def _reload(self, *, first: bool = False) -> None:
         with self._reload_lock:
             try:
-                fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+                fd = os.open(self.path, os.O_RDONLY | _CLOEXEC)
             except OSError as exc:
                 if first:
                     raise self._io_error("open", exc) from exc
@@ -164,7 +181,7 @@ class FileRegistry(BaseRegistry):
                 return
             try:
                 with open(fd, "rb", closefd=False) as f:
-                    instances = decode(f.read())
+                    instances: Optional[list[Instance]] = decode(f.read())
             except (DocumentError, OSError) as exc:
                 if first:
                     os.close(fd)
@@ -176,14 +193,23 @@ class FileRegistry(BaseRegistry):
                     exc,
                     len(self._catalogue),
                 )
-            else:
-                self._catalogue.replace(instances)
-            # Hold this version open so its inode cannot come back with a newer
-            # version of the same size and mtime; remember it even when corrupt
-            # so that a bad file is parsed once, not on every lookup.
-            self._release_held()
-            self._held_fd = fd
-            self._signature = signature
+                instances = None
+            self._adopt(fd, signature, instances)
+
+    def _adopt(self, fd: int, signature: Signature, instances: Optional[list[Instance]]) -> None:
+        """Make the version open at ``fd`` current; ``None`` marks it unreadable.
+
+        The caller holds ``_reload_lock``. The descriptor stays open so that
+        this version's inode cannot come back with a newer version of the same
+        size and mtime. An unreadable version is remembered too, so that it is
+        parsed once, not on every lookup.
+        """
+        if instances is not None:
+            self._catalogue.replace(instances)
+        self._stored = instances
+        self._release_held()
+        self._held_fd = fd
+        self._signature = signature
 
     # -- file mechanics --------------------------------------------------
 
@@ -210,9 +236,10 @@ class FileRegistry(BaseRegistry):
             raise self._io_error("create directory for", exc) from exc
         with self._exclusive():
             if not os.path.exists(self.path):
-                self._write(empty_document())
+                self._write(empty_document(), [])
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, instances: list[Instance]) -> None:
+        """Atomically replace the file with ``data`` (which encodes ``instances``)."""
         directory, base = os.path.split(self.path)
         try:
             mode = stat.S_IMODE(os.stat(self.path).st_mode)
@@ -223,13 +250,15 @@ class FileRegistry(BaseRegistry):
         except OSError as exc:
             raise self._io_error("write", exc) from exc
         try:
-            with open(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, mode)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fsync(fd)
+            os.fchmod(fd, mode)
+            st = os.fstat(fd)
             os.replace(tmp, self.path)
         except OSError as exc:
+            os.close(fd)
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise self._io_error("write", exc) from exc
@@ -239,6 +268,8 @@ class FileRegistry(BaseRegistry):
                 os.fsync(dir_fd)
             finally:
                 os.close(dir_fd)
+        with self._reload_lock:
+            self._adopt(fd, (st.st_mtime_ns, st.st_size, st.st_ino), instances)
 
     def _release_held(self) -> None:
         fd, self._held_fd = self._held_fd, None
@@ -266,3 +297,4 @@ class FileRegistry(BaseRegistry):
         with self._reload_lock:
             self._release_held()
             self._signature = None
+            self._stored = None

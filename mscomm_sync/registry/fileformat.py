@@ -23,7 +23,7 @@ from ..errors import ConfigurationError
 from ..keyring import validate_service_name
 from .base import DEFAULT_HEALTH_ENDPOINT, Instance, normalize_url
 
-__all__ = ["SCHEMA_VERSION", "DocumentError", "decode", "empty_document", "encode"]
+__all__ = ["SCHEMA_VERSION", "DocumentError", "decode", "decode_entry", "empty_document", "encode"]
 
 #: The schema version this code reads and writes.
 SCHEMA_VERSION = 1
@@ -39,18 +39,25 @@ def empty_document() -> bytes:
 
 
 def encode(instances: Iterable[Instance]) -> bytes:
-    """Return the document holding ``instances`` (grouped by service, sorted by name)."""
-    services: dict[str, list[dict[str, Any]]] = {}
+    """Return the document holding ``instances``, grouped by service and sorted by name.
+
+    Each instance sits on its own line, so the file stays readable and diffable
+    while the standard library's fast C encoder does the work.
+    """
+    services: dict[str, list[str]] = {}
     for inst in instances:
-        services.setdefault(inst.service, []).append(
-            {
-                "url": inst.url,
-                "health_endpoint": inst.health_endpoint,
-                "metadata": dict(inst.metadata),
-            }
-        )
-    doc = {"schema": SCHEMA_VERSION, "services": dict(sorted(services.items()))}
-    return (json.dumps(doc, indent=2, sort_keys=False) + "\n").encode("utf-8")
+        entry = {
+            "url": inst.url,
+            "health_endpoint": inst.health_endpoint,
+            "metadata": dict(inst.metadata),
+        }
+        services.setdefault(inst.service, []).append(json.dumps(entry, ensure_ascii=False))
+    blocks = [
+        f"    {json.dumps(name)}: [\n      " + ",\n      ".join(entries) + "\n    ]"
+        for name, entries in sorted(services.items())
+    ]
+    body = "{\n" + ",\n".join(blocks) + "\n  }" if blocks else "{}"
+    return f'{{\n  "schema": {SCHEMA_VERSION},\n  "services": {body}\n}}\n'.encode()
 
 
 def decode(data: bytes) -> list[Instance]:
@@ -84,11 +91,16 @@ def decode(data: bytes) -> list[Instance]:
         if not isinstance(entries, list):
             raise DocumentError(f"service {name!r}: expected a list of instances")
         for entry in entries:
-            instances.append(_decode_entry(name, entry))
+            instances.append(decode_entry(name, entry))
     return instances
 
 
-def _decode_entry(name: str, entry: Any) -> Instance:
+def decode_entry(name: str, entry: Any) -> Instance:
+    """Return the instance that one JSON entry of service ``name`` describes.
+
+    Raises:
+        DocumentError: the entry is malformed.
+    """
     if not isinstance(entry, dict) or not isinstance(entry.get("url"), str):
         raise DocumentError(f"service {name!r}: every instance needs a 'url' string")
     endpoint = entry.get("health_endpoint", DEFAULT_HEALTH_ENDPOINT)

@@ -37,11 +37,12 @@ def test_file_format_groups_instances_by_service(file_registry: FileRegistry) ->
     """The document lists each service's instances with url, endpoint and metadata."""
     file_registry.register("billing", "http://127.0.0.1:8001", metadata={"zone": "a"})
     doc = json.loads(Path(file_registry.path).read_text())
-    assert doc["services"] == {
-        "billing": [
-            {"url": "http://127.0.0.1:8001", "health_endpoint": "/health", "metadata": {"zone": "a"}}
-        ]
+    entry = {
+        "url": "http://127.0.0.1:8001",
+        "health_endpoint": "/health",
+        "metadata": {"zone": "a"},
     }
+    assert doc["services"] == {"billing": [entry]}
 
 
 def test_another_registry_object_sees_a_write(

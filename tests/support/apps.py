@@ -23,4 +23,3 @@ def whoami(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 def replay_app() -> EncryptionMiddleware:
     """The billing service with the default (host-wide SQLite) replay store."""
     return EncryptionMiddleware(whoami)
-

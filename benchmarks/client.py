@@ -1,0 +1,124 @@
+"""End-to-end round trips: plain requests.Session vs MicroServiceClient.
+
+One Flask handler echoes the request body. One real threaded werkzeug server
+on 127.0.0.1 serves it twice over: plaintext requests reach the handler
+directly, sealed requests reach it through EncryptionMiddleware (with its
+default host-wide replay store). A plain ``requests.Session`` and a
+``MicroServiceClient`` each keep one keep-alive connection to it; their calls
+alternate one by one, and each size reports the median (p50) of each side,
+their ratio and the microseconds the client, the envelope and the middleware
+add together. The bar is a ratio of at most 1.10 at every size; the goal 1.05.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import requests
+
+from mscomm_sync.client import MicroServiceClient
+from mscomm_sync.keyring import Keyring, generate_key
+from mscomm_sync.registry import FileRegistry
+from mscomm_sync.testing import LiveServer
+from mscomm_sync.wsgi import EncryptionMiddleware
+
+SIZES = ((1024, "1 KiB", 400), (64 * 1024, "64 KiB", 200), (1024 * 1024, "1 MiB", 40))
+BAR = 1.10
+GOAL = 1.05
+
+
+def _app(keyring: Keyring) -> Callable[..., Any]:
+    from flask import Flask, request
+
+    flask_app = Flask("bench")
+
+    @flask_app.post("/echo")
+    def echo() -> Any:
+        return flask_app.response_class(request.get_data(), mimetype="application/octet-stream")
+
+    plain = flask_app.wsgi_app
+    sealed = EncryptionMiddleware(plain, "billing", keyring=keyring)
+
+    def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
+        if "HTTP_X_ENCRYPTED_PAYLOAD" in environ:
+            return sealed(environ, start_response)
+        return plain(environ, start_response)
+
+    return dispatch
+
+
+def _p50_pair(
+    plain: Callable[[], object], ours: Callable[[], object], number: int
+) -> tuple[float, float]:
+    for _ in range(5):
+        plain()
+        ours()
+    a: list[float] = []
+    b: list[float] = []
+    clock = time.perf_counter
+    for _ in range(number):
+        start = clock()
+        plain()
+        middle = clock()
+        ours()
+        end = clock()
+        a.append(middle - start)
+        b.append(end - middle)
+    return statistics.median(a), statistics.median(b)
+
+
+def main() -> None:
+    """Run the comparison at 1 KiB, 64 KiB and 1 MiB and print p50s and ratios."""
+    keyring = Keyring.from_mapping({"orders": generate_key(), "billing": generate_key()})
+    with tempfile.TemporaryDirectory() as tmp, LiveServer(_app(keyring)) as server:
+        registry = FileRegistry(Path(tmp) / "registry.json")
+        registry.register("billing", server.url)
+        session = requests.Session()
+        client = MicroServiceClient("orders", registry=registry, keyring=keyring)
+        url = server.url + "/echo"
+        print(
+            f"{'size':>7} {'Session p50':>12} {'client p50':>11} {'ratio':>6} "
+            f"{'added':>9}  bar {BAR} goal {GOAL}"
+        )
+        worst = 0.0
+        gc_was = gc.isenabled()
+        gc.disable()
+        try:
+            for size, label, number in SIZES:
+                body = bytes(size)
+
+                def plain(body: bytes = body) -> None:
+                    resp = session.post(url, data=body)
+                    assert resp.status_code == 200 and len(resp.content) == len(body)
+
+                def ours(body: bytes = body) -> None:
+                    resp = client.request(
+                        target_service="billing", endpoint="/echo", method="POST", payload=body
+                    )
+                    assert resp.status_code == 200 and len(resp.content) == len(body)
+
+                t_plain, t_ours = _p50_pair(plain, ours, number)
+                ratio = t_ours / t_plain
+                worst = max(worst, ratio)
+                verdict = "ok" if ratio <= BAR else "OVER BAR"
+                print(
+                    f"{label:>7} {t_plain * 1e6:>10.0f}us {t_ours * 1e6:>9.0f}us {ratio:>6.3f} "
+                    f"{(t_ours - t_plain) * 1e6:>+7.0f}us  {verdict}",
+                    flush=True,
+                )
+        finally:
+            if gc_was:
+                gc.enable()
+            client.close()
+            session.close()
+            registry.close()
+        print(f"worst ratio {worst:.3f} (bar {BAR}, goal {GOAL})")
+
+
+if __name__ == "__main__":
+    main()

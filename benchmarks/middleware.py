@@ -1,0 +1,168 @@
+"""EncryptionMiddleware's own cost per sealed 1 KiB request and response, in-process.
+
+The baseline is a bare WSGI call of the same app with the plaintext request:
+copy an environ, call the app, join its body. Ours is the same call through
+the middleware with the sealed request: read and verify the body, open it,
+record the id in the replay store, run the app, seal its 1 KiB answer. The
+difference is what the middleware adds. Requests are sealed before timing (that
+is the client's cost), one per call, so the replay store sees fresh ids.
+
+The replay store is measured on its own too: one ``add()`` of a fresh id, in
+memory, in SQLite on tmpfs (``/dev/shm``, the default) and in SQLite on disk.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Callable
+
+from mscomm_sync import Envelope, Keyring, generate_key
+from mscomm_sync.envelope import target_from_url
+from mscomm_sync.replay import MemoryReplayStore, ReplayStore, SqliteReplayStore
+from mscomm_sync.wsgi import EncryptionMiddleware
+
+from .timing import interleaved
+
+SIZE = 1024
+NUMBER = 2000
+ROUNDS = 5
+TARGET_US = 60.0
+URL = "http://127.0.0.1:8000/api/v1/charge?order=42"
+
+
+def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Read the body and answer 1 KiB of JSON-ish bytes."""
+    environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    start_response("200 OK", [("Content-Type", "application/json")])
+    return [ANSWER]
+
+
+ANSWER = b"x" * SIZE
+
+
+def _start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+    return None
+
+
+def _template() -> dict[str, Any]:
+    return {
+        "REQUEST_METHOD": "POST",
+        "SCRIPT_NAME": "",
+        "PATH_INFO": "/api/v1/charge",
+        "QUERY_STRING": "order=42",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "wsgi.url_scheme": "http",
+        "wsgi.errors": io.StringIO(),
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+    }
+
+
+def _sealed_environs(ring: Keyring, count: int) -> Iterator[dict[str, Any]]:
+    sender = Envelope("orders", keyring=ring)
+    target = target_from_url(URL)
+    body = os.urandom(SIZE)
+    prepared = []
+    for _ in range(count):
+        sealed = sender.seal_request(
+            recipient="billing", method="POST", target=target, body=body, content_type="text/plain"
+        )
+        headers = {
+            "HTTP_" + k.upper().replace("-", "_"): v
+            for k, v in sealed.headers.items()
+            if k != "Content-Type"
+        }
+        prepared.append((headers, sealed.body))
+    template = _template()
+    for headers, data in prepared:
+        environ = dict(template)
+        environ.update(headers)
+        environ.update(
+            CONTENT_TYPE="application/vnd.mscomm.sealed",
+            CONTENT_LENGTH=str(len(data)),
+        )
+        environ["wsgi.input"] = io.BytesIO(data)
+        yield environ
+
+
+def _plain_environs() -> Iterator[dict[str, Any]]:
+    template = _template()
+    body = os.urandom(SIZE)
+    while True:
+        environ = dict(template)
+        environ.update(CONTENT_TYPE="text/plain", CONTENT_LENGTH=str(SIZE))
+        environ["wsgi.input"] = io.BytesIO(body)
+        yield environ
+
+
+def _caller(wsgi: Any, environs: Iterator[dict[str, Any]]) -> Callable[[], object]:
+    def call() -> bytes:
+        return b"".join(wsgi(next(environs), _start_response))
+
+    return call
+
+
+def _stores(workdir: Path) -> list[tuple[str, Callable[[], ReplayStore]]]:
+    return [
+        ("memory", MemoryReplayStore),
+        ("sqlite tmpfs", lambda: SqliteReplayStore(_tmpfs_dir(workdir) / "replay.sqlite3")),
+        ("sqlite disk", lambda: SqliteReplayStore(workdir / "replay.sqlite3")),
+    ]
+
+
+def _tmpfs_dir(workdir: Path) -> Path:
+    shm = Path("/dev/shm")  # noqa: S108 - measuring tmpfs is the point
+    path = (shm if shm.is_dir() else workdir) / f"mscomm-bench-{os.getpid()}"
+    path.mkdir(exist_ok=True)
+    return path
+
+
+def main() -> None:
+    ring = Keyring.from_mapping({"orders": generate_key(), "billing": generate_key()})
+    calls = NUMBER * ROUNDS
+    with tempfile.TemporaryDirectory(dir=os.getcwd(), prefix=".bench-") as tmp:
+        workdir = Path(tmp)
+        try:
+            _run(ring, calls, workdir)
+        finally:
+            for leftover in _tmpfs_dir(workdir).glob("*"):
+                leftover.unlink()
+            _tmpfs_dir(workdir).rmdir()
+
+
+def _run(ring: Keyring, calls: int, workdir: Path) -> None:
+    print(f"sealed {SIZE} B request + {SIZE} B response, in-process, median of {ROUNDS} rounds")
+    print(f"{'replay store':>13} {'bare us':>8} {'ours us':>8} {'added us':>9}  target")
+    for name, make in _stores(workdir):
+        wrapped = EncryptionMiddleware(app, "billing", keyring=ring, replay_store=make())
+        bare = _caller(app, _plain_environs())
+        ours = _caller(wrapped, _sealed_environs(ring, calls + 1))
+        ours()  # open the store's connection outside the timing
+        t_bare, t_ours = interleaved([bare, ours], number=NUMBER, rounds=ROUNDS)
+        added = (t_ours - t_bare) * 1e6
+        verdict = "ok" if added < TARGET_US else "MISS"
+        print(
+            f"{name:>13} {t_bare * 1e6:8.1f} {t_ours * 1e6:8.1f} {added:9.1f}  "
+            f"<{TARGET_US:g} us: {verdict}"
+        )
+    print("\nreplay store alone: one add() of a fresh id")
+    print(f"{'replay store':>13} {'us/add':>8}")
+    for name, make in _stores(workdir):
+        store = make()
+        keys = (f"orders/{i:032x}" for i in itertools.count())
+        store.add(next(keys), 4e9)
+
+        def add(store: ReplayStore = store, keys: Iterator[str] = keys) -> bool:
+            return store.add(next(keys), 4e9)
+
+        (t_add,) = interleaved([add], number=NUMBER, rounds=ROUNDS)
+        print(f"{name:>13} {t_add * 1e6:8.1f}")

@@ -1,0 +1,294 @@
+"""MicroServiceClient: a ``requests.Session`` that calls services by name.
+
+Trust model: instance addresses come from the registry and are not trusted;
+every call is sealed for the target service and every answer must open under
+that service's key for that very request (see :mod:`mscomm_sync.adapter`).
+Plain URLs (``http://``, ``https://``) are not sealed at all: for them this is
+an ordinary Session.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random as _random
+import time
+from collections.abc import Mapping
+from typing import Any, Callable, Optional, Union, cast
+from urllib.parse import urlencode
+
+import requests
+from requests import PreparedRequest, Response
+from requests.adapters import BaseAdapter, HTTPAdapter
+from requests.hooks import default_hooks
+from requests.structures import CaseInsensitiveDict
+from requests.utils import requote_uri
+
+from .adapter import DEFAULT_POOL_MAXSIZE, SCHEME, ServiceAdapter
+from .balancer import PowerOfTwoBalancer
+from .breaker import CircuitBreaker, Listener
+from .call import ServiceCaller
+from .envelope import Envelope
+from .errors import ConfigurationError
+from .keyring import Keyring, validate_service_name
+from .policies import CallPolicy
+from .registry.base import Registry
+
+__all__ = ["MicroServiceClient"]
+
+Params = Union[None, str, bytes, Mapping[str, Any], list[tuple[str, Any]]]
+
+
+class MicroServiceClient(requests.Session):
+    """A Session whose service calls are sealed, retried and load-balanced.
+
+    Call a service by name with the service form of :meth:`request`, or with
+    a ``mscomm://<service>/<path>`` URL through any Session method. Every
+    other URL is handled exactly as by :class:`requests.Session`.
+
+    Args:
+        service_name: this service's name (it seals as this sender);
+            defaults to the ``SERVICE_NAME`` environment variable.
+        registry: where instances are found; defaults to
+            :func:`mscomm_sync.registry.get_registry`, looked up at call time.
+        keyring: where keys come from; defaults to the environment.
+        policy: the :class:`CallPolicy` for every target.
+        policies: per-target overrides of ``policy``.
+        breaker_listener: called as ``listener(breaker, old, new)`` after
+            every breaker transition.
+        pool_maxsize: connections kept per instance.
+        clock: a monotonic clock (deadlines, breakers, budgets).
+        sleep: pauses between attempts.
+        random: floats in ``[0, 1)`` (jitter, instance choice).
+
+    Raises:
+        ConfigurationError: no service name, or an invalid one.
+    """
+
+    def __init__(
+        self,
+        service_name: Optional[str] = None,
+        *,
+        registry: Optional[Registry] = None,
+        keyring: Optional[Keyring] = None,
+        policy: Optional[CallPolicy] = None,
+        policies: Optional[Mapping[str, CallPolicy]] = None,
+        breaker_listener: Optional[Listener] = None,
+        pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+        random: Callable[[], float] = _random.random,
+    ) -> None:
+        self._pid = os.getpid()
+        super().__init__()
+        name = service_name if service_name is not None else os.environ.get("SERVICE_NAME")
+        if name is None:
+            raise ConfigurationError(
+                "no service name: pass service_name or set SERVICE_NAME",
+                variable="SERVICE_NAME",
+                reason="missing",
+            )
+        self.service_name = validate_service_name(name)
+        self.policy = policy if policy is not None else CallPolicy()
+        self.policies: dict[str, CallPolicy] = dict(policies or {})
+        self._registry = registry
+        self._keyring = keyring
+        self._envelope: Optional[Envelope] = None
+        self._listener = breaker_listener
+        self._pool_maxsize = pool_maxsize
+        self._clock = clock
+        self._sleep = sleep
+        self._random = random
+        self._caller = self._new_caller()
+        self.mount(SCHEME, ServiceAdapter(self._caller, pool_maxsize=pool_maxsize))
+
+    # -- the service form --------------------------------------------------
+
+    def request(  # type: ignore[override]
+        self,
+        method: Optional[Union[str, bytes]] = None,
+        url: Optional[Union[str, bytes]] = None,
+        *args: Any,
+        target_service: Optional[str] = None,
+        endpoint: Optional[str] = None,
+        payload: Any = None,
+        idempotent: Optional[bool] = None,
+        **kwargs: Any,
+    ) -> Response:
+        """Send a request: the service form, or requests' standard form.
+
+        The service form is chosen by the ``target_service`` keyword::
+
+            client.request(target_service="billing", endpoint="/api/v1/charge",
+                           method="POST", payload={"amount": 42}, timeout=5)
+
+        Args:
+            method: the HTTP method (default ``GET`` in the service form).
+            url: the URL (standard form only).
+            target_service: the service to call.
+            endpoint: the path on that service, e.g. ``/api/v1/charge``.
+            payload: the body: ``bytes`` as is, ``str`` as UTF-8 text, any
+                other value as JSON; ``None`` for no body.
+            idempotent: allow (``True``) or forbid (``False``) retrying after
+                a failure that may have reached the server; by default only
+                GET, HEAD, PUT, DELETE, OPTIONS and TRACE may be retried.
+            **kwargs: service form: ``params``, ``headers``, ``timeout`` (the
+                call's deadline in seconds). Standard form: as in requests.
+
+        Returns:
+            The response; in the service form its content is the opened
+            plaintext and its status the service's.
+
+        Raises:
+            CircuitOpenError: the target's circuit is open; nothing was sent.
+            ServiceNotFoundError: nothing is registered under the name.
+            DeadlineExceededError: the deadline passed.
+            ServiceUnavailableError: every attempt failed at the transport level.
+            RequestRejectedError: the peer's middleware refused the request.
+            IntegrityError: an answer failed verification, or was unsealed
+                (:class:`InsecureResponseError`) when that is not allowed.
+        """
+        if target_service is None and endpoint is None and payload is None:
+            if isinstance(url, str) and url.lower().startswith(SCHEME) and kwargs.get("params"):
+                url = _with_query(url, kwargs.pop("params"))
+            if idempotent is not None:
+                raise TypeError("idempotent= is only accepted by the service form")
+            return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
+        if url is not None or args:
+            raise TypeError("the service form takes keywords only, not a url")
+        if target_service is None or endpoint is None:
+            raise TypeError("the service form needs both target_service and endpoint")
+        verb = method.decode("ascii") if isinstance(method, bytes) else (method or "GET")
+        return self.call(target_service, endpoint, verb, payload, idempotent=idempotent, **kwargs)
+
+    def call(
+        self,
+        target_service: str,
+        endpoint: str,
+        method: str = "GET",
+        payload: Any = None,
+        *,
+        params: Params = None,
+        headers: Optional[Mapping[str, str]] = None,
+        timeout: Optional[float] = None,
+        idempotent: Optional[bool] = None,
+    ) -> Response:
+        """Call ``endpoint`` on ``target_service``; the service form of :meth:`request`.
+
+        It skips the Session machinery a sealed call does not use (cookies,
+        auth, netrc, redirects, hooks, per-call environment reads) and hands
+        the request to the adapter mounted on ``mscomm://``.
+
+        Raises:
+            MscommError: as :meth:`request`.
+        """
+        if not endpoint.startswith("/"):
+            endpoint = "/" + endpoint
+        url = _with_query(f"{SCHEME}{target_service}{requote_uri(endpoint)}", params)
+        merged: CaseInsensitiveDict[str] = CaseInsensitiveDict(
+            cast(Mapping[str, str], self.headers)
+        )
+        body, content_type = _encode(payload)
+        if content_type is not None:
+            merged["Content-Type"] = content_type
+        if headers:
+            merged.update(headers)
+        prepared = PreparedRequest()
+        prepared.method = method.upper()
+        prepared.url = url
+        prepared.headers = merged
+        prepared.body = body
+        prepared.hooks = default_hooks()
+        adapter = self.get_adapter(url)
+        verify = self.verify if self.verify is not None else True
+        if isinstance(adapter, ServiceAdapter):
+            return adapter.send(
+                prepared, timeout=timeout, verify=verify, cert=self.cert, idempotent=idempotent
+            )
+        return adapter.send(prepared, timeout=timeout, verify=verify, cert=self.cert)
+
+    # -- state -------------------------------------------------------------
+
+    def breaker(self, target_service: str) -> CircuitBreaker:
+        """Return this client's circuit breaker for ``target_service``."""
+        self._check_fork()
+        return self._caller.breaker(target_service)
+
+    def policy_for(self, target_service: str) -> CallPolicy:
+        """Return the :class:`CallPolicy` in force for ``target_service``."""
+        return self.policies.get(target_service, self.policy)
+
+    def get_adapter(self, url: str) -> BaseAdapter:
+        """Return the adapter for ``url``, rebuilding pools after a fork."""
+        self._check_fork()
+        return super().get_adapter(url)
+
+    def _check_fork(self) -> None:
+        pid = os.getpid()
+        if pid == self._pid:
+            return
+        # In a forked child: sockets, locks held by parent threads and
+        # in-flight counts all belong to the parent. Start afresh.
+        self._pid = pid
+        self._caller = self._new_caller()
+        for adapter in self.adapters.values():
+            if isinstance(adapter, HTTPAdapter):
+                state: Any = adapter  # requests keeps the pool sizes in private attributes
+                adapter.init_poolmanager(
+                    state._pool_connections, state._pool_maxsize, block=state._pool_block
+                )
+                adapter.proxy_manager = {}
+            if isinstance(adapter, ServiceAdapter):
+                adapter.caller = self._caller
+
+    def _new_caller(self) -> ServiceCaller:
+        return ServiceCaller(
+            envelope=self._get_envelope,
+            registry=self._get_registry,
+            policy_for=self.policy_for,
+            balancer=PowerOfTwoBalancer(random=self._random, clock=self._clock),
+            clock=self._clock,
+            sleep=self._sleep,
+            random=self._random,
+            listener=self._listener,
+            trust_env=lambda: self.trust_env,
+        )
+
+    def _get_envelope(self) -> Envelope:
+        if self._envelope is None:
+            self._envelope = Envelope(self.service_name, keyring=self._keyring)
+        return self._envelope
+
+    def _get_registry(self) -> Registry:
+        if self._registry is not None:
+            return self._registry
+        from .registry import get_registry  # at call time: the process default
+
+        registry: Registry = get_registry()
+        return registry
+
+    def __repr__(self) -> str:
+        return f"<MicroServiceClient service={self.service_name!r}>"
+
+
+def _with_query(url: str, params: Params) -> str:
+    if not params:
+        return url
+    if isinstance(params, bytes):
+        query = params.decode("ascii")
+    elif isinstance(params, str):
+        query = params
+    else:
+        query = urlencode(params, doseq=True)
+    return f"{url}&{query}" if "?" in url else f"{url}?{query}"
+
+
+def _encode(payload: Any) -> tuple[Optional[bytes], Optional[str]]:
+    if payload is None:
+        return None, None
+    if isinstance(payload, (bytes, bytearray, memoryview)):
+        return bytes(payload), "application/octet-stream"
+    if isinstance(payload, str):
+        return payload.encode("utf-8"), "text/plain; charset=utf-8"
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return text.encode("utf-8"), "application/json"

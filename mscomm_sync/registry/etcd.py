@@ -1,0 +1,342 @@
+"""The distributed registry: etcd v3 through its JSON gateway.
+
+Every registration made by an :class:`EtcdRegistry` is attached to one lease
+that an owned thread keeps alive; if the process dies, the lease expires
+after ``lease_ttl`` seconds and etcd deletes its instances. A clean
+:meth:`EtcdRegistry.close` revokes the lease at once. Lookups never call etcd:
+they are served from a local cache that a second owned thread refreshes
+every ``refresh_interval`` seconds, and that keeps the last known instances
+(with a warning) while etcd is unreachable.
+
+Layout: ``<prefix>/services/<name>/<url>`` holds the JSON entry
+``{"url": ..., "health_endpoint": ..., "metadata": {...}}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Optional, Union
+from urllib.parse import urlsplit
+
+from ..errors import ConfigurationError, RegistryError
+from .backend import BaseRegistry
+from .base import DEFAULT_HEALTH_ENDPOINT, Instance, make_instance
+from .etcd_gateway import EtcdGateway
+from .fileformat import DocumentError, decode_entry
+from .health import HealthCheckConfig
+from .worker import PeriodicWorker
+
+__all__ = [
+    "DEFAULT_LEASE_TTL",
+    "DEFAULT_PREFIX",
+    "DEFAULT_REFRESH_INTERVAL",
+    "EtcdRegistry",
+    "parse_location",
+]
+
+log = logging.getLogger("mscomm_sync.registry")
+
+#: Seconds a registration outlives a process that stops renewing its lease.
+DEFAULT_LEASE_TTL = 10
+#: The key prefix when a location names none.
+DEFAULT_PREFIX = "/mscomm"
+#: Seconds between cache refreshes.
+DEFAULT_REFRESH_INTERVAL = 1.0
+
+
+def parse_location(location: str) -> tuple[list[str], str]:
+    """Split ``etcd://host:port[,host:port...][/prefix]`` into endpoints and prefix.
+
+    Returns:
+        ``(["http://host:port", ...], "/prefix")``; the prefix defaults to
+        :data:`DEFAULT_PREFIX`.
+
+    Raises:
+        ConfigurationError: the location is malformed.
+    """
+    if not location.startswith("etcd://"):
+        raise ConfigurationError(f"not an etcd location: {location!r}", reason="bad location")
+    hosts, _, path = location[len("etcd://") :].partition("/")
+    endpoints = []
+    for host in hosts.split(","):
+        host = host.strip()
+        try:
+            parts = urlsplit(f"http://{host}")
+            valid = bool(parts.hostname) and parts.port is not None and parts.path == ""
+        except ValueError:
+            valid = False
+        if not valid:
+            raise ConfigurationError(
+                f"invalid etcd location {location!r}: use etcd://host:port[,host:port...][/prefix]",
+                reason="bad location",
+            )
+        endpoints.append(f"http://{host}")
+    path = path.strip("/")
+    return endpoints, f"/{path}" if path else DEFAULT_PREFIX
+
+
+class EtcdRegistry(BaseRegistry):
+    """A registry kept in etcd, shared by every host that can reach it.
+
+    Args:
+        endpoints: member URLs (``http://host:port``) or one ``etcd://`` location.
+        prefix: the key prefix; instances live under ``<prefix>/services/``.
+        lease_ttl: seconds (rounded up) a registration outlives its process;
+            ``None`` means :data:`DEFAULT_LEASE_TTL`.
+        refresh_interval: seconds between cache refreshes; ``None`` means
+            :data:`DEFAULT_REFRESH_INTERVAL`.
+        request_timeout: read timeout of one etcd request, in seconds.
+        health_check: health-check settings.
+        health_check_interval: if given, start health checks at once.
+        clock: a monotonic clock in seconds.
+        rng: returns a float in ``[0, 1)``; drives jitter.
+
+    Raises:
+        ConfigurationError: an argument is invalid.
+        RegistryError: no etcd member answered the first read.
+    """
+
+    def __init__(
+        self,
+        endpoints: Union[str, Sequence[str]],
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        lease_ttl: Optional[float] = None,
+        refresh_interval: Optional[float] = None,
+        request_timeout: float = 2.0,
+        health_check: Optional[HealthCheckConfig] = None,
+        health_check_interval: Optional[float] = None,
+        clock: Callable[[], float] = time.monotonic,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        super().__init__(health_check=health_check, clock=clock, rng=rng)
+        if isinstance(endpoints, str):
+            endpoints, prefix = parse_location(endpoints)
+        ttl = DEFAULT_LEASE_TTL if lease_ttl is None else lease_ttl
+        interval = DEFAULT_REFRESH_INTERVAL if refresh_interval is None else refresh_interval
+        if not ttl > 0 or not interval > 0 or not endpoints:
+            raise ConfigurationError(
+                "etcd registry needs endpoints, and a positive lease_ttl and refresh_interval",
+                reason="invalid setting",
+            )
+        self.lease_ttl = math.ceil(ttl)
+        self.prefix = "/" + prefix.strip("/")
+        self._services_prefix = f"{self.prefix}/services/"
+        self._gateway = EtcdGateway(endpoints, timeout=request_timeout)
+        hosts = ",".join(e.split("://", 1)[-1] for e in self._gateway.endpoints)
+        self.location = f"etcd://{hosts}{self.prefix}"
+        self._write_lock = threading.RLock()
+        self._lease: Optional[int] = None
+        self._lease_pid = 0
+        self._own: dict[tuple[str, str], Instance] = {}
+        self._version: Optional[tuple[int, int]] = None
+        self._outage = False
+        self._keepalive = PeriodicWorker(
+            self._keep_lease,
+            name="mscomm-etcd-keepalive",
+            interval=max(self.lease_ttl / 3.0, 0.2),
+            run_immediately=False,
+            restart_after_fork=False,  # the lease belongs to the process that took it
+            clock=clock,
+            rng=rng,
+        )
+        self._refresher = PeriodicWorker(
+            self.poll_once,
+            name="mscomm-etcd-refresh",
+            interval=interval,
+            jitter=0.1,
+            run_immediately=False,
+            clock=clock,
+            rng=rng,
+        )
+        self.refresh()
+        self._refresher.start()
+        if health_check_interval is not None:
+            self.start_health_checks(health_check_interval)
+
+    @classmethod
+    def from_location(cls, location: str, **options: Any) -> EtcdRegistry:
+        """Open ``etcd://host:port[,host:port...][/prefix]`` (see :func:`parse_location`)."""
+        endpoints, prefix = parse_location(location)
+        return cls(endpoints, prefix=prefix, **options)
+
+    @property
+    def endpoints(self) -> list[str]:
+        """The member URLs, in failover order."""
+        return list(self._gateway.endpoints)
+
+    @property
+    def current_endpoint(self) -> str:
+        """The member that answered last."""
+        return self._gateway.current
+
+    # -- writes ----------------------------------------------------------
+
+    def register(
+        self,
+        name: str,
+        url: str,
+        *,
+        health_endpoint: str = DEFAULT_HEALTH_ENDPOINT,
+        metadata: Optional[Mapping[str, Any]] = None,
+        lease: bool = True,
+    ) -> Instance:
+        """Add or update the instance ``(name, url)`` under this registry's lease.
+
+        Args:
+            name: the service name.
+            url: the instance's base URL.
+            health_endpoint: the path health checks GET.
+            metadata: JSON-serialisable values under string keys.
+            lease: attach the entry to the lease (the default). ``False``
+                stores it until deregistered, as ``mscomm registry register`` does.
+
+        Returns:
+            The stored record.
+
+        Raises:
+            ConfigurationError: an argument is invalid.
+            RegistryError: etcd refused or no member answered.
+        """
+        inst = make_instance(name, url, health_endpoint=health_endpoint, metadata=metadata)
+        value = json.dumps(
+            {
+                "url": inst.url,
+                "health_endpoint": inst.health_endpoint,
+                "metadata": dict(inst.metadata),
+            }
+        ).encode()
+        with self._write_lock:
+            lease_id = self._current_lease() if lease else 0
+            self._gateway.put(self._key(inst), value, lease=lease_id)
+            if lease:
+                self._own[inst.key] = inst
+            else:
+                self._own.pop(inst.key, None)
+        self._catalogue.upsert(inst)
+        return inst
+
+    def deregister(self, name: str, url: str) -> None:
+        """Delete the instance ``(name, url)``, whoever registered it.
+
+        Raises:
+            RegistryError: etcd refused or no member answered.
+        """
+        key = (name, url.rstrip("/"))
+        with self._write_lock:
+            self._gateway.delete(f"{self._services_prefix}{key[0]}/{key[1]}")
+            self._own.pop(key, None)
+        self._catalogue.remove(key)
+
+    def _key(self, inst: Instance) -> str:
+        return f"{self._services_prefix}{inst.service}/{inst.url}"
+
+    # -- leases ----------------------------------------------------------
+
+    def _current_lease(self) -> int:
+        if self._lease is None or self._lease_pid != os.getpid():
+            # First registration, or a forked child: take a lease of our own.
+            self._lease = self._gateway.grant(self.lease_ttl)
+            self._lease_pid = os.getpid()
+            self._own = {}
+            self._keepalive.start()
+        return self._lease
+
+    def _keep_lease(self) -> None:
+        with self._write_lock:
+            lease = self._lease
+            if lease is None or self._lease_pid != os.getpid():
+                return
+            try:
+                ttl = self._gateway.keepalive(lease)
+            except RegistryError as exc:
+                log.warning("etcd lease %x not renewed: %s", lease, exc)
+                return
+            if ttl > 0:
+                return
+            # The lease expired (etcd was out of reach longer than the TTL):
+            # take a new one and put our instances back.
+            log.warning(
+                "etcd lease %x expired; registering %d instances again", lease, len(self._own)
+            )
+            self._lease = self._gateway.grant(self.lease_ttl)
+            for inst in list(self._own.values()):
+                self.register(
+                    inst.service,
+                    inst.url,
+                    health_endpoint=inst.health_endpoint,
+                    metadata=inst.metadata,
+                )
+
+    def keep_lease_once(self) -> None:
+        """Renew the lease now, as the keep-alive thread does (for tests)."""
+        self._keep_lease()
+
+    # -- reads -----------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Read the instances from etcd now, if anything changed.
+
+        Raises:
+            RegistryError: no etcd member answered.
+        """
+        version = self._gateway.prefix_version(self._services_prefix)
+        if version == self._version:
+            return
+        instances = []
+        for kv in self._gateway.range_prefix(self._services_prefix):
+            name = kv.key[len(self._services_prefix) :].partition("/")[0]
+            try:
+                instances.append(decode_entry(name, json.loads(kv.value)))
+            except (ValueError, DocumentError) as exc:
+                log.warning("etcd key %s skipped: %s", kv.key, exc)
+        self._catalogue.replace(instances)
+        self._version = version
+
+    def poll_once(self) -> bool:
+        """Refresh the cache as the refresh thread does, never raising.
+
+        Returns:
+            False if etcd was unreachable; the last known instances are kept
+            and a warning is logged once per outage.
+        """
+        try:
+            self.refresh()
+        except RegistryError as exc:
+            if not self._outage:
+                log.warning(
+                    "etcd unreachable (%s); serving the %d last known instances",
+                    exc,
+                    len(self._catalogue),
+                )
+            self._outage = True
+            return False
+        if self._outage:
+            log.info("etcd reachable again at %s", self._gateway.current)
+        self._outage = False
+        return True
+
+    # -- lifecycle -------------------------------------------------------
+
+    def _workers(self) -> list[PeriodicWorker]:
+        return [self._refresher, self._keepalive]
+
+    def close(self) -> None:
+        """Stop the threads and revoke the lease, deleting this process's instances."""
+        super().close()
+        with self._write_lock:
+            lease, self._lease = self._lease, None
+            if lease is not None and self._lease_pid == os.getpid():
+                try:
+                    self._gateway.revoke(lease)
+                except RegistryError as exc:
+                    log.warning("etcd lease %x not revoked (it expires by itself): %s", lease, exc)
+            self._own = {}
+        self._gateway.close()

@@ -1,0 +1,185 @@
+"""Real services on 127.0.0.1 for the client tests, and a fake clock.
+
+Every service is a small WSGI app behind the real EncryptionMiddleware,
+served by the real threaded werkzeug server (LiveServer). The raw socket
+server misbehaves on purpose (resets), which no WSGI server can be made to do.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any, Callable, Optional
+
+from mscomm_sync.keyring import Keyring, generate_key
+from mscomm_sync.replay import MemoryReplayStore
+from mscomm_sync.wsgi import EncryptionMiddleware
+
+KEYS = {name: generate_key() for name in ("billing", "orders", "legacy")}
+
+Handler = Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]], bytes]]
+
+
+def keyring() -> Keyring:
+    """Return a keyring that holds every test service's key."""
+    return Keyring.from_mapping(KEYS)
+
+
+class FakeClock:
+    """A monotonic clock and sleep that only move when told to."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+        self._lock = threading.Lock()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        """Record the pause and advance the clock by it."""
+        with self._lock:
+            self.sleeps.append(seconds)
+            self.now += seconds
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        with self._lock:
+            self.now += seconds
+
+
+class Recorder:
+    """A thread-safe count of requests per path, with the headers last seen."""
+
+    def __init__(self) -> None:
+        self.hits: Counter[str] = Counter()
+        self.request_ids: list[Optional[str]] = []
+        self.callers: list[Optional[str]] = []
+        self._lock = threading.Lock()
+
+    def record(self, environ: dict[str, Any]) -> None:
+        with self._lock:
+            self.hits[environ.get("PATH_INFO", "")] += 1
+            self.request_ids.append(environ.get("HTTP_X_REQUEST_ID"))
+            self.callers.append(environ.get("mscomm.caller"))
+
+
+def json_app(recorder: Recorder, routes: dict[str, Handler]) -> Callable[..., Iterable[bytes]]:
+    """Return a WSGI app that records each request and dispatches on the path."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        recorder.record(environ)
+        handler = routes.get(environ.get("PATH_INFO", ""))
+        if handler is None:
+            status, headers, body = 404, [("Content-Type", "application/json")], b'{"error":1}'
+        else:
+            status, headers, body = handler(environ)
+        start_response(f"{status} X", [*headers, ("Content-Length", str(len(body)))])
+        return [body]
+
+    return app
+
+
+def echo(environ: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+    """Answer with the method, body, content type and caller, as JSON."""
+    length = int(environ.get("CONTENT_LENGTH") or 0)
+    data = environ["wsgi.input"].read(length) if length else b""
+    body = json.dumps(
+        {
+            "method": environ["REQUEST_METHOD"],
+            "body": data.decode("utf-8", "replace"),
+            "content_type": environ.get("CONTENT_TYPE"),
+            "caller": environ.get("mscomm.caller"),
+            "query": environ.get("QUERY_STRING"),
+        }
+    ).encode()
+    return 200, [("Content-Type", "application/json")], body
+
+
+def sealed(
+    app: Callable[..., Iterable[bytes]], service: str = "billing", **options: Any
+) -> EncryptionMiddleware:
+    """Wrap ``app`` in the real middleware with the test keys and an in-memory replay store."""
+    return EncryptionMiddleware(
+        app, service, keyring=keyring(), replay_store=MemoryReplayStore(), **options
+    )
+
+
+class RawServer:
+    """A socket server on 127.0.0.1 that answers with scripted bytes.
+
+    ``script(n)`` returns, for the n-th request on a connection, the bytes to
+    send and whether to close the connection afterwards. It counts requests.
+    """
+
+    def __init__(self, script: Callable[[int], tuple[bytes, bool]]) -> None:
+        self.script = script
+        self.requests = 0
+        self._lock = threading.Lock()
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.2)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+
+    def __enter__(self) -> RawServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self._sock.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _handle(self, conn: socket.socket) -> None:
+        conn.settimeout(10)
+        buffer = b""
+        with conn:
+            for n in range(100):
+                while b"\r\n\r\n" not in buffer:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                head, _, buffer = buffer.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        length = int(line.split(b":", 1)[1])
+                while len(buffer) < length:
+                    chunk = conn.recv(65536)
+                    if not chunk:
+                        return
+                    buffer += chunk
+                buffer = buffer[length:]
+                with self._lock:
+                    self.requests += 1
+                data, close = self.script(n)
+                conn.sendall(data)
+                if close:
+                    return
+
+
+def dead_url() -> str:
+    """Return a URL on 127.0.0.1 where nothing listens (connection refused)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}"

@@ -1,0 +1,54 @@
+"""A client used before fork() keeps working in the child, with its own pools."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any, Callable
+
+import pytest
+
+from .servers import Recorder, echo, json_app, sealed
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+
+
+def test_client_works_after_fork(
+    serve: Callable[..., Any], make_client: Callable[..., Any]
+) -> None:
+    """In a forked child the client rebuilds its pools and state, and its calls succeed."""
+    recorder = Recorder()
+    serve(sealed(json_app(recorder, {"/echo": echo})))
+    client = make_client()
+    assert client.request(target_service="billing", endpoint="/echo").status_code == 200
+    parent_pools = client.get_adapter("mscomm://billing").poolmanager
+    parent_caller = client._caller
+    pid = os.fork()
+    if pid == 0:  # the child: report through the exit status only
+        code = 1
+        try:
+            resp = client.request(target_service="billing", endpoint="/echo", method="POST",
+                                  payload={"from": "child"})  # fmt: skip
+            fresh = client.get_adapter("mscomm://billing").poolmanager is not parent_pools
+            rebuilt = client._caller is not parent_caller
+            code = 0 if (resp.status_code == 200 and fresh and rebuilt) else 2
+        except BaseException:
+            code = 3
+        finally:
+            sys.stdout.flush()
+            os._exit(code)
+    deadline = time.monotonic() + 60
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("child did not finish")
+    assert status is not None and os.waitstatus_to_exitcode(status) == 0
+    assert recorder.callers.count("orders") == 2
+    assert client.request(target_service="billing", endpoint="/echo").status_code == 200

@@ -1,0 +1,91 @@
+"""Plain Session use is unchanged; the URL form and `responses` work."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Callable
+
+import pytest
+import requests
+import responses
+
+from mscomm_sync.errors import InsecureResponseError
+from mscomm_sync.registry import FileRegistry
+from mscomm_sync.testing import LiveServer
+
+from .servers import Recorder, echo, json_app, sealed
+
+
+def plain_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Answer with the headers that matter here, unsealed."""
+    body = json.dumps(
+        {
+            "sealed": environ.get("HTTP_X_ENCRYPTED_PAYLOAD"),
+            "cookie": environ.get("HTTP_COOKIE"),
+            "query": environ.get("QUERY_STRING"),
+        }
+    ).encode()
+    start_response("200 OK", [("Content-Type", "application/json"), ("Set-Cookie", "k=v")])
+    return [body]
+
+
+def test_is_a_session(make_client: Callable[..., Any]) -> None:
+    """The client is a requests.Session."""
+    assert isinstance(make_client(), requests.Session)
+
+
+def test_plain_urls_are_not_sealed(make_client: Callable[..., Any]) -> None:
+    """A plain URL goes out unsealed, with params and cookies handled as by a Session."""
+    client = make_client()
+    with LiveServer(plain_app) as server:
+        first = client.get(server.url + "/p", params={"a": "1"})
+        second = client.request("GET", server.url + "/p")
+    assert first.json() == {"sealed": None, "cookie": None, "query": "a=1"}
+    assert second.json()["cookie"] == "k=v"
+
+
+def test_hooks_and_mounts_apply_to_plain_urls(make_client: Callable[..., Any]) -> None:
+    """Session hooks and mounted adapters work for plain URLs."""
+    client = make_client()
+    seen: list[int] = []
+    client.hooks["response"].append(lambda r, *a, **k: seen.append(r.status_code))
+    client.mount("http://127.0.0.1", requests.adapters.HTTPAdapter(max_retries=0))
+    with LiveServer(plain_app) as server:
+        client.get(server.url)
+    assert seen == [200]
+
+
+@responses.activate
+def test_responses_mocks_plain_calls(make_client: Callable[..., Any]) -> None:
+    """`responses` intercepts plain calls made through the client."""
+    responses.add(responses.GET, "http://example.test/x", json={"ok": True})
+    assert make_client().get("http://example.test/x").json() == {"ok": True}
+
+
+@responses.activate
+def test_responses_sees_service_attempts(
+    registry: FileRegistry, make_client: Callable[..., Any]
+) -> None:
+    """Service attempts go through HTTPAdapter.send, so `responses` intercepts them too."""
+    registry.register("billing", "http://billing.test")
+    responses.add(responses.GET, "http://billing.test/x", body="forged")
+    with pytest.raises(InsecureResponseError):
+        make_client().request(target_service="billing", endpoint="/x")
+    sent = responses.calls[0].request
+    assert sent.headers["X-Encrypted-Payload"] == "true"
+    assert sent.headers["X-Request-Id"]
+
+
+def test_url_form(serve: Callable[..., Any], make_client: Callable[..., Any]) -> None:
+    """A mscomm:// URL through ordinary Session methods makes a sealed call."""
+    serve(sealed(json_app(Recorder(), {"/echo": echo})))
+    client = make_client()
+    resp = client.post("mscomm://billing/echo", json={"a": 1}, params={"q": "1"})
+    got = resp.json()
+    assert (json.loads(got["body"]), got["query"], got["caller"]) == ({"a": 1}, "q=1", "orders")
+
+
+def test_service_form_rejects_url(make_client: Callable[..., Any]) -> None:
+    """Mixing the service form with a URL is a TypeError, not a silent guess."""
+    with pytest.raises(TypeError):
+        make_client().request("GET", "http://x", target_service="billing", endpoint="/x")

@@ -1,0 +1,1 @@
+"""A real, minimal Django project served behind EncryptionMiddleware in tests."""

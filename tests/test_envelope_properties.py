@@ -1,0 +1,362 @@
+"""Property-based tests (hypothesis) for the envelope: it parses bytes from the network."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any, Optional
+
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+from mscomm_sync.envelope import (
+    HEADER_CONTENT_TYPE,
+    HEADER_KEY_ID,
+    HEADER_MESSAGE_ID,
+    HEADER_SERVICE,
+    HEADER_TIMESTAMP,
+    HEADER_VERSION,
+    Envelope,
+    Sealed,
+)
+from mscomm_sync.errors import IntegrityError
+from mscomm_sync.keyring import Key, Keyring
+from mscomm_sync.replay import MemoryReplayStore
+
+T0 = 1_700_000_000.0
+KEY_ALPHA = bytes(range(32))
+KEY_ALPHA_NEXT = bytes(range(50, 82))
+RING = Keyring.from_mapping(
+    {
+        "alpha": [KEY_ALPHA, KEY_ALPHA_NEXT],
+        "alias": KEY_ALPHA,  # shares alpha's key: only the bound sender name tells them apart
+        "billing": bytes(range(32, 64)),
+        "carol": KEY_ALPHA,
+    }
+)
+KID_NEXT = Key.from_bytes(KEY_ALPHA_NEXT).kid
+
+FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SLOW = settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+methods = st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+content_types = st.one_of(
+    st.none(),
+    st.sampled_from(["application/json", "text/plain; charset=utf-8", "image/png"]),
+    st.text(min_size=1, max_size=60),
+)
+segments = st.text(min_size=0, max_size=12)
+targets = st.builds(
+    lambda parts, query: "/" + "/".join(parts) + (f"?{query}" if query else ""),
+    st.lists(st.from_regex(r"[A-Za-z0-9%~._-]{0,8}", fullmatch=True), max_size=4),
+    st.from_regex(r"[A-Za-z0-9%=&+._-]{0,16}", fullmatch=True),
+)
+
+
+def clock() -> float:
+    """The shared, frozen wall clock."""
+    return T0
+
+
+def envelope(service: str) -> Envelope:
+    """A fresh envelope (with an empty replay store) for ``service``."""
+    return Envelope(service, keyring=RING, clock=clock, replay_store=MemoryReplayStore(clock=clock))
+
+
+ALPHA = envelope("alpha")
+
+
+def open_request(
+    receiver: Envelope,
+    sealed: Sealed,
+    method: str,
+    target: str,
+    *,
+    headers: Optional[dict[str, str]] = None,
+    body: Optional[bytes] = None,
+) -> Any:
+    """Open a sealed request, optionally with replacement headers or body."""
+    return receiver.open_request(
+        method=method,
+        target=target,
+        headers=sealed.headers if headers is None else headers,
+        body=sealed.body if body is None else body,
+    )
+
+
+def flip(data: bytes, bit: int) -> bytes:
+    """Return ``data`` with one bit flipped."""
+    out = bytearray(data)
+    out[bit // 8] ^= 1 << (bit % 8)
+    return bytes(out)
+
+
+@FAST
+@given(body=st.binary(max_size=4096), content_type=content_types, method=methods, target=targets)
+def test_seal_then_open_returns_any_payload(
+    body: bytes, content_type: Optional[str], method: str, target: str
+) -> None:
+    """Seal then open gives back any body and content type."""
+    sealed = ALPHA.seal_request(
+        recipient="billing", method=method, target=target, body=body, content_type=content_type
+    )
+    opened = open_request(envelope("billing"), sealed, method, target)
+    assert opened.body == body
+    assert opened.content_type == (content_type or None)
+    assert opened.sender == "alpha"
+    assert len(sealed.body) == len(body) + 16
+
+
+@FAST
+@given(
+    body=st.binary(max_size=2048),
+    content_type=content_types,
+    status=st.integers(min_value=100, max_value=599),
+    reply_to=st.from_regex(r"[0-9a-f]{32}", fullmatch=True),
+)
+def test_response_seal_then_open_returns_any_payload(
+    body: bytes, content_type: Optional[str], status: int, reply_to: str
+) -> None:
+    """A sealed response opens with its body and content type for any status."""
+    billing = envelope("billing")
+    sealed = billing.seal_response(
+        recipient="alpha",
+        method="POST",
+        target="/x",
+        status=status,
+        reply_to=reply_to,
+        body=body,
+        content_type=content_type,
+    )
+    opened = envelope("alpha").open_response(
+        sender="billing",
+        method="POST",
+        target="/x",
+        status=status,
+        reply_to=reply_to,
+        headers=sealed.headers,
+        body=sealed.body,
+    )
+    assert (opened.body, opened.content_type) == (body, content_type or None)
+
+
+@FAST
+@given(body=st.binary(min_size=0, max_size=1024), data=st.data())
+def test_any_single_bit_flip_in_the_body_is_rejected(body: bytes, data: st.DataObject) -> None:
+    """Flipping any one bit of the sealed body (ciphertext or tag) is rejected."""
+    sealed = ALPHA.seal_request(recipient="billing", method="POST", target="/x", body=body)
+    bit = data.draw(st.integers(min_value=0, max_value=len(sealed.body) * 8 - 1), label="bit")
+    receiver = envelope("billing")
+    try:
+        open_request(receiver, sealed, "POST", "/x", body=flip(sealed.body, bit))
+    except IntegrityError:
+        pass
+    else:
+        raise AssertionError(f"bit {bit} of the body flipped and the message still opened")
+    assert open_request(receiver, sealed, "POST", "/x").body == body  # id was not burnt
+
+
+@SLOW
+@given(body=st.binary(max_size=24))
+def test_every_single_bit_flip_in_a_small_body_is_rejected(body: bytes) -> None:
+    """Every one of the bit flips of a short sealed body is rejected."""
+    sealed = ALPHA.seal_request(recipient="billing", method="POST", target="/x", body=body)
+    receiver = envelope("billing")
+    accepted = []
+    for bit in range(len(sealed.body) * 8):
+        try:
+            open_request(receiver, sealed, "POST", "/x", body=flip(sealed.body, bit))
+            accepted.append(bit)
+        except IntegrityError:
+            pass
+    assert accepted == []
+
+
+@SLOW
+@given(content_type=content_types)
+def test_every_single_bit_flip_in_the_sealed_content_type_is_rejected(
+    content_type: Optional[str],
+) -> None:
+    """Flipping any one bit of the X-Mscomm-Content-Type header value is rejected."""
+    sealed = ALPHA.seal_request(
+        recipient="billing", method="GET", target="/x", content_type=content_type
+    )
+    value = sealed.headers[HEADER_CONTENT_TYPE].encode("latin-1")
+    accepted = []
+    for bit in range(len(value) * 8):
+        headers = dict(sealed.headers)
+        headers[HEADER_CONTENT_TYPE] = flip(value, bit).decode("latin-1")
+        try:
+            open_request(envelope("billing"), sealed, "GET", "/x", headers=headers)
+            accepted.append(headers[HEADER_CONTENT_TYPE])
+        except IntegrityError:
+            pass
+    assert accepted == [], f"{sealed.headers[HEADER_CONTENT_TYPE]!r} also opened as {accepted!r}"
+
+
+@SLOW
+@given(content_type=content_types)
+def test_sealed_content_type_header_is_canonical_base64(content_type: Optional[str]) -> None:
+    """The sealed content-type header is unpadded URL-safe base64 that round-trips exactly."""
+    sealed = ALPHA.seal_request(
+        recipient="billing", method="GET", target="/x", content_type=content_type
+    )
+    value = sealed.headers[HEADER_CONTENT_TYPE]
+    raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    assert base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == value
+
+
+BOUND_FIELDS = [
+    "method",
+    "target",
+    "recipient",
+    "sender",
+    "key id",
+    "timestamp",
+    "message id",
+    "version",
+    "direction",
+]
+
+
+def _hex(n: int) -> st.SearchStrategy[str]:
+    return st.from_regex(rf"[0-9a-f]{{{n}}}", fullmatch=True)
+
+
+@FAST
+@given(
+    field=st.sampled_from(BOUND_FIELDS),
+    method=methods,
+    target=targets,
+    body=st.binary(max_size=64),
+    data=st.data(),
+)
+def test_changing_any_bound_field_is_rejected(
+    field: str, method: str, target: str, body: bytes, data: st.DataObject
+) -> None:
+    """Changing any one bound field of a sealed request makes opening fail."""
+    sealed = ALPHA.seal_request(recipient="billing", method=method, target=target, body=body)
+    receiver = envelope("billing")
+    headers = dict(sealed.headers)
+    change: dict[str, Any] = {}
+    if field == "method":
+        change["method"] = data.draw(methods.filter(lambda m: m != method))
+    elif field == "target":
+        change["target"] = data.draw(targets.filter(lambda t: t != target))
+    elif field == "recipient":
+        receiver = envelope("carol")  # holds every key billing holds
+    elif field == "sender":
+        headers[HEADER_SERVICE] = data.draw(st.sampled_from(["alias", "carol", "billing"]))
+    elif field == "key id":
+        headers[HEADER_KEY_ID] = data.draw(st.one_of(st.just(KID_NEXT), _hex(16)))
+    elif field == "timestamp":
+        offset = data.draw(st.integers(min_value=-100_000, max_value=100_000))
+        assume(offset != 0)
+        headers[HEADER_TIMESTAMP] = str(int(T0) + offset)
+    elif field == "message id":
+        headers[HEADER_MESSAGE_ID] = data.draw(_hex(32))
+    elif field == "version":
+        headers[HEADER_VERSION] = data.draw(st.text(max_size=3))
+    assume(headers != sealed.headers or change or field in {"recipient", "direction"})
+    try:
+        if field == "direction":
+            receiver.open_response(
+                sender="alpha",
+                method=method,
+                target=target,
+                status=200,
+                reply_to="",
+                headers=headers,
+                body=sealed.body,
+            )
+        else:
+            open_request(
+                receiver,
+                sealed,
+                change.get("method", method),
+                change.get("target", target),
+                headers=headers,
+            )
+    except IntegrityError:
+        pass
+    else:
+        raise AssertionError(f"changed {field} and the message still opened")
+
+
+@FAST
+@given(
+    field=st.sampled_from(["status", "reply_to", "sender", "method", "target", "direction"]),
+    status=st.integers(min_value=100, max_value=599),
+    data=st.data(),
+)
+def test_changing_any_bound_response_field_is_rejected(
+    field: str, status: int, data: st.DataObject
+) -> None:
+    """Changing a response's status, request id, sender, method, target or direction fails."""
+    request_id = "ab" * 16
+    billing = envelope("billing")
+    sealed = billing.seal_response(
+        recipient="alpha", method="GET", target="/x", status=status, reply_to=request_id
+    )
+    facts: dict[str, Any] = {
+        "sender": "billing",
+        "method": "GET",
+        "target": "/x",
+        "status": status,
+        "reply_to": request_id,
+    }
+    if field == "status":
+        facts["status"] = data.draw(st.integers(100, 599).filter(lambda s: s != status))
+    elif field == "reply_to":
+        facts["reply_to"] = data.draw(_hex(32).filter(lambda r: r != request_id))
+    elif field == "method":
+        facts["method"] = data.draw(methods.filter(lambda m: m != "GET"))
+    elif field == "target":
+        facts["target"] = data.draw(targets.filter(lambda t: t != "/x"))
+    elif field == "sender":
+        headers = dict(sealed.headers)
+        headers[HEADER_SERVICE] = facts["sender"] = "alias"
+        sealed = Sealed(
+            headers=headers, body=sealed.body, message_id=sealed.message_id, timestamp=0
+        )
+    receiver = envelope("alpha")
+    try:
+        if field == "direction":
+            receiver.open_request(
+                method="GET", target="/x", headers=sealed.headers, body=sealed.body
+            )
+        else:
+            receiver.open_response(headers=sealed.headers, body=sealed.body, **facts)
+    except IntegrityError:
+        pass
+    else:
+        raise AssertionError(f"changed {field} and the response still opened")
+
+
+@FAST
+@given(
+    headers=st.dictionaries(
+        st.sampled_from(
+            [
+                "X-Encrypted-Payload",
+                HEADER_SERVICE,
+                HEADER_VERSION,
+                HEADER_KEY_ID,
+                HEADER_TIMESTAMP,
+                HEADER_MESSAGE_ID,
+                HEADER_CONTENT_TYPE,
+            ]
+        ),
+        st.text(max_size=40),
+    ),
+    body=st.binary(max_size=64),
+)
+def test_arbitrary_headers_and_body_only_raise_integrity_error(
+    headers: dict[str, str], body: bytes
+) -> None:
+    """Garbage from the network is rejected with IntegrityError, never another exception."""
+    try:
+        envelope("billing").open_request(method="GET", target="/", headers=headers, body=body)
+    except IntegrityError:
+        pass
+    else:
+        raise AssertionError("garbage opened")

@@ -1,0 +1,151 @@
+"""Replay stores: atomic insert-if-absent with expiry, in memory and host-wide SQLite."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import multiprocessing
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from mscomm_sync.replay import (
+    MemoryReplayStore,
+    ReplayStore,
+    SqliteReplayStore,
+    default_replay_path,
+    default_replay_store,
+)
+
+
+class FakeClock:
+    """A wall clock that moves only when told to."""
+
+    def __init__(self, now: float = 1_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+    def make(clock: FakeClock) -> ReplayStore:
+        if request.param == "memory":
+            return MemoryReplayStore(clock=clock)
+        return SqliteReplayStore(tmp_path / "replay.sqlite3", clock=clock)
+
+    return make
+
+
+def test_first_add_is_fresh_and_second_is_not(make_store) -> None:  # type: ignore[no-untyped-def]
+    """A key is accepted once and refused while it has not expired."""
+    clock = FakeClock()
+    store = make_store(clock)
+    assert store.add("orders/a", clock.now + 60)
+    assert not store.add("orders/a", clock.now + 60)
+    assert store.add("orders/b", clock.now + 60)
+
+
+def test_expired_key_is_accepted_again(make_store) -> None:  # type: ignore[no-untyped-def]
+    """Once its expiry passed, a key counts as absent."""
+    clock = FakeClock()
+    store = make_store(clock)
+    assert store.add("orders/a", clock.now + 60)
+    clock.now += 61
+    assert store.add("orders/a", clock.now + 60)
+    assert not store.add("orders/a", clock.now + 60)
+
+
+def test_store_satisfies_protocol(make_store) -> None:  # type: ignore[no-untyped-def]
+    """Every store is a ReplayStore."""
+    assert isinstance(make_store(FakeClock()), ReplayStore)
+
+
+def test_concurrent_threads_see_exactly_one_fresh(make_store) -> None:  # type: ignore[no-untyped-def]
+    """Of 16 threads adding one key at once, exactly one sees True."""
+    clock = FakeClock()
+    store = make_store(clock)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda _: store.add("orders/x", clock.now + 60), range(64)))
+    assert results.count(True) == 1
+
+
+def _add_many(path: str, keys: list[str]) -> list[bool]:
+    store = SqliteReplayStore(path)
+    return [store.add(k, 4_000_000_000.0) for k in keys]
+
+
+def test_processes_share_one_sqlite_store(tmp_path: Path) -> None:
+    """Four processes adding the same keys: each key is fresh in exactly one of them."""
+    keys = [f"orders/{i}" for i in range(50)]
+    path = str(tmp_path / "replay.sqlite3")
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(4) as pool:
+        results = pool.starmap(_add_many, [(path, keys)] * 4, chunksize=1)
+    for i in range(len(keys)):
+        assert sum(r[i] for r in results) == 1
+
+
+def _child_add(store: SqliteReplayStore, key: str, queue: multiprocessing.Queue[bool]) -> None:
+    queue.put(store.add(key, 4_000_000_000.0))
+
+
+def test_store_used_before_fork_works_in_child(tmp_path: Path) -> None:
+    """A store whose connection was opened before fork() still works, shared, in the child."""
+    store = SqliteReplayStore(tmp_path / "replay.sqlite3")
+    assert store.add("orders/parent", 4_000_000_000.0)
+    ctx = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue[bool] = ctx.Queue()
+    for key in ("orders/parent", "orders/child"):
+        child = ctx.Process(target=_child_add, args=(store, key, queue))
+        child.start()
+        child.join(30)
+        assert child.exitcode == 0
+    assert [queue.get(timeout=10), queue.get(timeout=10)] == [False, True]
+    assert not store.add("orders/child", 4_000_000_000.0)
+
+
+def test_database_file_is_private(tmp_path: Path) -> None:
+    """The database file is created readable and writable by its owner only."""
+    path = tmp_path / "replay.sqlite3"
+    SqliteReplayStore(path).add("orders/a", 4_000_000_000.0)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+
+
+def test_unusable_database_fails_closed(tmp_path: Path) -> None:
+    """When the database cannot be opened, add() refuses rather than accepts."""
+    store = SqliteReplayStore(tmp_path / "missing-dir" / "replay.sqlite3")
+    assert not store.add("orders/a", 4_000_000_000.0)
+
+
+def test_expired_entries_are_purged(tmp_path: Path) -> None:
+    """Expired ids are deleted from the database as inserts go on."""
+    clock = FakeClock()
+    store = SqliteReplayStore(tmp_path / "replay.sqlite3", clock=clock)
+    for i in range(1024):
+        store.add(f"orders/{i}", clock.now + 1)
+    clock.now += 2
+    for i in range(1024):
+        store.add(f"orders/new-{i}", clock.now + 60)
+    with sqlite3.connect(tmp_path / "replay.sqlite3") as conn:
+        assert conn.execute("SELECT count(*) FROM seen").fetchone()[0] == 1024
+
+
+def test_default_path_comes_from_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """MSCOMM_REPLAY_DB names the default database."""
+    monkeypatch.setenv("MSCOMM_REPLAY_DB", str(tmp_path / "x.sqlite3"))
+    assert default_replay_path() == tmp_path / "x.sqlite3"
+    assert default_replay_store().path == tmp_path / "x.sqlite3"
+
+
+def test_default_path_is_on_tmpfs_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without MSCOMM_REPLAY_DB the database lives in /dev/shm where it exists."""
+    monkeypatch.delenv("MSCOMM_REPLAY_DB", raising=False)
+    if not os.access("/dev/shm", os.W_OK):
+        pytest.skip("no writable /dev/shm here")
+    assert default_replay_path().parent == Path("/dev/shm")
