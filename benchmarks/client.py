@@ -1,7 +1,8 @@
 """End-to-end round trips: plain requests.Session vs MicroServiceClient.
 
-One Flask handler echoes the request body. One real threaded werkzeug server
-on 127.0.0.1 serves it twice over: plaintext requests reach the handler
+One Flask handler echoes the request body. One real waitress server on
+127.0.0.1 (werkzeug's development server closes every connection, so it
+cannot show keep-alive) serves it twice over: plaintext requests reach the handler
 directly, sealed requests reach it through EncryptionMiddleware (with its
 default host-wide replay store). A plain ``requests.Session`` and a
 ``MicroServiceClient`` each keep one keep-alive connection to it; their calls
@@ -12,10 +13,13 @@ add together. The bar is a ratio of at most 1.10 at every size; the goal 1.05.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import statistics
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
 
@@ -24,7 +28,6 @@ import requests
 from mscomm_sync.client import MicroServiceClient
 from mscomm_sync.keyring import Keyring, generate_key
 from mscomm_sync.registry import FileRegistry
-from mscomm_sync.testing import LiveServer
 from mscomm_sync.wsgi import EncryptionMiddleware
 
 SIZES = ((1024, "1 KiB", 400), (64 * 1024, "64 KiB", 200), (1024 * 1024, "1 MiB", 40))
@@ -52,6 +55,22 @@ def _app(keyring: Keyring) -> Callable[..., Any]:
     return dispatch
 
 
+@contextlib.contextmanager
+def _serve(app: Callable[..., Any]) -> Iterator[str]:
+    from waitress.server import create_server
+
+    server = create_server(app, host="127.0.0.1", port=0, threads=4, channel_timeout=60,
+        outbuf_overflow=64 << 20, inbuf_overflow=64 << 20,
+    )
+    thread = threading.Thread(target=server.run, name="bench-waitress", daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.effective_port}"
+    finally:
+        server.close()
+        thread.join(5)
+
+
 def _p50_pair(
     plain: Callable[[], object], ours: Callable[[], object], number: int
 ) -> tuple[float, float]:
@@ -75,12 +94,12 @@ def _p50_pair(
 def main() -> None:
     """Run the comparison at 1 KiB, 64 KiB and 1 MiB and print p50s and ratios."""
     keyring = Keyring.from_mapping({"orders": generate_key(), "billing": generate_key()})
-    with tempfile.TemporaryDirectory() as tmp, LiveServer(_app(keyring)) as server:
+    with tempfile.TemporaryDirectory() as tmp, _serve(_app(keyring)) as base:
         registry = FileRegistry(Path(tmp) / "registry.json")
-        registry.register("billing", server.url)
+        registry.register("billing", base)
         session = requests.Session()
         client = MicroServiceClient("orders", registry=registry, keyring=keyring)
-        url = server.url + "/echo"
+        url = base + "/echo"
         print(
             f"{'size':>7} {'Session p50':>12} {'client p50':>11} {'ratio':>6} "
             f"{'added':>9}  bar {BAR} goal {GOAL}"

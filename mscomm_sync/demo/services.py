@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from ..registry import register_from_env
+from ..registry import initialize_registry
 
 
 def create_app() -> Any:
@@ -55,6 +55,5 @@ def create_app() -> Any:
         return jsonify(order=order, billing=bill.json(), shipping=ship.json())
 
     app.wsgi_app = EncryptionMiddleware(app.wsgi_app, service_name=name)  # type: ignore[method-assign]
-    if os.environ.get("MSCOMM_REGISTRY"):
-        register_from_env()
+    initialize_registry()  # MSCOMM_REGISTRY, set by the walkthrough
     return app

@@ -220,7 +220,8 @@ class EtcdRegistry(BaseRegistry):
                 self._own[inst.key] = inst
             else:
                 self._own.pop(inst.key, None)
-        self._catalogue.upsert(inst)
+            self._catalogue.upsert(inst)
+            self._version = None  # the cache was patched: the next refresh must read
         return inst
 
     def deregister(self, name: str, url: str) -> None:
@@ -233,7 +234,8 @@ class EtcdRegistry(BaseRegistry):
         with self._write_lock:
             self._gateway.delete(f"{self._services_prefix}{key[0]}/{key[1]}")
             self._own.pop(key, None)
-        self._catalogue.remove(key)
+            self._catalogue.remove(key)
+            self._version = None
 
     def _key(self, inst: Instance) -> str:
         return f"{self._services_prefix}{inst.service}/{inst.url}"
@@ -287,18 +289,21 @@ class EtcdRegistry(BaseRegistry):
         Raises:
             RegistryError: no etcd member answered.
         """
-        version = self._gateway.prefix_version(self._services_prefix)
-        if version == self._version:
-            return
-        instances = []
-        for kv in self._gateway.range_prefix(self._services_prefix):
-            name = kv.key[len(self._services_prefix) :].partition("/")[0]
-            try:
-                instances.append(decode_entry(name, json.loads(kv.value)))
-            except (ValueError, DocumentError) as exc:
-                log.warning("etcd key %s skipped: %s", kv.key, exc)
-        self._catalogue.replace(instances)
-        self._version = version
+        # Under the write lock, so that a stale read cannot overwrite a
+        # registration this object has just made.
+        with self._write_lock:
+            version = self._gateway.prefix_version(self._services_prefix)
+            if version == self._version:
+                return
+            instances = []
+            for kv in self._gateway.range_prefix(self._services_prefix):
+                name = kv.key[len(self._services_prefix) :].partition("/")[0]
+                try:
+                    instances.append(decode_entry(name, json.loads(kv.value)))
+                except (ValueError, DocumentError) as exc:
+                    log.warning("etcd key %s skipped: %s", kv.key, exc)
+            self._catalogue.replace(instances)
+            self._version = version
 
     def poll_once(self) -> bool:
         """Refresh the cache as the refresh thread does, never raising.

@@ -27,12 +27,13 @@ import attrs
 from requests.structures import CaseInsensitiveDict
 from urllib3 import HTTPHeaderDict
 
-from ..envelope import ENVELOPE_HEADERS, HEADER_ENCRYPTED, Envelope, target_from_url
+from ..envelope import HEADER_ENCRYPTED, Envelope, target_from_url
 from ..errors import IntegrityError
 from ..keyring import Keyring, validate_service_name
 from ..replay import MemoryReplayStore
 from .faults import CONNECT_PHASE, FAULTS, transport_error
-from .mock_types import Handler, MockCall, MockReply, MockRequest, as_reply, make_reply
+from .mock_routes import Route, RouteTable
+from .mock_types import Handler, MockCall, MockReply, MockRequest, make_reply
 from .mock_wire import Wire, plaintext, refused, sealed
 
 if TYPE_CHECKING:
@@ -46,13 +47,6 @@ __all__ = ["METHODS", "ServiceMock", "mock_url"]
 #: The methods a mocked service answers.
 METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
-_HEALTH = MockReply(status=200, body=b'{"status": "ok"}', content_type="application/json")
-_NOT_FOUND = MockReply(status=404, body=b'{"error": "not found"}', content_type="application/json")
-_NOT_ALLOWED = MockReply(
-    status=405, body=b'{"error": "method not allowed"}', content_type="application/json"
-)
-_ENVELOPE = frozenset(h.lower() for h in ENVELOPE_HEADERS)
-
 
 def mock_url(name: str, index: int = 0) -> str:
     """Return the fake base URL of instance ``index`` of mocked service ``name``.
@@ -63,15 +57,6 @@ def mock_url(name: str, index: int = 0) -> str:
     host = re.sub(r"[^a-z0-9-]", "-", name.lower())
     suffix = f"-{index + 1}" if index else ""
     return f"http://{host}{suffix}.mscomm.test"
-
-
-@attrs.frozen
-class _Route:
-    method: str
-    path: str
-    reply: Union[MockReply, Handler]
-    seal: bool
-    tamper: bool
 
 
 @attrs.define
@@ -96,6 +81,13 @@ class ServiceMock:
         exempt_paths: paths that plaintext requests may reach, as in the
             middleware; ``/health`` answers 200 unless a route overrides it.
 
+    Attributes:
+        urls: the instances' fake base URLs.
+        calls: every request that reached the service, in order
+            (:class:`~mscomm_sync.testing.mock_types.MockCall`).
+        envelope: the service's side of the envelope.
+        routes: its :class:`~mscomm_sync.testing.mock_routes.RouteTable`.
+
     Call :meth:`start` (the ``mscomm_mock`` fixture does) before use.
     """
 
@@ -118,7 +110,7 @@ class ServiceMock:
         self.exempt_paths = frozenset(exempt_paths)
         self.registry = registry
         self._mock = mock
-        self._routes: list[_Route] = []
+        self.routes = RouteTable(self.exempt_paths)
         self._faults: list[_Fault] = []
         self._added: list[Any] = []
         self._lock = threading.Lock()
@@ -171,9 +163,9 @@ class ServiceMock:
             reply = make_reply(
                 status=status, json=json, body=body, content_type=content_type, headers=headers
             )
-        route = _Route(method.upper(), path, reply, seal, tamper)
-        with self._lock:
-            self._routes.insert(0, route)
+        self.routes.add(
+            Route(method=method.upper(), path=path, reply=reply, seal=seal, tamper=tamper)
+        )
 
     def fail(
         self, times: Optional[int] = 1, *, kind: str = "refused", url: Optional[str] = None
@@ -264,8 +256,8 @@ class ServiceMock:
         if not was_sealed:
             if (urlsplit(url).path or "/") not in self.exempt_paths:
                 return refused(401), None
-            plain = self._request(method, url, headers, data, headers.get("Content-Type"), None)
-            return plaintext(self._reply(plain)[1]), plain
+            plain = MockRequest.build(method, url, headers, data, headers.get("Content-Type"), None)
+            return plaintext(self.routes.answer(plain)[1]), plain
         target = target_from_url(url)
         try:
             opened = self.envelope.open_request(
@@ -273,8 +265,10 @@ class ServiceMock:
             )
         except IntegrityError:
             return refused(401), None
-        plain = self._request(method, url, headers, opened.body, opened.content_type, opened.sender)
-        route, reply = self._reply(plain)
+        plain = MockRequest.build(
+            method, url, headers, opened.body, opened.content_type, opened.sender
+        )
+        route, reply = self.routes.answer(plain)
         if route is not None and not route.seal:
             return plaintext(reply), plain
         tamper = route is not None and route.tamper
@@ -282,42 +276,6 @@ class ServiceMock:
             self.envelope, opened, method=method, target=target, reply=reply, tamper=tamper
         )
         return wire, plain
-
-    def _request(
-        self,
-        method: str,
-        url: str,
-        headers: Mapping[str, str],
-        body: bytes,
-        content_type: Optional[str],
-        caller: Optional[str],
-    ) -> MockRequest:
-        parts = urlsplit(url)
-        visible = {k: v for k, v in headers.items() if k.lower() not in _ENVELOPE}
-        return MockRequest(
-            method=method,
-            url=url,
-            path=parts.path or "/",
-            query=parts.query,
-            headers=CaseInsensitiveDict(visible),
-            body=body,
-            content_type=content_type,
-            caller=caller,
-        )
-
-    def _reply(self, request: MockRequest) -> tuple[Optional[_Route], MockReply]:
-        with self._lock:
-            routes = list(self._routes)
-        on_path = [r for r in routes if r.path == request.path]
-        for route in on_path:
-            if route.method == request.method:
-                reply = route.reply
-                return route, reply if isinstance(reply, MockReply) else as_reply(reply(request))
-        if on_path:
-            return None, _NOT_ALLOWED
-        if request.path in self.exempt_paths:
-            return None, _HEALTH
-        return None, _NOT_FOUND
 
     def _take_fault(self, url: str) -> Optional[str]:
         with self._lock:
@@ -330,10 +288,6 @@ class ServiceMock:
                     fault.remaining -= 1
                 return fault.kind
         return None
-
-    def _record(self, call: MockCall) -> None:
-        with self._lock:
-            self.calls.append(call)
 
     def __repr__(self) -> str:
         return (

@@ -5,11 +5,24 @@ from __future__ import annotations
 import json as _json
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, Union
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 
 import attrs
+from requests.structures import CaseInsensitiveDict
 
-__all__ = ["Handler", "MockCall", "MockReply", "MockRequest", "as_reply"]
+from ..envelope import ENVELOPE_HEADERS
+
+__all__ = [
+    "Handler",
+    "MockCall",
+    "MockReply",
+    "MockRequest",
+    "ReplyLike",
+    "as_reply",
+    "make_reply",
+]
+
+_ENVELOPE = frozenset(h.lower() for h in ENVELOPE_HEADERS)
 
 
 @attrs.frozen(kw_only=True)
@@ -54,6 +67,30 @@ class MockRequest:
             ValueError: the body is not JSON.
         """
         return _json.loads(self.body)
+
+    @classmethod
+    def build(
+        cls,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        content_type: Optional[str],
+        caller: Optional[str],
+    ) -> MockRequest:
+        """Build the request a handler sees; envelope headers are dropped."""
+        parts = urlsplit(url)
+        visible = {k: v for k, v in headers.items() if k.lower() not in _ENVELOPE}
+        return cls(
+            method=method,
+            url=url,
+            path=parts.path or "/",
+            query=parts.query,
+            headers=CaseInsensitiveDict(visible),
+            body=body,
+            content_type=content_type,
+            caller=caller,
+        )
 
     def __repr__(self) -> str:
         return f"<MockRequest {self.method} {self.path} caller={self.caller!r}>"

@@ -1,0 +1,110 @@
+"""Start, stop and clean up the demo's gunicorn processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from typing import Optional
+
+import requests
+
+__all__ = ["ServiceProcess", "free_port"]
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class ServiceProcess:
+    """One demo service instance under a real gunicorn on 127.0.0.1.
+
+    Args:
+        service: the service name (``SERVICE_NAME``).
+        instance: a label for this instance, shown in answers.
+        env: the environment to start it with (keys, registry).
+        workers: gunicorn worker processes.
+        port: the port to bind; a free one when ``None``.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        instance: str,
+        env: Mapping[str, str],
+        *,
+        workers: int = 2,
+        port: Optional[int] = None,
+    ) -> None:
+        self.service = service
+        self.instance = instance
+        self.port = port if port is not None else free_port()
+        self.workers = workers
+        self._env = dict(env)
+        self._proc: Optional[subprocess.Popen[bytes]] = None
+
+    @property
+    def url(self) -> str:
+        """The instance's base URL."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, *, wait: float = 30.0) -> None:
+        """Start gunicorn and wait (bounded) until ``/health`` answers."""
+        env = dict(self._env)
+        env.update(SERVICE_NAME=self.service, SERVICE_URL=self.url, DEMO_INSTANCE=self.instance)
+        argv = [
+            sys.executable, "-m", "gunicorn",
+            "--bind", f"127.0.0.1:{self.port}",
+            "--workers", str(self.workers),
+            "--log-level", "error",
+            "--graceful-timeout", "2",
+            "mscomm_sync.demo.services:create_app()",
+        ]  # fmt: skip
+        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own module
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise RuntimeError(f"{self.instance} exited with status {self._proc.returncode}")
+            try:
+                if requests.get(self.url + "/health", timeout=0.5).ok:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(0.1)
+        self.stop()
+        raise RuntimeError(f"{self.instance} did not become healthy within {wait:g}s")
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: an instance dying without warning."""
+        if self._proc is not None and self._proc.poll() is None:
+            os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait(timeout=10)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop gracefully (SIGTERM), then SIGKILL if it lingers."""
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=timeout)
+        except ProcessLookupError:
+            pass
+
+    @property
+    def running(self) -> bool:
+        """Whether the gunicorn master is alive."""
+        return self._proc is not None and self._proc.poll() is None
