@@ -14,7 +14,6 @@ memory, in SQLite on tmpfs (``/dev/shm``, the default) and in SQLite on disk.
 from __future__ import annotations
 
 import io
-import itertools
 import os
 import tempfile
 from collections.abc import Iterator
@@ -190,7 +189,8 @@ def _run(ring: Keyring, calls: int, workdir: Path) -> None:
     print(f"{'replay store':>13} {'us/add':>8}")
     for name, make in _stores(workdir):
         store = make()
-        keys = (f"orders/{i:032x}" for i in itertools.count())
+        # Random ids, as message ids are: they land all over the B-tree.
+        keys = iter([f"orders/{os.urandom(16).hex()}" for _ in range(NUMBER * ROUNDS + 1)])
         store.add(next(keys), 4e9)
 
         def add(store: ReplayStore = store, keys: Iterator[str] = keys) -> bool:

@@ -1,9 +1,14 @@
 """mscomm_sync: sealed, resilient calls between services, in plain blocking code.
 
-Only names listed in ``__all__`` are public. Importing this package does no
-work: no threads, no files, no network, no logging configuration.
+Only names listed in ``__all__`` are public, together with the integration
+modules ``mscomm_sync.flask``, ``mscomm_sync.django`` and
+``mscomm_sync.testing``. Importing this package does no work: no threads, no
+files, no network, no logging configuration, and no import of Flask, Django,
+Celery or the etcd backend.
 """
 
+from .breaker import CircuitBreaker
+from .client import MicroServiceClient
 from .envelope import Envelope
 from .errors import (
     CircuitOpenError,
@@ -18,26 +23,56 @@ from .errors import (
     ServiceUnavailableError,
 )
 from .keyring import Keyring, env_var_name, generate_key
-from .replay import MemoryReplayStore, ReplayStore
+from .policies import BreakerPolicy, BudgetPolicy, CallPolicy, RetryPolicy, TimeoutPolicy
+from .registry import (
+    FileRegistry,
+    HealthPoller,
+    Instance,
+    Registry,
+    get_registry,
+    initialize_registry,
+    register_from_env,
+    reset_registry,
+)
+from .replay import MemoryReplayStore, ReplayStore, SqliteReplayStore, default_replay_store
+from .wsgi import EncryptionMiddleware
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BreakerPolicy",
+    "BudgetPolicy",
+    "CallPolicy",
+    "CircuitBreaker",
     "CircuitOpenError",
     "ConfigurationError",
     "DeadlineExceededError",
+    "EncryptionMiddleware",
     "Envelope",
+    "FileRegistry",
+    "HealthPoller",
     "InsecureResponseError",
+    "Instance",
     "IntegrityError",
     "Keyring",
     "MemoryReplayStore",
+    "MicroServiceClient",
     "MscommError",
+    "Registry",
     "RegistryError",
     "ReplayStore",
     "RequestRejectedError",
+    "RetryPolicy",
     "ServiceNotFoundError",
     "ServiceUnavailableError",
+    "SqliteReplayStore",
+    "TimeoutPolicy",
     "__version__",
+    "default_replay_store",
     "env_var_name",
     "generate_key",
+    "get_registry",
+    "initialize_registry",
+    "register_from_env",
+    "reset_registry",
 ]

@@ -117,8 +117,11 @@ class PowerOfTwoBalancer:
 
     def eject(self, url: str) -> None:
         """Avoid ``url`` for a while: it refused or timed out a connection."""
+        now = self._clock()
         with self._lock:
-            self._ejected[url] = self._clock() + self.ejection
+            if len(self._ejected) > 64:
+                self._ejected = {u: t for u, t in self._ejected.items() if t > now}
+            self._ejected[url] = now + self.ejection
 
     def readmit(self, url: str) -> None:
         """Stop avoiding ``url``: it answered."""

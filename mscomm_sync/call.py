@@ -1,19 +1,10 @@
-"""The call loop: deadline, breaker, instance choice, retries and failover.
+"""Calls to services: the breaker, resolution and the deadline around the attempts.
 
-Which layer does what:
-
-* this loop, run by the mounted :class:`~mscomm_sync.adapter.ServiceAdapter`,
-  owns the deadline, the breaker, instance choice, the retry budget and the
-  pauses; a urllib3 ``Retry`` built from the :class:`RetryPolicy` counts the
-  attempts, decides which statuses are retryable and parses ``Retry-After``;
-* every attempt is sealed afresh and sent once through ``HTTPAdapter.send``.
-
-A failure before the connection was established (refused, connect timeout,
-name resolution) proves the request was never sent, so it is retried for any
-method, on another instance where one exists. Any later failure (read
-timeout, reset, even on a reused keep-alive connection) may have reached the
-server, so it is retried only when the call may be repeated: an idempotent
-method, or ``idempotent=True``.
+:class:`ServiceCaller` belongs to one client. It holds that client's breaker
+and retry budget per target service (never shared between clients), resolves
+the target's instances at call time, and hands the attempts to
+:class:`~mscomm_sync.attempts.AttemptLoop`. The breaker sees one outcome per
+call, after failover: one dead instance among live ones does not open it.
 """
 
 from __future__ import annotations
@@ -26,13 +17,11 @@ import time
 from typing import TYPE_CHECKING, Callable, Optional, Union
 from urllib.parse import urlsplit
 
-import requests
 from requests import PreparedRequest, Response
 from requests.utils import get_environ_proxies
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ProtocolError
-from urllib3.util.retry import Retry
 
 from .adapter import HEADER_REQUEST_ID
+from .attempts import AttemptLoop
 from .balancer import PowerOfTwoBalancer
 from .breaker import CircuitBreaker, Listener
 from .budget import RetryBudget
@@ -43,30 +32,16 @@ from .errors import (
     ServiceNotFoundError,
     ServiceUnavailableError,
 )
+from .keyring import validate_service_name
 from .policies import CallPolicy
 from .registry.base import Instance, Registry
 
 if TYPE_CHECKING:
     from .adapter import Cert, ServiceAdapter, Timeout
 
-__all__ = ["ServiceCaller", "is_connect_phase"]
+__all__ = ["ServiceCaller"]
 
 log = logging.getLogger("mscomm_sync.client")
-
-
-def is_connect_phase(exc: BaseException) -> bool:
-    """Return whether ``exc`` proves the request never left this host.
-
-    Only a failure to establish the connection proves it; anything after
-    (including a reset on a reused keep-alive connection) may have reached
-    the server.
-    """
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason: object = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, ConnectTimeoutError)
 
 
 class ServiceCaller:
@@ -157,13 +132,14 @@ class ServiceCaller:
         Raises:
             CircuitOpenError: the target's circuit is open; nothing was sent.
             ServiceNotFoundError: the registry has no instance of the target.
+            ConfigurationError: the target's name is not a valid service name.
             DeadlineExceededError: the deadline passed.
             ServiceUnavailableError: the attempts failed at the transport level.
             RequestRejectedError: the peer's middleware refused the request.
             IntegrityError: an answer failed verification (or was unsealed).
         """
         parts = urlsplit(request.url or "")
-        service = parts.hostname or ""
+        service = validate_service_name(parts.netloc, what="target service")
         path = parts.path or "/"
         suffix = f"{path}?{parts.query}" if parts.query else path
         policy = self._policy_for(service)
@@ -220,84 +196,34 @@ class ServiceCaller:
             log.warning("every instance of service=%s is marked unhealthy; trying anyway", service)
         envelope = self._envelope()
         method = (request.method or "GET").upper()
-        may_repeat = (
-            idempotent if idempotent is not None else method in policy.retry.idempotent_methods
-        )
-        retry: Retry = policy.retry.to_urllib3()
         budget = self.budget(service)
         budget.record_call()
-        tried: list[str] = []
-        attempts = 0
-        while True:
-            instance = self.balancer.choose(instances, tried)
-            if tried and instance.url != tried[-1]:
-                log.info(
-                    "failover service=%s from=%s to=%s attempt=%d",
-                    service, tried[-1], instance.url, attempts + 1,
-                )  # fmt: skip
-            tried.append(instance.url)
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                raise DeadlineExceededError(service, deadline_s)
-            read = remaining if policy.timeout.attempt is None else min(
-                policy.timeout.attempt, remaining
+
+        def send(instance: Instance, timeout: tuple[float, float]) -> Response:
+            return self._send(
+                adapter, request, instance, suffix, envelope, service, policy, timeout,
+                verify, cert,
             )  # fmt: skip
-            attempts += 1
-            try:
-                response = self._send(
-                    adapter, request, instance, suffix, envelope, service, policy,
-                    (min(connect, remaining), read), verify, cert,
-                )  # fmt: skip
-            except requests.RequestException as exc:
-                connect_phase = is_connect_phase(exc)
-                if connect_phase:
-                    self.balancer.eject(instance.url)
-                if self._clock() >= deadline:
-                    raise DeadlineExceededError(service, deadline_s) from exc
-                reason = type(exc).__name__
-                if not (connect_phase or may_repeat):
-                    raise ServiceUnavailableError(service, attempts, exc) from exc
-                try:
-                    retry = retry.increment(method, instance.url, error=_as_urllib3(exc))
-                except MaxRetryError:
-                    raise ServiceUnavailableError(service, attempts, exc) from exc
-                if not connect_phase and not budget.try_spend():
-                    log.warning("retry budget spent for service=%s attempt=%d", service, attempts)
-                    raise ServiceUnavailableError(service, attempts, exc) from exc
-                delay = policy.retry.backoff(len(retry.history), self._random)
-                if self._clock() + delay >= deadline:
-                    raise DeadlineExceededError(service, deadline_s) from exc
-                log.info(
-                    "retry service=%s instance=%s attempt=%d reason=%s backoff=%.3fs",
-                    service, instance.url, attempts, reason, delay,
-                )  # fmt: skip
-                self._sleep(delay)
-                continue
-            self.balancer.readmit(instance.url)
-            status = response.status_code
-            raw = response.raw
-            has_retry_after = "Retry-After" in response.headers
-            if not (may_repeat and retry.is_retry(method, status, has_retry_after)):
-                return response
-            try:
-                retry = retry.increment(method, instance.url, response=raw)
-            except MaxRetryError:
-                return response
-            delay = policy.retry.backoff(len(retry.history), self._random)
-            after = retry.get_retry_after(raw) if policy.retry.respect_retry_after else None
-            if after is not None:
-                delay = after
-            if self._clock() + delay >= deadline:
-                return response
-            if not budget.try_spend():
-                log.warning("retry budget spent for service=%s attempt=%d", service, attempts)
-                return response
-            response.close()
-            log.info(
-                "retry service=%s instance=%s attempt=%d reason=status %d backoff=%.3fs",
-                service, instance.url, attempts, status, delay,
-            )  # fmt: skip
-            self._sleep(delay)
+
+        loop = AttemptLoop(
+            service=service,
+            method=method,
+            instances=instances,
+            policy=policy,
+            may_repeat=(
+                idempotent if idempotent is not None else method in policy.retry.idempotent_methods
+            ),
+            deadline=deadline,
+            timeout=deadline_s,
+            connect=connect,
+            send=send,
+            balancer=self.balancer,
+            budget=budget,
+            clock=self._clock,
+            sleep=self._sleep,
+            random=self._random,
+        )
+        return loop.run()
 
     def _send(
         self,
@@ -313,12 +239,11 @@ class ServiceCaller:
         cert: Cert,
     ) -> Response:
         proxies, env_verify = self._environment(instance.url)
-        attempt = request.copy()
-        attempt.url = instance.url.rstrip("/") + suffix
         self.balancer.start(instance.url)
         try:
             return adapter.send_attempt(
-                attempt,
+                request,
+                url=instance.url.rstrip("/") + suffix,
                 envelope=envelope,
                 service=service,
                 timeout=timeout,
@@ -347,9 +272,3 @@ class ServiceCaller:
 
     def __repr__(self) -> str:
         return f"<ServiceCaller targets={sorted(self._breakers)!r}>"
-
-
-def _as_urllib3(exc: BaseException) -> Exception:
-    if is_connect_phase(exc):
-        return ConnectTimeoutError(str(exc))
-    return ProtocolError(str(exc))

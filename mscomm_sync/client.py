@@ -9,13 +9,11 @@ an ordinary Session.
 
 from __future__ import annotations
 
-import json
 import os
 import random as _random
 import time
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, Union, cast
-from urllib.parse import urlencode
 
 import requests
 from requests import PreparedRequest, Response
@@ -28,15 +26,14 @@ from .adapter import DEFAULT_POOL_MAXSIZE, SCHEME, ServiceAdapter
 from .balancer import PowerOfTwoBalancer
 from .breaker import CircuitBreaker, Listener
 from .call import ServiceCaller
-from .envelope import Envelope
+from .envelope import HEADER_ENCRYPTED, Envelope
 from .errors import ConfigurationError
 from .keyring import Keyring, validate_service_name
+from .payload import Params, encode_payload, with_query
 from .policies import CallPolicy
 from .registry.base import Registry
 
 __all__ = ["MicroServiceClient"]
-
-Params = Union[None, str, bytes, Mapping[str, Any], list[tuple[str, Any]]]
 
 
 class MicroServiceClient(requests.Session):
@@ -150,7 +147,7 @@ class MicroServiceClient(requests.Session):
         """
         if target_service is None and endpoint is None and payload is None:
             if isinstance(url, str) and url.lower().startswith(SCHEME) and kwargs.get("params"):
-                url = _with_query(url, kwargs.pop("params"))
+                url = with_query(url, kwargs.pop("params"))
             if idempotent is not None:
                 raise TypeError("idempotent= is only accepted by the service form")
             return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
@@ -179,24 +176,35 @@ class MicroServiceClient(requests.Session):
         auth, netrc, redirects, hooks, per-call environment reads) and hands
         the request to the adapter mounted on ``mscomm://``.
 
+        Args:
+            target_service: the service to call.
+            endpoint: the path on that service.
+            method: the HTTP method.
+            payload: the body (see :meth:`request`).
+            params: query parameters.
+            headers: extra headers; they override the Session's defaults.
+            timeout: the call's deadline in seconds.
+            idempotent: allow or forbid repeating the call (see :meth:`request`).
+
+        Returns:
+            The opened response.
+
         Raises:
             MscommError: as :meth:`request`.
         """
         if not endpoint.startswith("/"):
             endpoint = "/" + endpoint
-        url = _with_query(f"{SCHEME}{target_service}{requote_uri(endpoint)}", params)
-        merged: CaseInsensitiveDict[str] = CaseInsensitiveDict(
-            cast(Mapping[str, str], self.headers)
-        )
-        body, content_type = _encode(payload)
+        url = with_query(f"{SCHEME}{target_service}{requote_uri(endpoint)}", params)
+        merged = {k: v for k, v in cast(Mapping[str, str], self.headers).items() if v is not None}
+        body, content_type = encode_payload(payload)
         if content_type is not None:
             merged["Content-Type"] = content_type
         if headers:
-            merged.update(headers)
+            merged.update(headers)  # case variants collapse below; later keys win
         prepared = PreparedRequest()
         prepared.method = method.upper()
         prepared.url = url
-        prepared.headers = merged
+        prepared.headers = CaseInsensitiveDict(merged)
         prepared.body = body
         prepared.hooks = default_hooks()
         adapter = self.get_adapter(url)
@@ -217,6 +225,17 @@ class MicroServiceClient(requests.Session):
     def policy_for(self, target_service: str) -> CallPolicy:
         """Return the :class:`CallPolicy` in force for ``target_service``."""
         return self.policies.get(target_service, self.policy)
+
+    def get_redirect_target(self, resp: Response) -> Optional[str]:
+        """Return where to redirect; never for a sealed call.
+
+        A service's redirect is returned to the caller, not followed: following
+        it would resend the call's plaintext to a URL outside the envelope.
+        """
+        sent = resp.request
+        if sent is not None and sent.headers.get(HEADER_ENCRYPTED) == "true":
+            return None
+        return super().get_redirect_target(resp)
 
     def get_adapter(self, url: str) -> BaseAdapter:
         """Return the adapter for ``url``, rebuilding pools after a fork."""
@@ -269,26 +288,3 @@ class MicroServiceClient(requests.Session):
 
     def __repr__(self) -> str:
         return f"<MicroServiceClient service={self.service_name!r}>"
-
-
-def _with_query(url: str, params: Params) -> str:
-    if not params:
-        return url
-    if isinstance(params, bytes):
-        query = params.decode("ascii")
-    elif isinstance(params, str):
-        query = params
-    else:
-        query = urlencode(params, doseq=True)
-    return f"{url}&{query}" if "?" in url else f"{url}?{query}"
-
-
-def _encode(payload: Any) -> tuple[Optional[bytes], Optional[str]]:
-    if payload is None:
-        return None, None
-    if isinstance(payload, (bytes, bytearray, memoryview)):
-        return bytes(payload), "application/octet-stream"
-    if isinstance(payload, str):
-        return payload.encode("utf-8"), "text/plain; charset=utf-8"
-    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-    return text.encode("utf-8"), "application/json"

@@ -193,7 +193,7 @@ class SqliteReplayStore:
             if count % _PURGE_EVERY == 0:
                 conn.execute("DELETE FROM seen WHERE expires_at <= ?", (now,))
             return fresh
-        except (sqlite3.Error, OSError) as exc:
+        except (sqlite3.Error, OSError, ConfigurationError) as exc:
             log.error("replay store %s failed, refusing: %s", self.path, exc)
             return False
 
@@ -226,7 +226,10 @@ class SqliteReplayStore:
         return conn
 
     def _open(self) -> sqlite3.Connection:
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        # O_NOFOLLOW: in a shared directory such as /dev/shm, another user could
+        # plant a symlink under our file's name.
+        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+        fd = os.open(self.path, flags, 0o600)
         try:
             if hasattr(os, "getuid") and os.fstat(fd).st_uid != os.getuid():
                 raise ConfigurationError(

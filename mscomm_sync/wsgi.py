@@ -17,18 +17,17 @@ refused unless their path is exempt (or ``require_encryption=False``).
 from __future__ import annotations
 
 import io
-import logging
-import re
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional
 
 from .envelope import ENVELOPE_HEADERS, Envelope, Opened, target_from_environ
-from .errors import IntegrityError
+from .errors import ConfigurationError, IntegrityError
 from .keyring import Keyring
 from .replay import ReplayStore, default_replay_store
 from .wsgi_body import BodyRefused, read_body
 from .wsgi_config import DEFAULT_MAX_BODY_SIZE, MiddlewareOptions
+from .wsgi_log import log_app_failure, log_refusal
 from .wsgi_response import (
     BODILESS_STATUSES,
     StartResponse,
@@ -42,19 +41,16 @@ from .wsgi_response import (
     without_envelope_headers,
 )
 
-__all__ = ["CALLER_KEY", "EncryptionMiddleware"]
+__all__ = ["CALLER_KEY", "MESSAGE_ID_KEY", "EncryptionMiddleware"]
 
 #: The environ key that holds the verified sender of a sealed request.
 CALLER_KEY = "mscomm.caller"
 #: The environ key that holds the verified request's message id.
 MESSAGE_ID_KEY = "mscomm.message_id"
 
-log = logging.getLogger("mscomm_sync.wsgi")
-
 _TAG_BYTES = 16
 _ENVIRON_HEADERS = tuple((h, "HTTP_" + h.upper().replace("-", "_")) for h in ENVELOPE_HEADERS)
 _SEALED_FLAG = "HTTP_X_ENCRYPTED_PAYLOAD"
-_REQUEST_ID = re.compile(r"[\x21-\x7e]{1,128}\Z")
 
 
 class EncryptionMiddleware:
@@ -136,7 +132,7 @@ class EncryptionMiddleware:
             return self._sealed(environ, start_response)
         path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
         if self.options.require_encryption and path not in self._exempt:
-            self._log_refusal(401, "plaintext request", environ)
+            log_refusal(401, "plaintext request", environ)
             return _refuse(401, start_response)
         _drop_envelope_headers(environ)
         return self.app(environ, start_response)
@@ -147,7 +143,7 @@ class EncryptionMiddleware:
         try:
             body = read_body(environ, self.options.max_body_size + _TAG_BYTES)
         except BodyRefused as exc:
-            self._log_refusal(exc.status, exc.reason, environ)
+            log_refusal(exc.status, exc.reason, environ)
             return _refuse(exc.status, start_response)
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         target = target_from_environ(environ)
@@ -156,11 +152,17 @@ class EncryptionMiddleware:
                 method=method, target=target, headers=_envelope_headers(environ), body=body
             )
         except IntegrityError as exc:
-            self._log_refusal(401, f"verification failed: {exc.reason}", environ)
+            log_refusal(401, f"verification failed: {exc.reason}", environ)
             return _refuse(401, start_response)
         allowed = self.options.allowed_callers
         if allowed is not None and opened.sender not in allowed:
-            self._log_refusal(403, "caller not allowed", environ, opened)
+            log_refusal(
+                403,
+                "caller not allowed",
+                environ,
+                sender=opened.sender,
+                message_id=opened.message_id,
+            )
             return _refuse(403, start_response)
         inner = _plaintext_environ(environ, opened)
         if not self.options.encrypt_responses:
@@ -191,56 +193,31 @@ class EncryptionMiddleware:
             code = status_code(status)
             content_type = _header(headers, "content-type")
         except Exception:
-            log.exception(
-                "app failed on sealed request from %r (id=%s route=%s %s request_id=%s)",
-                opened.sender,
-                opened.message_id,
-                method,
-                _route(environ),
-                _request_id(environ),
-            )
+            log_app_failure("app failed", environ, opened.sender, opened.message_id)
             code = 500
             status, headers, body = status_line(500), [], error_body(500)
             content_type = "application/json"
         bodiless = method == "HEAD" or code < 200 or code in BODILESS_STATUSES
-        sealed = self.envelope.seal_response(
-            recipient=opened.sender,
-            method=method,
-            target=target,
-            status=code,
-            reply_to=opened.message_id,
-            body=b"" if bodiless else body,
-            content_type=content_type,
-        )
+        try:
+            sealed = self.envelope.seal_response(
+                recipient=opened.sender,
+                method=method,
+                target=target,
+                status=code,
+                reply_to=opened.message_id,
+                body=b"" if bodiless else body,
+                content_type=content_type,
+            )
+        except ConfigurationError:
+            # Our own key became unusable (e.g. a bad rotation); the caller
+            # will refuse this unsealed answer, which is the truth.
+            log_app_failure("cannot seal the answer", environ, opened.sender, opened.message_id)
+            line, refusal_headers, refusal_body = refusal(500)
+            start_response(line, refusal_headers)
+            return refusal_body
         out_headers, out_body = sealed_response(status, headers, sealed, bodiless=bodiless)
         start_response(status, out_headers)
         return out_body
-
-    def _log_refusal(
-        self,
-        status: int,
-        reason: str,
-        environ: Mapping[str, Any],
-        opened: Optional[Opened] = None,
-    ) -> None:
-        sender: Optional[str]
-        mid: Optional[str]
-        if opened is not None:
-            sender, mid = opened.sender, opened.message_id
-        else:
-            sender = _claimed(environ, "HTTP_X_ENCRYPTION_SERVICE")
-            mid = _claimed(environ, "HTTP_X_MSCOMM_MESSAGE_ID")
-        log.warning(
-            "refused %d: %s (sender=%r kid=%r id=%r route=%s %s request_id=%s)",
-            status,
-            reason,
-            sender,
-            _claimed(environ, "HTTP_X_MSCOMM_KEY_ID"),
-            mid,
-            _claimed(environ, "REQUEST_METHOD"),
-            _route(environ),
-            _request_id(environ),
-        )
 
 
 def _refuse(status: int, start_response: StartResponse) -> Iterable[bytes]:
@@ -280,26 +257,3 @@ def _header(headers: Iterable[tuple[str, str]], name: str) -> Optional[str]:
         if key.lower() == name:
             return value
     return None
-
-
-def _claimed(environ: Mapping[str, Any], key: str) -> Optional[str]:
-    # Unverified values go to the log only in a bounded, printable form.
-    value = environ.get(key)
-    if value is None:
-        return None
-    text = str(value)
-    return text[:128] if text.isprintable() else repr(text[:64])
-
-
-def _route(environ: Mapping[str, Any]) -> str:
-    try:
-        return target_from_environ(environ).split("?", 1)[0][:256]
-    except Exception:  # pragma: no cover - target_from_environ is total on str values
-        return "?"
-
-
-def _request_id(environ: Mapping[str, Any]) -> Optional[str]:
-    value = environ.get("HTTP_X_REQUEST_ID")
-    if value is None:
-        return None
-    return value if _REQUEST_ID.match(str(value)) else "<invalid>"

@@ -62,8 +62,15 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
 
 
 def _read_exactly(stream: IO[bytes], length: int) -> bytes:
-    parts: list[bytes] = []
-    remaining = length
+    if length == 0:
+        return b""
+    first = stream.read(min(length, _CHUNK))
+    if len(first) == length:  # the usual case: one read, no copy
+        return first
+    if not first:
+        raise BodyRefused(400, "body shorter than Content-Length")
+    parts = [first]
+    remaining = length - len(first)
     while remaining > 0:
         chunk = stream.read(min(remaining, _CHUNK))
         if not chunk:

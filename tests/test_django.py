@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -101,6 +102,26 @@ def test_unknown_settings_key_is_refused() -> None:
 
     if not settings.configured:
         settings.configure()
-    with override_settings(MSCOMM={"service_name": "billing", "encrypt_response": False}):
-        with pytest.raises(ConfigurationError, match="encrypt_response"):
-            settings_options()
+    misspelt = override_settings(MSCOMM={"service_name": "billing", "encrypt_response": False})
+    with misspelt, pytest.raises(ConfigurationError, match="encrypt_response"):
+        settings_options()
+
+
+def test_project_client_calls_django_view(server: GunicornServer, tmp_path: Path) -> None:
+    """MicroServiceClient's sealed call reaches the Django view and opens its sealed answer."""
+    from support.sealing import keyring
+
+    from mscomm_sync.client import MicroServiceClient
+    from mscomm_sync.registry import FileRegistry
+
+    registry = FileRegistry(tmp_path / "registry.json")
+    registry.register("billing", server.url)
+    with MicroServiceClient("orders", registry=registry, keyring=keyring()) as client:
+        response = client.request(
+            target_service="billing",
+            endpoint="/api/v1/charge/",
+            method="POST",
+            payload={"amount": 9},
+            timeout=10,
+        )
+    assert (response.status_code, response.json()) == (200, {"amount": 9, "caller": "orders"})

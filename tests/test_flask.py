@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
@@ -134,3 +135,38 @@ def test_invalid_config_value_is_refused() -> None:
     app.config["MSCOMM_MAX_BODY_SIZE"] = -1
     with pytest.raises(ConfigurationError, match="max_body_size"):
         init_app(app)
+
+
+def test_project_client_calls_flask_view(server: LiveServer, tmp_path: Path) -> None:
+    """MicroServiceClient's sealed call reaches the Flask view and opens its sealed answer."""
+    from mscomm_sync.client import MicroServiceClient
+    from mscomm_sync.registry import FileRegistry
+
+    registry = FileRegistry(tmp_path / "registry.json")
+    registry.register("billing", server.url)
+    with MicroServiceClient("orders", registry=registry, keyring=keyring()) as client:
+        response = client.request(
+            target_service="billing",
+            endpoint="/api/v1/charge",
+            method="POST",
+            payload={"amount": 42},
+            timeout=10,
+        )
+        head = client.request(target_service="billing", endpoint="/only-shipping", method="HEAD")
+    assert (response.status_code, response.json()) == (200, {"amount": 42, "caller": "orders"})
+    assert head.status_code == 403
+
+
+def test_project_client_gets_rejection_error(tmp_path: Path) -> None:
+    """A caller outside allowed_callers gets RequestRejectedError(403) from the client."""
+    from mscomm_sync.client import MicroServiceClient
+    from mscomm_sync.errors import RequestRejectedError
+    from mscomm_sync.registry import FileRegistry
+
+    registry = FileRegistry(tmp_path / "registry.json")
+    with LiveServer(create_app(allowed_callers=["shipping"])) as live:
+        registry.register("billing", live.url)
+        client = MicroServiceClient("orders", registry=registry, keyring=keyring())
+        with client, pytest.raises(RequestRejectedError) as info:
+            client.request(target_service="billing", endpoint="/api/v1/charge", method="POST")
+    assert (info.value.service, info.value.status) == ("billing", 403)

@@ -8,6 +8,7 @@ import os
 import sqlite3
 import stat
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -30,8 +31,11 @@ class FakeClock:
         return self.now
 
 
+MakeStore = Callable[[FakeClock], ReplayStore]
+
+
 @pytest.fixture(params=["memory", "sqlite"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[no-untyped-def]
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> MakeStore:
     def make(clock: FakeClock) -> ReplayStore:
         if request.param == "memory":
             return MemoryReplayStore(clock=clock)
@@ -40,7 +44,7 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path):  # type: ignore[
     return make
 
 
-def test_first_add_is_fresh_and_second_is_not(make_store) -> None:  # type: ignore[no-untyped-def]
+def test_first_add_is_fresh_and_second_is_not(make_store: MakeStore) -> None:
     """A key is accepted once and refused while it has not expired."""
     clock = FakeClock()
     store = make_store(clock)
@@ -49,7 +53,7 @@ def test_first_add_is_fresh_and_second_is_not(make_store) -> None:  # type: igno
     assert store.add("orders/b", clock.now + 60)
 
 
-def test_expired_key_is_accepted_again(make_store) -> None:  # type: ignore[no-untyped-def]
+def test_expired_key_is_accepted_again(make_store: MakeStore) -> None:
     """Once its expiry passed, a key counts as absent."""
     clock = FakeClock()
     store = make_store(clock)
@@ -59,12 +63,12 @@ def test_expired_key_is_accepted_again(make_store) -> None:  # type: ignore[no-u
     assert not store.add("orders/a", clock.now + 60)
 
 
-def test_store_satisfies_protocol(make_store) -> None:  # type: ignore[no-untyped-def]
+def test_store_satisfies_protocol(make_store: MakeStore) -> None:
     """Every store is a ReplayStore."""
     assert isinstance(make_store(FakeClock()), ReplayStore)
 
 
-def test_concurrent_threads_see_exactly_one_fresh(make_store) -> None:  # type: ignore[no-untyped-def]
+def test_concurrent_threads_see_exactly_one_fresh(make_store: MakeStore) -> None:
     """Of 16 threads adding one key at once, exactly one sees True."""
     clock = FakeClock()
     store = make_store(clock)
@@ -149,3 +153,22 @@ def test_default_path_is_on_tmpfs_when_present(monkeypatch: pytest.MonkeyPatch) 
     if not os.access("/dev/shm", os.W_OK):
         pytest.skip("no writable /dev/shm here")
     assert default_replay_path().parent == Path("/dev/shm")
+
+
+def test_database_of_another_user_is_refused(tmp_path: Path) -> None:
+    """A database file owned by another user is not used: add() fails closed."""
+    if os.getuid() != 0:
+        pytest.skip("changing a file's owner needs root")
+    path = tmp_path / "replay.sqlite3"
+    path.touch(mode=0o600)
+    os.chown(path, 65534, 65534)
+    assert not SqliteReplayStore(path).add("orders/a", 4_000_000_000.0)
+
+
+def test_symlink_in_place_of_database_is_refused(tmp_path: Path) -> None:
+    """A symlink planted under the database's name is not followed: add() fails closed."""
+    target = tmp_path / "elsewhere.sqlite3"
+    SqliteReplayStore(target).add("orders/a", 4_000_000_000.0)
+    planted = tmp_path / "replay.sqlite3"
+    planted.symlink_to(target)
+    assert not SqliteReplayStore(planted).add("orders/b", 4_000_000_000.0)

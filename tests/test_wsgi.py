@@ -54,7 +54,9 @@ def session() -> Iterator[requests.Session]:
         yield s
 
 
-def test_sealed_request_reaches_app_as_plaintext(server: LiveServer, session: requests.Session):
+def test_sealed_request_reaches_app_as_plaintext(
+    server: LiveServer, session: requests.Session
+) -> None:
     """The app sees the plaintext body with its own length and content type."""
     call = send(session, server.url + "/charge", body=b'{"amount": 42}')
     seen = json.loads(open_reply(call).body)
@@ -63,13 +65,15 @@ def test_sealed_request_reaches_app_as_plaintext(server: LiveServer, session: re
     assert seen["content_type"] == "application/json"
 
 
-def test_app_sees_verified_caller(server: LiveServer, session: requests.Session):
+def test_app_sees_verified_caller(server: LiveServer, session: requests.Session) -> None:
     """environ["mscomm.caller"] holds the verified sender."""
     call = send(session, server.url + "/charge", sender="shipping")
     assert json.loads(open_reply(call, receiver="shipping").body)["caller"] == "shipping"
 
 
-def test_envelope_headers_are_not_passed_to_app(server: LiveServer, session: requests.Session):
+def test_envelope_headers_are_not_passed_to_app(
+    server: LiveServer, session: requests.Session
+) -> None:
     """No X-Encrypted-Payload, X-Encryption-Service or X-Mscomm-* header reaches the app."""
     call = send(session, server.url + "/charge", headers={"X-Request-Id": "abc"})
     headers = json.loads(open_reply(call).body)["headers"]
@@ -77,7 +81,9 @@ def test_envelope_headers_are_not_passed_to_app(server: LiveServer, session: req
     assert not [h for h in headers if h.startswith(("HTTP_X_ENCRYPT", "HTTP_X_MSCOMM"))]
 
 
-def test_response_is_sealed_and_bound_to_request(server: LiveServer, session: requests.Session):
+def test_response_is_sealed_and_bound_to_request(
+    server: LiveServer, session: requests.Session
+) -> None:
     """The answer is sealed: its body is not the plaintext, and it opens for this request."""
     call = send(session, server.url + "/charge", body=b"secret-marker")
     assert call.response.headers["X-Encrypted-Payload"] == "true"
@@ -85,7 +91,7 @@ def test_response_is_sealed_and_bound_to_request(server: LiveServer, session: re
     assert open_reply(call).content_type == "application/json"
 
 
-def test_tampered_body_is_refused_with_401(server: LiveServer, session: requests.Session):
+def test_tampered_body_is_refused_with_401(server: LiveServer, session: requests.Session) -> None:
     """Flipping a byte of the sealed body gives the fixed unsealed 401."""
     from support.sealing import prepare
 
@@ -100,21 +106,23 @@ def test_tampered_body_is_refused_with_401(server: LiveServer, session: requests
 
 def test_plaintext_request_to_protected_path_is_refused(
     server: LiveServer, session: requests.Session
-):
+) -> None:
     """A plaintext request to a path that is not exempt gets 401."""
     response = session.post(server.url + "/charge", data=b"hi", timeout=30)
     assert response.status_code == 401
     assert response.json() == REFUSED_401
 
 
-def test_plaintext_request_to_exempt_path_passes(server: LiveServer, session: requests.Session):
+def test_plaintext_request_to_exempt_path_passes(
+    server: LiveServer, session: requests.Session
+) -> None:
     """A plaintext request to /health reaches the app and gets a plaintext answer."""
     response = session.get(server.url + "/health", timeout=30)
     assert response.status_code == 200
     assert response.json()["caller"] is None
 
 
-def test_replayed_request_is_refused(server: LiveServer, session: requests.Session):
+def test_replayed_request_is_refused(server: LiveServer, session: requests.Session) -> None:
     """The second delivery of one sealed request gets 401."""
     from support.sealing import prepare
 
@@ -125,7 +133,7 @@ def test_replayed_request_is_refused(server: LiveServer, session: requests.Sessi
 
 def test_refusal_reason_is_logged_without_plaintext(
     server: LiveServer, session: requests.Session, caplog: pytest.LogCaptureFixture
-):
+) -> None:
     """The log names the reason, sender, route and request id, never the body."""
     from support.sealing import prepare
 
@@ -142,23 +150,49 @@ def test_refusal_reason_is_logged_without_plaintext(
     assert "plain-marker" not in text
 
 
-def test_missing_service_name_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch):
+def test_missing_service_name_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without service_name or SERVICE_NAME, construction raises ConfigurationError."""
     monkeypatch.delenv("SERVICE_NAME", raising=False)
     with pytest.raises(ConfigurationError, match="SERVICE_NAME"):
         EncryptionMiddleware(echo_app, keyring=keyring(), replay_store=MemoryReplayStore())
 
 
-def test_service_name_defaults_to_environment(monkeypatch: pytest.MonkeyPatch):
+def test_service_name_defaults_to_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """SERVICE_NAME names the service when service_name is not given."""
     monkeypatch.setenv("SERVICE_NAME", "billing")
     wrapped = EncryptionMiddleware(echo_app, keyring=keyring(), replay_store=MemoryReplayStore())
     assert wrapped.options.service_name == "billing"
 
 
-def test_missing_own_key_is_a_configuration_error():
+def test_missing_own_key_is_a_configuration_error() -> None:
     """A service without a key fails at construction, naming the variable."""
     with pytest.raises(ConfigurationError, match="UNKNOWN_ENCRYPTION_KEY"):
         EncryptionMiddleware(
             echo_app, "unknown", keyring=keyring(), replay_store=MemoryReplayStore()
         )
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"exempt_paths": "/health"},
+        {"exempt_paths": ["health"]},
+        {"allowed_callers": "orders"},
+        {"allowed_callers": ["not a name"]},
+        {"max_body_size": -1},
+        {"replay_window": 0},
+        {"encrypt_responses": "yes"},
+    ],
+)
+def test_invalid_option_is_a_configuration_error(options: dict[str, Any]) -> None:
+    """Each invalid option raises ConfigurationError at construction."""
+    with pytest.raises(ConfigurationError):
+        middleware(**options)
+
+
+def test_zero_max_body_size_accepts_only_empty_bodies(session: requests.Session) -> None:
+    """max_body_size=0 is a real setting: an empty sealed body passes, one byte is 413."""
+    with LiveServer(middleware(max_body_size=0)) as live:
+        empty = send(session, live.url + "/charge", body=b"")
+        one = send(session, live.url + "/charge", body=b"x")
+    assert (empty.response.status_code, one.response.status_code) == (200, 413)

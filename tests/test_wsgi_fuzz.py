@@ -172,7 +172,7 @@ def test_any_flipped_byte_of_a_sealed_body_is_401(index: int, flip: int) -> None
     data = bytearray(real.body)
     data[index % len(data)] ^= flip
     environ = EnvironBuilder(
-        path="/charge", method="POST", headers=real.headers, data=bytes(data)
+        path="/charge", method="POST", headers=list(real.headers.items()), data=bytes(data)
     ).get_environ()
     status, _, body = run(middleware, environ)
     assert (status, body, app.calls) == (401, REFUSALS[401], [])

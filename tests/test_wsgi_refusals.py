@@ -85,7 +85,7 @@ def sealed_environ(body: bytes = b"{}", **kwargs: Any) -> dict[str, Any]:
     )
     headers = {k: v for k, v in sealed.headers.items() if k != "Content-Type"}
     builder = EnvironBuilder(
-        path="/charge", method="POST", headers=headers, data=sealed.body, **kwargs
+        path="/charge", method="POST", headers=list(headers.items()), data=sealed.body, **kwargs
     )
     return builder.get_environ()
 
@@ -241,7 +241,7 @@ def test_plaintext_passes_without_claimed_sender_when_not_required() -> None:
     """With require_encryption=False plaintext reaches the app, minus any claimed sender."""
     app = Recorder()
     environ = EnvironBuilder(
-        path="/charge", method="POST", headers={"X-Encryption-Service": "orders"}
+        path="/charge", method="POST", headers=[("X-Encryption-Service", "orders")]
     ).get_environ()
     status, _, body = run(make(app, require_encryption=False), environ)
     assert status == 200
@@ -269,3 +269,20 @@ def test_refusal_bodies_are_identical_for_every_reason() -> None:
     answers = {repr(run(mw, e)) for e in (tampered, stale, plain)}
     assert len(answers) == 1
     assert app.calls == 0
+
+
+class Trickle(io.BytesIO):
+    """A request stream that returns at most 1000 bytes per read, like a slow socket."""
+
+    def read(self, size: int | None = -1) -> bytes:
+        return super().read(1000 if size is None or size < 0 else min(size, 1000))
+
+
+def test_body_arriving_in_small_reads_is_read_whole() -> None:
+    """A body that the server hands over in many short reads is read whole and verifies."""
+    app = Recorder()
+    environ = sealed_environ(body=b"z" * 200_000)
+    environ["wsgi.input"] = Trickle(environ["wsgi.input"].read())
+    status, _, _ = run(make(app, max_body_size=300_000), environ)
+    assert status == 200
+    assert app.calls == 1

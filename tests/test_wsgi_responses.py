@@ -77,6 +77,14 @@ def routes(environ: dict[str, Any], start_response: Any) -> Any:
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"written,")
         return [b"returned"]
+    if path == "/bad-status":
+        start_response("OK", [])
+        return [b"x"]
+    if path == "/no-start":
+        return [b"x"]
+    if path == "/text-chunk":
+        start_response("200 OK", [])
+        return ["text, not bytes"]
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"GET body that HEAD must not carry"]
 
@@ -129,6 +137,16 @@ def test_exception_while_streaming_gives_sealed_500(
     call = send(session, server.url + "/boom-late")
     assert call.response.status_code == 500
     assert b"partial" not in open_reply(call).body
+
+
+@pytest.mark.parametrize("path", ["/bad-status", "/no-start", "/text-chunk"])
+def test_broken_wsgi_contract_gives_sealed_500(
+    server: LiveServer, session: requests.Session, path: str
+) -> None:
+    """An app that breaks the WSGI contract gets a sealed 500, like an exception."""
+    call = send(session, server.url + path)
+    assert call.response.status_code == 500
+    assert json.loads(open_reply(call).body) == {"error": "internal server error"}
 
 
 def test_streamed_response_is_collected_sealed_and_closed(
@@ -210,4 +228,22 @@ def test_plaintext_answers_when_encrypt_responses_is_false(session: requests.Ses
         call = send(session, live.url + "/teapot")
     assert call.response.status_code == 418
     assert call.response.content == b"short and stout"
+    assert "X-Encrypted-Payload" not in call.response.headers
+
+
+def test_unsealable_answer_is_unsealed_500_without_details(session: requests.Session) -> None:
+    """When the service's own key becomes unusable, the answer is a bare unsealed 500."""
+    from support.sealing import KEYS
+
+    from mscomm_sync.keyring import Keyring, env_var_name
+
+    environ = {env_var_name(name): key for name, key in KEYS.items()}
+    ring = Keyring(environ=environ)
+    app = EncryptionMiddleware(routes, "billing", keyring=ring, replay_store=MemoryReplayStore())
+    environ[env_var_name("billing")] = "not-a-key"
+    ring.reload()
+    with LiveServer(app) as live:
+        call = send(session, live.url + "/teapot")
+    assert call.response.status_code == 500
+    assert call.response.json() == {"error": "internal server error"}
     assert "X-Encrypted-Payload" not in call.response.headers

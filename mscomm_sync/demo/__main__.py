@@ -122,7 +122,7 @@ def step_breaker(
     shipping.start()
     say("  shipping restarted")
     breaker = client.breaker("shipping")
-    time.sleep(min(max(breaker.open_remaining(), 0.0) + 0.05, 5.0))
+    time.sleep(min(max(breaker.open_remaining, 0.0) + 0.05, 5.0))
     resp = client.request(target_service="shipping", endpoint="/api/v1/quote", timeout=5)
     say(f"  call 6: probe allowed -> {resp.status_code} {resp.json()} ")
     say(f"  breaker transitions: {' -> '.join(transitions) or '(none)'}")
@@ -166,9 +166,7 @@ def run(workdir: str, procs: list[ServiceProcess]) -> None:
         timeout=TimeoutPolicy(deadline=5.0, connect=0.5),
         breaker=BreakerPolicy(failure_threshold=3, recovery_timeout=2.0),
     )
-    client = MicroServiceClient(
-        "orders", registry=registry, policy=fast, breaker_listener=listener
-    )
+    client = MicroServiceClient("orders", registry=registry, policy=fast, breaker_listener=listener)
     with client:
         wire = step_sealed_call(client)
         step_failover(client, billing)
@@ -213,4 +211,3 @@ def main() -> int:
 
 if __name__ == "__main__":
     sys.exit(main())
-

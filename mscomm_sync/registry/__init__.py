@@ -9,8 +9,6 @@ from __future__ import annotations
 from .backend import BaseRegistry
 from .base import DEFAULT_HEALTH_ENDPOINT, Instance, Registry
 from .default import (
-    ENV_REGISTRY,
-    default_location,
     get_registry,
     initialize_registry,
     open_registry,
@@ -20,6 +18,7 @@ from .default import (
 from .etcd import DEFAULT_LEASE_TTL, EtcdRegistry
 from .file import FileRegistry
 from .health import DEFAULT_HEALTH_CHECK_INTERVAL, HealthCheckConfig, HealthPoller
+from .location import ENV_REGISTRY, default_location
 
 __all__ = [
     "DEFAULT_HEALTH_CHECK_INTERVAL",

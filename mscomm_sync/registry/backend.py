@@ -14,7 +14,7 @@ import attrs
 from .base import DEFAULT_HEALTH_ENDPOINT, Instance
 from .catalogue import Catalogue
 from .health import HealthCheckConfig, HealthPoller
-from .worker import PeriodicWorker, fork_generation
+from .worker import PeriodicWorker, fork_generation, reset_after_fork
 
 __all__ = ["BaseRegistry"]
 
@@ -50,7 +50,7 @@ class BaseRegistry:
         self._poller: Optional[HealthPoller] = None
         self._poller_lock = threading.Lock()
         self._fork_generation = fork_generation()
-        self._closed = False
+        reset_after_fork(self)
 
     # -- lookups ---------------------------------------------------------
 
@@ -162,6 +162,11 @@ class BaseRegistry:
     def _workers(self) -> list[PeriodicWorker]:
         return []
 
+    def _reset_after_fork(self) -> None:
+        """Renew locks in a forked child (another thread may have held them)."""
+        self._poller_lock = threading.Lock()
+        self._catalogue.reset_lock()
+
     def _after_fork(self) -> None:
         self._fork_generation = fork_generation()
         for worker in self._workers():
@@ -171,7 +176,6 @@ class BaseRegistry:
 
     def close(self) -> None:
         """Stop background threads and release resources; safe to call twice."""
-        self._closed = True
         self.stop_health_checks()
         for worker in self._workers():
             worker.stop()

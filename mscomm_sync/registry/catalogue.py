@@ -29,6 +29,10 @@ class Catalogue:
         self._unhealthy: frozenset[Key] = frozenset()
         self._views: dict[str, tuple[Instance, ...]] = {}
 
+    def reset_lock(self) -> None:
+        """Replace the lock (in a forked child, where another thread may have held it)."""
+        self._lock = threading.Lock()
+
     def get(self, name: str) -> list[Instance]:
         """Return a new list of ``name``'s instances (empty if unknown)."""
         return list(self._views.get(name, ()))

@@ -15,10 +15,9 @@ from ..errors import ConfigurationError
 from .backend import BaseRegistry
 from .base import DEFAULT_HEALTH_ENDPOINT, Instance
 from .health import HealthCheckConfig
+from .location import ENV_REGISTRY, default_location
 
 __all__ = [
-    "ENV_REGISTRY",
-    "default_location",
     "get_registry",
     "initialize_registry",
     "open_registry",
@@ -26,32 +25,8 @@ __all__ = [
     "reset_registry",
 ]
 
-#: The environment variable that names the default registry location.
-ENV_REGISTRY = "MSCOMM_REGISTRY"
-
 _lock = threading.Lock()
 _default: Optional[BaseRegistry] = None
-
-
-def default_location(environ: Optional[Mapping[str, str]] = None) -> str:
-    """Return where the default registry lives.
-
-    ``$MSCOMM_REGISTRY`` if set and not empty; otherwise
-    ``$XDG_STATE_HOME/mscomm/registry.json``, where ``XDG_STATE_HOME`` defaults
-    to ``~/.local/state``. A per-user path, so that the services of one user on
-    one host find each other and other users cannot rewrite their addresses.
-
-    Args:
-        environ: the environment to read (``os.environ`` by default).
-    """
-    env = os.environ if environ is None else environ
-    location = env.get(ENV_REGISTRY, "").strip()
-    if location:
-        return location
-    state = env.get("XDG_STATE_HOME", "").strip()
-    if not state:
-        state = os.path.join(os.path.expanduser("~"), ".local", "state")
-    return os.path.join(state, "mscomm", "registry.json")
 
 
 def open_registry(

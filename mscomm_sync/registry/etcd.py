@@ -23,7 +23,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, Union
-from urllib.parse import urlsplit
 
 from ..errors import ConfigurationError, RegistryError
 from .backend import BaseRegistry
@@ -31,6 +30,7 @@ from .base import DEFAULT_HEALTH_ENDPOINT, Instance, make_instance
 from .etcd_gateway import EtcdGateway
 from .fileformat import DocumentError, decode_entry
 from .health import HealthCheckConfig
+from .location import DEFAULT_PREFIX, parse_location
 from .worker import PeriodicWorker
 
 __all__ = [
@@ -45,41 +45,8 @@ log = logging.getLogger("mscomm_sync.registry")
 
 #: Seconds a registration outlives a process that stops renewing its lease.
 DEFAULT_LEASE_TTL = 10
-#: The key prefix when a location names none.
-DEFAULT_PREFIX = "/mscomm"
 #: Seconds between cache refreshes.
 DEFAULT_REFRESH_INTERVAL = 1.0
-
-
-def parse_location(location: str) -> tuple[list[str], str]:
-    """Split ``etcd://host:port[,host:port...][/prefix]`` into endpoints and prefix.
-
-    Returns:
-        ``(["http://host:port", ...], "/prefix")``; the prefix defaults to
-        :data:`DEFAULT_PREFIX`.
-
-    Raises:
-        ConfigurationError: the location is malformed.
-    """
-    if not location.startswith("etcd://"):
-        raise ConfigurationError(f"not an etcd location: {location!r}", reason="bad location")
-    hosts, _, path = location[len("etcd://") :].partition("/")
-    endpoints = []
-    for host in hosts.split(","):
-        host = host.strip()
-        try:
-            parts = urlsplit(f"http://{host}")
-            valid = bool(parts.hostname) and parts.port is not None and parts.path == ""
-        except ValueError:
-            valid = False
-        if not valid:
-            raise ConfigurationError(
-                f"invalid etcd location {location!r}: use etcd://host:port[,host:port...][/prefix]",
-                reason="bad location",
-            )
-        endpoints.append(f"http://{host}")
-    path = path.strip("/")
-    return endpoints, f"/{path}" if path else DEFAULT_PREFIX
 
 
 class EtcdRegistry(BaseRegistry):
@@ -136,7 +103,7 @@ class EtcdRegistry(BaseRegistry):
         self._lease: Optional[int] = None
         self._lease_pid = 0
         self._own: dict[tuple[str, str], Instance] = {}
-        self._version: Optional[tuple[int, int]] = None
+        self._revision: Optional[int] = None
         self._outage = False
         self._keepalive = PeriodicWorker(
             self._keep_lease,
@@ -156,7 +123,11 @@ class EtcdRegistry(BaseRegistry):
             clock=clock,
             rng=rng,
         )
-        self.refresh()
+        try:
+            self.refresh()
+        except RegistryError:
+            self._gateway.close()
+            raise
         self._refresher.start()
         if health_check_interval is not None:
             self.start_health_checks(health_check_interval)
@@ -221,7 +192,7 @@ class EtcdRegistry(BaseRegistry):
             else:
                 self._own.pop(inst.key, None)
             self._catalogue.upsert(inst)
-            self._version = None  # the cache was patched: the next refresh must read
+            self._revision = None  # the cache was patched: the next refresh must read
         return inst
 
     def deregister(self, name: str, url: str) -> None:
@@ -235,7 +206,7 @@ class EtcdRegistry(BaseRegistry):
             self._gateway.delete(f"{self._services_prefix}{key[0]}/{key[1]}")
             self._own.pop(key, None)
             self._catalogue.remove(key)
-            self._version = None
+            self._revision = None
 
     def _key(self, inst: Instance) -> str:
         return f"{self._services_prefix}{inst.service}/{inst.url}"
@@ -292,18 +263,20 @@ class EtcdRegistry(BaseRegistry):
         # Under the write lock, so that a stale read cannot overwrite a
         # registration this object has just made.
         with self._write_lock:
-            version = self._gateway.prefix_version(self._services_prefix)
-            if version == self._version:
+            # Any change anywhere in etcd moves the revision; an unchanged one
+            # costs one tiny read instead of a range over every instance.
+            if self._revision is not None and self._gateway.revision() == self._revision:
                 return
+            kvs, revision = self._gateway.range_prefix(self._services_prefix)
             instances = []
-            for kv in self._gateway.range_prefix(self._services_prefix):
+            for kv in kvs:
                 name = kv.key[len(self._services_prefix) :].partition("/")[0]
                 try:
                     instances.append(decode_entry(name, json.loads(kv.value)))
                 except (ValueError, DocumentError) as exc:
                     log.warning("etcd key %s skipped: %s", kv.key, exc)
             self._catalogue.replace(instances)
-            self._version = version
+            self._revision = revision
 
     def poll_once(self) -> bool:
         """Refresh the cache as the refresh thread does, never raising.
@@ -329,6 +302,10 @@ class EtcdRegistry(BaseRegistry):
         return True
 
     # -- lifecycle -------------------------------------------------------
+
+    def _reset_after_fork(self) -> None:
+        super()._reset_after_fork()
+        self._write_lock = threading.RLock()
 
     def _workers(self) -> list[PeriodicWorker]:
         return [self._refresher, self._keepalive]

@@ -172,23 +172,23 @@ class EtcdGateway:
         """Delete ``key`` (absent keys are fine)."""
         self.call("/v3/kv/deleterange", {"key": _b64(key.encode())})
 
-    def range_prefix(self, prefix: str) -> list[KeyValue]:
-        """Return every key starting with ``prefix``, sorted by key."""
+    def range_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
+        """Return every key starting with ``prefix`` (sorted by key) and the store revision."""
         data = self.call("/v3/kv/range", self._prefix_body(prefix))
-        return [self._kv(item) for item in data.get("kvs", ())]
+        return [self._kv(item) for item in data.get("kvs", ())], self._revision(data)
 
-    def prefix_version(self, prefix: str) -> tuple[int, int]:
-        """Return ``(count, highest mod_revision)`` of the keys under ``prefix``.
+    def revision(self) -> int:
+        """Return the store's current revision: it moves on every change anywhere in etcd.
 
-        Any put raises the highest mod revision and any delete lowers the
-        count, so an unchanged pair means unchanged content, at the cost of one
-        key's worth of answer.
+        One ``count_only`` read of a single key: cheap however many keys exist.
         """
-        body = self._prefix_body(prefix)
-        body.update(limit=1, sort_order="DESCEND", sort_target="MOD", keys_only=True)
-        data = self.call("/v3/kv/range", body)
-        kvs = data.get("kvs") or [{}]
-        return int(data.get("count", 0)), int(kvs[0].get("mod_revision", 0))
+        data = self.call("/v3/kv/range", {"key": _b64(b"\0"), "count_only": True})
+        return self._revision(data)
+
+    @staticmethod
+    def _revision(data: dict[str, Any]) -> int:
+        header = data.get("header")
+        return int(header.get("revision", 0)) if isinstance(header, dict) else 0
 
     @staticmethod
     def _prefix_body(prefix: str) -> dict[str, Any]:

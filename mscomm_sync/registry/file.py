@@ -70,6 +70,7 @@ class FileRegistry(BaseRegistry):
         self._signature: Optional[Signature] = None
         self._held_fd: Optional[int] = None
         self._stored: Optional[list[Instance]] = None
+        self._lock_fds: set[int] = set()
         self._create_if_missing()
         self._reload(first=True)
         if health_check_interval is not None:
@@ -216,16 +217,16 @@ class FileRegistry(BaseRegistry):
     @contextlib.contextmanager
     def _exclusive(self) -> Iterator[None]:
         try:
-            fd = os.open(
-                self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644
-            )
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | _CLOEXEC, 0o644)
         except OSError as exc:
             raise self._io_error("lock", exc) from exc
+        self._lock_fds.add(fd)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
         finally:
-            os.close(fd)  # closing the descriptor releases the lock
+            self._lock_fds.discard(fd)
+            os.close(fd)  # the last close of the descriptor releases the lock
 
     def _create_if_missing(self) -> None:
         if os.path.exists(self.path):
@@ -290,6 +291,17 @@ class FileRegistry(BaseRegistry):
             location=self.path,
             reason=type(exc).__name__,
         )
+
+    def _reset_after_fork(self) -> None:
+        super()._reset_after_fork()
+        self._reload_lock = threading.Lock()
+        # A flock belongs to the open file, which the child now shares: if a
+        # parent thread was writing at the fork, the child's copy of that
+        # descriptor would hold the lock for every process until it exits.
+        for fd in list(self._lock_fds):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._lock_fds = set()
 
     def close(self) -> None:
         """Stop health checks and release the file descriptor held for change detection."""

@@ -23,7 +23,7 @@ import attrs
 import requests
 
 from .base import Instance
-from .worker import PeriodicWorker
+from .worker import PeriodicWorker, reset_after_fork
 
 __all__ = [
     "DEFAULT_HEALTH_CHECK_INTERVAL",
@@ -116,6 +116,7 @@ class HealthPoller:
         self._sessions: list[requests.Session] = []
         self._local = threading.local()
         self.last_sweep_seconds: Optional[float] = None
+        reset_after_fork(self)
         self._worker = PeriodicWorker(
             self.poll_once,
             name="mscomm-health-poller",
@@ -223,21 +224,24 @@ class HealthPoller:
             self._sessions.append(session)
         timeout = self.config.timeout
         try:
-            response = session.get(inst.health_url, timeout=(timeout, timeout), stream=True)
+            # The body is read (health answers are small) so the connection
+            # goes back to the pool for the next sweep.
+            response = session.get(inst.health_url, timeout=(timeout, timeout))
         except requests.RequestException as exc:
             log.debug("health probe of %s failed: %s", inst.health_url, type(exc).__name__)
             return False
-        status = response.status_code
-        response.close()
-        return 200 <= status < 300
+        return 200 <= response.status_code < 300
+
+    def _reset_after_fork(self) -> None:
+        # In a forked child: the parent's pool threads and pooled sockets are
+        # not ours, and a sweep in progress at the fork left its lock held.
+        self._sweep_lock = threading.Lock()
+        self._executor = None
+        self._sessions = []
+        self._local = threading.local()
+        self._pid = os.getpid()
 
     def _pool(self) -> ThreadPoolExecutor:
-        if self._pid != os.getpid():
-            # Forked: the parent's pool threads and sockets are not ours.
-            self._pid = os.getpid()
-            self._executor = None
-            self._sessions = []
-            self._local = threading.local()
         if self._executor is None:
             self._executor = ThreadPoolExecutor(
                 max_workers=self.config.max_workers, thread_name_prefix="mscomm-health-probe"

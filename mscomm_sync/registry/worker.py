@@ -1,9 +1,11 @@
 """An owned background thread that runs one step at a jittered interval.
 
 Registries use it for health sweeps, etcd lease keep-alives and etcd cache
-refreshes. Threads do not survive ``fork()``; a fork hook marks every running
-worker in the child, and its owner restarts it lazily on next use (see
-:func:`fork_generation`).
+refreshes. Threads do not survive ``fork()``, and a lock another thread held at
+the fork stays held forever in the child. So a fork hook, installed on first
+use, resets every registered object in the child (:func:`reset_after_fork`):
+workers forget their dead thread and are restarted lazily by their owner on
+next use (see :func:`fork_generation`), and owners renew their locks.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import time
 import weakref
 from collections.abc import Callable
 from types import TracebackType
-from typing import Optional
+from typing import Any, Optional
 
-__all__ = ["PeriodicWorker", "fork_generation"]
+__all__ = ["PeriodicWorker", "fork_generation", "reset_after_fork"]
 
 log = logging.getLogger("mscomm_sync.registry")
 
-_workers: weakref.WeakSet[PeriodicWorker] = weakref.WeakSet()
+_fork_aware: weakref.WeakSet[Any] = weakref.WeakSet()
 _hook_lock = threading.Lock()
 _hook_installed = False
 _fork_generation = 0
@@ -40,8 +42,19 @@ def fork_generation() -> int:
 def _after_fork_in_child() -> None:
     global _fork_generation
     _fork_generation += 1
-    for worker in list(_workers):
-        worker._reset_after_fork()
+    for obj in list(_fork_aware):
+        obj._reset_after_fork()
+
+
+def reset_after_fork(obj: Any) -> None:
+    """Have ``obj._reset_after_fork()`` called in every forked child of this process.
+
+    The object is held weakly. The method runs in the child right after the
+    fork, when only the forking thread exists: it must only replace locks and
+    forget threads, never block.
+    """
+    _install_fork_hook()
+    _fork_aware.add(obj)
 
 
 def _install_fork_hook() -> None:
@@ -112,8 +125,7 @@ class PeriodicWorker:
         with self._lock:
             if self.running:
                 return
-            _install_fork_hook()
-            _workers.add(self)
+            reset_after_fork(self)
             self._restart_pending = False
             self._stop = threading.Event()
             now = self._clock()

@@ -121,7 +121,10 @@ def mscomm_responses() -> Iterator[responses.RequestsMock]:
     localhost pass through to the network; any other unmatched request fails
     with a ``ConnectionError``.
     """
-    import responses
+    try:
+        import responses
+    except ImportError as exc:  # pragma: no cover - responses is in the dev extra
+        raise ImportError("mscomm_mock needs the responses package: pip install responses") from exc
 
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         mock.add_passthru(LOOPBACK)

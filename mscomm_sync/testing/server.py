@@ -12,8 +12,10 @@ __all__ = ["LiveServer"]
 class LiveServer:
     """Serve a WSGI app on ``127.0.0.1`` from a background thread.
 
-    It uses werkzeug's threaded HTTP/1.1 server (keep-alive, one thread per
-    connection), which is real sockets and real HTTP, not a test client.
+    It uses werkzeug's threaded HTTP/1.1 server (one thread per connection),
+    which is real sockets and real HTTP, not a test client. werkzeug closes
+    every connection after one response, so this server cannot show
+    keep-alive effects (pooled sockets); use waitress or gunicorn for those.
 
     Args:
         app: the WSGI application.

@@ -183,3 +183,29 @@ def dead_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}"
+
+
+class WaitressServer:
+    """A real waitress server on 127.0.0.1, which keeps connections alive.
+
+    werkzeug's development server (LiveServer) closes every connection, so
+    pooled keep-alive connections are exercised with this one.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], threads: int = 8) -> None:
+        from waitress.server import create_server
+
+        self._server = create_server(app, host="127.0.0.1", port=0, threads=threads)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.effective_port}"
+
+    def __enter__(self) -> WaitressServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.close()
+        self._thread.join(10)

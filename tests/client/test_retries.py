@@ -11,7 +11,11 @@ import attrs
 import pytest
 import requests
 
-from mscomm_sync.errors import DeadlineExceededError, ServiceUnavailableError
+from mscomm_sync.errors import (
+    DeadlineExceededError,
+    InsecureResponseError,
+    ServiceUnavailableError,
+)
 from mscomm_sync.policies import BudgetPolicy, CallPolicy, RetryPolicy, TimeoutPolicy
 from mscomm_sync.registry import FileRegistry
 
@@ -71,15 +75,24 @@ def _truncated(n: int) -> tuple[bytes, bool]:
     return b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", True
 
 
-@pytest.mark.parametrize(("method", "sent"), [("GET", 3), ("POST", 1)])
+@pytest.mark.parametrize(
+    ("method", "idempotent", "sent"),
+    [("GET", None, 3), ("POST", None, 1), ("POST", True, 3), ("GET", False, 1)],
+)
 def test_reset_mid_response(
-    registry: FileRegistry, make_client: Callable[..., Any], method: str, sent: int
+    registry: FileRegistry,
+    make_client: Callable[..., Any],
+    method: str,
+    idempotent: Any,
+    sent: int,
 ) -> None:
-    """A connection closed mid-body is retried for GET but a POST is never sent twice."""
+    """A connection closed mid-body is retried only when the call may be repeated."""
     with RawServer(_truncated) as server:
         registry.register("billing", server.url)
         with pytest.raises(ServiceUnavailableError):
-            make_client().request(target_service="billing", endpoint="/x", method=method)
+            make_client().request(
+                target_service="billing", endpoint="/x", method=method, idempotent=idempotent
+            )
         assert server.requests == sent
 
 
@@ -225,3 +238,36 @@ def test_default_backoff_is_never_zero(
         make_client().request(target_service="billing", endpoint="/x")
     assert len(clock.sleeps) == 2
     assert all(s > 0 for s in clock.sleeps)
+
+
+def _unsealed_once(inner: Any) -> Any:
+    """Put an intermediary in front of ``inner`` that answers the first request itself."""
+    seen: list[int] = []
+
+    def proxy(environ: dict[str, Any], start_response: Any) -> Any:
+        if not seen:
+            seen.append(1)
+            start_response("503 Service Unavailable", [("Content-Length", "4")])
+            return [b"busy"]
+        return inner(environ, start_response)
+
+    return proxy
+
+
+def test_unsealed_503_from_intermediary_retried(
+    serve: Callable[..., Any], make_client: Callable[..., Any]
+) -> None:
+    """An intermediary's unsealed 503 is retried for a GET and its body never returned."""
+    serve(_unsealed_once(sealed(json_app(Recorder(), {"/echo": echo}))))
+    resp = make_client().request(target_service="billing", endpoint="/echo")
+    assert resp.json()["caller"] == "orders"
+
+
+def test_unsealed_503_refused_for_post(
+    serve: Callable[..., Any], make_client: Callable[..., Any]
+) -> None:
+    """An intermediary's unsealed 503 to a POST raises InsecureResponseError at once."""
+    serve(_unsealed_once(sealed(json_app(Recorder(), {"/echo": echo}))))
+    with pytest.raises(InsecureResponseError) as info:
+        make_client().request(target_service="billing", endpoint="/echo", method="POST")
+    assert info.value.status == 503

@@ -9,7 +9,7 @@ import pytest
 import requests
 import responses
 
-from mscomm_sync.errors import InsecureResponseError
+from mscomm_sync.errors import ConfigurationError, InsecureResponseError
 from mscomm_sync.registry import FileRegistry
 from mscomm_sync.testing import LiveServer
 
@@ -89,3 +89,23 @@ def test_service_form_rejects_url(make_client: Callable[..., Any]) -> None:
     """Mixing the service form with a URL is a TypeError, not a silent guess."""
     with pytest.raises(TypeError):
         make_client().request("GET", "http://x", target_service="billing", endpoint="/x")
+
+
+def test_sealed_redirect_not_followed(
+    serve: Callable[..., Any], make_client: Callable[..., Any]
+) -> None:
+    """A service's redirect comes back to the caller; the plaintext is never resent elsewhere."""
+
+    def moved(environ: dict[str, Any]) -> Any:
+        return 307, [("Location", "http://127.0.0.1:9/elsewhere")], b""
+
+    serve(sealed(json_app(Recorder(), {"/old": moved})))
+    resp = make_client().post("mscomm://billing/old", json={"secret": 1})
+    assert resp.status_code == 307
+    assert resp.history == []
+
+
+def test_invalid_service_name(make_client: Callable[..., Any]) -> None:
+    """A target that is not a valid service name raises ConfigurationError before any I/O."""
+    with pytest.raises(ConfigurationError):
+        make_client().request(target_service="bad name!", endpoint="/x")

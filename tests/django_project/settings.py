@@ -1,6 +1,6 @@
 """Settings of the test project: no database, no apps, the middleware configured."""
 
-SECRET_KEY = "test-only-django-secret-key-not-used-for-anything"  # noqa: S105
+SECRET_KEY = "test-only-django-secret-key-not-used-for-anything"
 DEBUG = False
 ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
 ROOT_URLCONF = "django_project.urls"

@@ -14,8 +14,8 @@ import pytest
 
 from mscomm_sync.errors import ConfigurationError, RegistryError
 from mscomm_sync.registry import EtcdRegistry, initialize_registry
-from mscomm_sync.registry.etcd import DEFAULT_PREFIX, parse_location
 from mscomm_sync.registry.etcd_gateway import EtcdGateway, prefix_range_end
+from mscomm_sync.registry.location import DEFAULT_PREFIX, parse_location
 
 from .conftest import EtcdCluster
 
@@ -107,7 +107,7 @@ def test_registrations_carry_a_lease_and_close_revokes_it(
     with EtcdRegistry(etcd_node.urls, prefix=etcd_prefix, refresh_interval=3600) as reader:
         writer = EtcdRegistry(etcd_node.urls, prefix=etcd_prefix, lease_ttl=60)
         writer.register("billing", "http://127.0.0.1:8001")
-        [kv] = EtcdGateway(etcd_node.urls).range_prefix(etcd_prefix + "/")
+        [kv], _ = EtcdGateway(etcd_node.urls).range_prefix(etcd_prefix + "/")
         assert kv.lease != 0
         writer.close()
         reader.refresh()

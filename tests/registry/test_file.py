@@ -7,6 +7,7 @@ import logging
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -177,6 +178,7 @@ def test_concurrent_writers_lose_nothing_and_readers_never_see_a_torn_file(
         for w in range(workers)
     ]
     reads = 0
+    pause = threading.Event()
     deadline = time.monotonic() + 120
     try:
         with FileRegistry(registry_path) as reader:
@@ -184,8 +186,9 @@ def test_concurrent_writers_lose_nothing_and_readers_never_see_a_torn_file(
                 json.loads(registry_path.read_bytes())  # raw parse: never torn
                 reader.get_instances("svc-0")  # never raises, never warns
                 reads += 1
-                if reads >= 200_000:
+                if reads >= 50_000:
                     break
+                pause.wait(0.0005)  # leave the writers some CPU on a small machine
     finally:
         errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * workers, errors

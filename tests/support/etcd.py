@@ -26,11 +26,19 @@ import requests
 __all__ = ["EtcdCluster", "EtcdMember", "etcd_binary", "require_etcd"]
 
 ETCD = "/usr/bin/etcd"
+#: Names another etcd executable (or a missing one, to check the skip path).
+ENV_BINARY = "MSCOMM_TEST_ETCD"
 START_TIMEOUT = 60.0
 
 
 def etcd_binary() -> Optional[str]:
-    """Return the etcd executable, or ``None`` if it is not installed."""
+    """Return the etcd executable, or ``None`` if it is not installed.
+
+    ``$MSCOMM_TEST_ETCD`` overrides the search: that path or nothing.
+    """
+    override = os.environ.get(ENV_BINARY)
+    if override:
+        return override if os.access(override, os.X_OK) else None
     if os.access(ETCD, os.X_OK):
         return ETCD
     return shutil.which("etcd")

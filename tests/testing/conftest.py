@@ -30,6 +30,9 @@ def plugin_args() -> tuple[str, ...]:
     return ("-p", PLUGIN)
 
 
+#: Plugins the inner runs do not need; hypothesis alone costs seconds per run.
+QUIET = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+
 RunUserTests = Callable[..., pytest.RunResult]
 
 
@@ -39,6 +42,6 @@ def run_user_tests(pytester: pytest.Pytester) -> RunUserTests:
 
     def run(source: str, *args: str) -> pytest.RunResult:
         pytester.makepyfile(test_user=textwrap.dedent(source))
-        return pytester.runpytest(*plugin_args(), "-p", "no:cacheprovider", *args)
+        return pytester.runpytest(*plugin_args(), *QUIET, *args)
 
     return run

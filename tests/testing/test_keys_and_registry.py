@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from .conftest import RunUserTests
 
 
@@ -49,13 +51,14 @@ def test_keys_are_stable_within_a_test(run_user_tests: RunUserTests) -> None:
     result.assert_outcomes(passed=1)
 
 
-def test_keys_are_removed_after_the_test(run_user_tests: RunUserTests) -> None:
+def test_keys_are_removed_after_the_test(
+    run_user_tests: RunUserTests, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The environment is restored after a test that used ``mscomm_keys``."""
+    monkeypatch.setenv("BILLING_ENCRYPTION_KEY", "the user's own")
     result = run_user_tests(
         """
         import os
-
-        os.environ["BILLING_ENCRYPTION_KEY"] = "the user's own"
 
 
         def test_1_sets(mscomm_keys):

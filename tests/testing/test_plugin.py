@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from .conftest import PLUGIN, RunUserTests, installed_plugins
+from .conftest import PLUGIN, QUIET, RunUserTests, installed_plugins, plugin_args
 
 FIXTURES = (
     "mscomm_keys",
@@ -44,15 +44,14 @@ def test_importing_the_plugin_imports_no_framework() -> None:
 
 
 def test_every_fixture_is_documented(pytester: pytest.Pytester) -> None:
-    """``pytest --fixtures`` lists every mscomm fixture with its docstring."""
+    """``pytest --fixtures`` lists every mscomm fixture, each with a docstring."""
     pytester.makepyfile(test_empty="def test_nothing():\n    pass\n")
-    from .conftest import plugin_args
-
-    result = pytester.runpytest(*plugin_args(), "--fixtures")
-    text = result.stdout.str()
+    result = pytester.runpytest(*plugin_args(), *QUIET, "--fixtures")
+    lines = result.stdout.lines
     for name in FIXTURES:
-        assert f"{name} -- " in text or f"{name}\n" in text, name
-    assert "no docstring available" not in text.split("mscomm_keys", 1)[1]
+        [at] = [i for i, line in enumerate(lines) if line.startswith(f"{name} -- ")]
+        assert lines[at + 1].strip(), f"{name} has no docstring"
+        assert "no docstring available" not in lines[at + 1]
 
 
 def test_a_user_test_without_the_fixtures_is_untouched(run_user_tests: RunUserTests) -> None:
@@ -67,11 +66,15 @@ def test_a_user_test_without_the_fixtures_is_untouched(run_user_tests: RunUserTe
         from mscomm_sync.errors import ConfigurationError
         from mscomm_sync.registry import get_registry
 
-        ENVIRON = dict(os.environ)
+        def environ():
+            return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+        ENVIRON = environ()
 
 
         def test_plain():
-            assert dict(os.environ) == ENVIRON
+            assert environ() == ENVIRON
             assert requests.adapters.HTTPAdapter.send.__module__ == "requests.adapters"
             with pytest.raises(ConfigurationError):
                 get_registry()
