@@ -196,8 +196,17 @@ class ServiceAdapter(HTTPAdapter):
             if allow_plaintext:
                 log.debug("plaintext reply accepted (service=%s status=%d)", service, status)
                 return response
+            request_id = attempt.headers.get(HEADER_REQUEST_ID)
             if status in REFUSAL_STATUSES:
+                log.warning(
+                    "rejected by service=%s status=%d url=%s request_id=%s",
+                    service, status, url, request_id,
+                )  # fmt: skip
                 raise RequestRejectedError(service, status)
+            log.warning(
+                "unsealed answer refused service=%s status=%d url=%s request_id=%s",
+                service, status, url, request_id,
+            )  # fmt: skip
             raise InsecureResponseError(service=service, status=status)
         if not data and HEADER_SEALED_BODY in headers:
             data = _unb64(headers[HEADER_SEALED_BODY], service)

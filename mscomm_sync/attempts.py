@@ -80,6 +80,7 @@ class AttemptLoop:
         clock: the monotonic clock.
         sleep: pauses between attempts.
         random: floats in ``[0, 1)`` for backoff jitter.
+        request_id: the call's ``X-Request-Id``, for the log.
     """
 
     service: str
@@ -96,6 +97,7 @@ class AttemptLoop:
     clock: Callable[[], float]
     sleep: Callable[[float], None]
     random: Callable[[], float]
+    request_id: str = ""
     retry: Retry = attrs.field(init=False)
     tried: list[str] = attrs.field(init=False, factory=list)
     attempts: int = attrs.field(init=False, default=0)
@@ -145,8 +147,8 @@ class AttemptLoop:
         instance = self.balancer.choose(self.instances, self.tried)
         if self.tried and instance.url != self.tried[-1]:
             log.info(
-                "failover service=%s from=%s to=%s attempt=%d",
-                self.service, self.tried[-1], instance.url, self.attempts + 1,
+                "failover service=%s from=%s to=%s attempt=%d request_id=%s",
+                self.service, self.tried[-1], instance.url, self.attempts + 1, self.request_id,
             )  # fmt: skip
         self.tried.append(instance.url)
         return instance
@@ -207,13 +209,16 @@ class AttemptLoop:
     def _spend(self) -> bool:
         if self.budget.try_spend():
             return True
-        log.warning("retry budget spent service=%s attempt=%d", self.service, self.attempts)
+        log.warning(
+            "retry budget spent service=%s attempt=%d request_id=%s",
+            self.service, self.attempts, self.request_id,
+        )  # fmt: skip
         return False
 
     def _pause(self, instance: Instance, reason: str, delay: float) -> None:
         log.info(
-            "retry service=%s instance=%s attempt=%d reason=%s backoff=%.3fs",
-            self.service, instance.url, self.attempts, reason, delay,
+            "retry service=%s instance=%s attempt=%d reason=%s backoff=%.3fs request_id=%s",
+            self.service, instance.url, self.attempts, reason, delay, self.request_id,
         )  # fmt: skip
         self.sleep(delay)
 

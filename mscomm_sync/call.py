@@ -222,6 +222,7 @@ class ServiceCaller:
             clock=self._clock,
             sleep=self._sleep,
             random=self._random,
+            request_id=str(request.headers.get(HEADER_REQUEST_ID, "")),
         )
         return loop.run()
 
