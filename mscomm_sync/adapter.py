@@ -204,7 +204,7 @@ class ServiceAdapter(HTTPAdapter):
                 )  # fmt: skip
                 raise RequestRejectedError(service, status)
             log.warning(
-                "unsealed answer refused service=%s status=%d url=%s request_id=%s",
+                "unsealed answer from service=%s status=%d url=%s request_id=%s",
                 service, status, url, request_id,
             )  # fmt: skip
             raise InsecureResponseError(service=service, status=status)

@@ -22,7 +22,7 @@ from requests.hooks import default_hooks
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 
-from .adapter import DEFAULT_POOL_MAXSIZE, SCHEME, ServiceAdapter
+from .adapter import DEFAULT_POOL_MAXSIZE, SCHEME, ServiceAdapter, Timeout
 from .balancer import PowerOfTwoBalancer
 from .breaker import CircuitBreaker, Listener
 from .call import ServiceCaller
@@ -146,8 +146,9 @@ class MicroServiceClient(requests.Session):
                 (:class:`InsecureResponseError`) when that is not allowed.
         """
         if target_service is None and endpoint is None and payload is None:
-            if isinstance(url, str) and url.lower().startswith(SCHEME) and kwargs.get("params"):
-                url = with_query(url, kwargs.pop("params"))
+            if isinstance(url, str) and url.lower().startswith(SCHEME):
+                # requests leaves non-HTTP URLs alone: quote and add params here.
+                url = with_query(requote_uri(url), kwargs.pop("params", None))
             if idempotent is not None:
                 raise TypeError("idempotent= is only accepted by the service form")
             return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
@@ -167,7 +168,7 @@ class MicroServiceClient(requests.Session):
         *,
         params: Params = None,
         headers: Optional[Mapping[str, str]] = None,
-        timeout: Optional[float] = None,
+        timeout: Timeout = None,
         idempotent: Optional[bool] = None,
     ) -> Response:
         """Call ``endpoint`` on ``target_service``; the service form of :meth:`request`.
@@ -183,7 +184,7 @@ class MicroServiceClient(requests.Session):
             payload: the body (see :meth:`request`).
             params: query parameters.
             headers: extra headers; they override the Session's defaults.
-            timeout: the call's deadline in seconds.
+            timeout: the call's deadline in seconds, or ``(connect, deadline)``.
             idempotent: allow or forbid repeating the call (see :meth:`request`).
 
         Returns:
@@ -213,7 +214,7 @@ class MicroServiceClient(requests.Session):
             return adapter.send(
                 prepared, timeout=timeout, verify=verify, cert=self.cert, idempotent=idempotent
             )
-        return adapter.send(prepared, timeout=timeout, verify=verify, cert=self.cert)
+        return adapter.send(prepared, timeout=cast(Any, timeout), verify=verify, cert=self.cert)
 
     # -- state -------------------------------------------------------------
 

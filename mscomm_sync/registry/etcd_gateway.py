@@ -18,7 +18,7 @@ from typing import Any, Optional
 import attrs
 import requests
 
-from ..errors import RegistryError
+from ..errors import ConfigurationError, RegistryError
 
 __all__ = ["EtcdGateway", "KeyValue", "prefix_range_end"]
 
@@ -75,7 +75,7 @@ class EtcdGateway:
         session_factory: Callable[[], requests.Session] = requests.Session,
     ) -> None:
         if not endpoints:
-            raise ValueError("at least one etcd endpoint is needed")
+            raise ConfigurationError("at least one etcd endpoint is needed", reason="no endpoint")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.timeout = timeout
         self.connect_timeout = connect_timeout

@@ -234,18 +234,32 @@ class ServiceMock:
         url = request.url or ""
         fault = self._take_fault(url)
         was_sealed = (request.headers.get(HEADER_ENCRYPTED) or "").lower() == "true"
-        opened: Optional[MockRequest] = None
-        status: Optional[int] = None
-        if fault not in CONNECT_PHASE:
-            (status, headers, body), opened = self._serve(method, url, request, was_sealed)
-        call = MockCall(
-            method=method, url=url, request=opened, status=status, fault=fault, sealed=was_sealed
-        )
-        with self._lock:
-            self.calls.append(call)
-        if fault is not None:
+        if fault in CONNECT_PHASE:  # it never reached the service
+            self._record(
+                MockCall(
+                    method=method,
+                    url=url,
+                    request=None,
+                    status=None,
+                    fault=fault,
+                    sealed=was_sealed,
+                )
+            )
             raise transport_error(fault, request)
-        return status or 500, HTTPHeaderDict(headers), body
+        (status, headers, body), opened = self._serve(method, url, request, was_sealed)
+        self._record(
+            MockCall(
+                method=method,
+                url=url,
+                request=opened,
+                status=status,
+                fault=fault,
+                sealed=was_sealed,
+            )
+        )
+        if fault is not None:  # handled, and the reply is lost on the way back
+            raise transport_error(fault, request)
+        return status, HTTPHeaderDict(headers), body
 
     def _serve(
         self, method: str, url: str, request: requests.PreparedRequest, was_sealed: bool
@@ -288,6 +302,10 @@ class ServiceMock:
                     fault.remaining -= 1
                 return fault.kind
         return None
+
+    def _record(self, call: MockCall) -> None:
+        with self._lock:
+            self.calls.append(call)
 
     def __repr__(self) -> str:
         return (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable
 
@@ -180,9 +181,13 @@ def _switchable(state: dict[str, int]) -> Callable[[dict[str, Any]], Any]:
 
 
 def test_client_breaker_cycle(
-    serve: Callable[..., Any], make_client: Callable[..., Any], clock: FakeClock
+    serve: Callable[..., Any],
+    make_client: Callable[..., Any],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """5xx answers open the circuit, calls then fail fast, and a good probe closes it."""
+    caplog.set_level(logging.WARNING, logger="mscomm_sync.client")
     state = {"status": 500}
     recorder = Recorder()
     serve(sealed(json_app(recorder, {"/x": _switchable(state)})))
@@ -204,6 +209,12 @@ def test_client_breaker_cycle(
     assert client.request(target_service="billing", endpoint="/x").status_code == 200
     assert client.breaker("billing").state == CLOSED
     assert seen == [(CLOSED, OPEN), (OPEN, HALF_OPEN), (HALF_OPEN, CLOSED)]
+    lines = [r.getMessage() for r in caplog.records if r.name == "mscomm_sync.client"]
+    assert [line for line in lines if line.startswith("circuit ")] == [
+        "circuit closed -> open (service=billing failures=2)",
+        "circuit open -> half_open (service=billing failures=2)",
+        "circuit half_open -> closed (service=billing failures=0)",
+    ]
 
 
 def test_4xx_is_not_a_failure(serve: Callable[..., Any], make_client: Callable[..., Any]) -> None:

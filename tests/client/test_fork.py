@@ -11,7 +11,11 @@ import pytest
 
 from .servers import Recorder, echo, json_app, sealed
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+pytestmark = [
+    pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork"),
+    # The test process has server threads; the child only uses the client.
+    pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning"),
+]
 
 
 def test_client_works_after_fork(

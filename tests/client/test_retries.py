@@ -184,7 +184,7 @@ def _flaky(answers: list[Reply]) -> Callable[[dict[str, Any]], Reply]:
 def test_503_retry_after(
     serve: Callable[..., Any], make_client: Callable[..., Any], clock: FakeClock
 ) -> None:
-    """A 503 with Retry-After is retried after exactly that pause."""
+    """A 503 with Retry-After is retried after exactly that pause, with the same request id."""
     recorder = Recorder()
     handler = _flaky([(503, [("Retry-After", "2")], b"busy"), (200, [], b"done")])
     serve(sealed(json_app(recorder, {"/x": handler})))
@@ -192,6 +192,8 @@ def test_503_retry_after(
     assert (resp.status_code, resp.content) == (200, b"done")
     assert clock.sleeps == [2.0]
     assert recorder.hits["/x"] == 2
+    first, second = recorder.request_ids
+    assert first and first == second
 
 
 def test_retry_after_past_deadline(
@@ -271,3 +273,11 @@ def test_unsealed_503_refused_for_post(
     with pytest.raises(InsecureResponseError) as info:
         make_client().request(target_service="billing", endpoint="/echo", method="POST")
     assert info.value.status == 503
+
+
+def test_connect_and_deadline_tuple(slow: Recorder, make_client: Callable[..., Any]) -> None:
+    """``timeout=(connect, deadline)`` sets the deadline the error reports."""
+    client = make_client(clock=time.monotonic, sleep=time.sleep)
+    with pytest.raises(DeadlineExceededError) as info:
+        client.request(target_service="billing", endpoint="/slow", timeout=(0.5, 0.4))
+    assert info.value.timeout == 0.4

@@ -109,3 +109,11 @@ def test_invalid_service_name(make_client: Callable[..., Any]) -> None:
     """A target that is not a valid service name raises ConfigurationError before any I/O."""
     with pytest.raises(ConfigurationError):
         make_client().request(target_service="bad name!", endpoint="/x")
+
+
+def test_url_form_quotes_path(serve: Callable[..., Any], make_client: Callable[..., Any]) -> None:
+    """A mscomm:// URL with characters to escape reaches the right route, sealed."""
+    recorder = Recorder()
+    wsgi_path = "/a b/é".encode().decode("latin-1")  # PEP 3333: bytes as latin-1
+    serve(sealed(json_app(recorder, {wsgi_path: echo})))
+    assert make_client().get("mscomm://billing/a b/é").json()["caller"] == "orders"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import select
 import signal
 import subprocess
@@ -250,3 +251,22 @@ def test_cluster_survives_losing_its_leader(etcd_three: EtcdCluster) -> None:
         assert wait_until(writable, seconds=60, step=0.2)
         registry.refresh()
         assert len(registry.get_instances("billing")) == 2
+
+
+@pytest.mark.etcd
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_forked_child_closing_leaves_the_parent_lease_alone(
+    etcd_node: EtcdCluster, etcd_prefix: str
+) -> None:
+    """A forked child that closes its copy of the registry does not revoke the parent's lease."""
+    with EtcdRegistry(etcd_node.urls, prefix=etcd_prefix, refresh_interval=3600) as registry:
+        registry.register("billing", "http://127.0.0.1:8001")
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            try:
+                registry.close()
+            finally:
+                os._exit(0)
+        assert wait_until(lambda: os.waitpid(pid, os.WNOHANG)[0] == pid, seconds=60)
+        with EtcdRegistry(etcd_node.urls, prefix=etcd_prefix) as other:
+            assert len(other.get_instances("billing")) == 1
