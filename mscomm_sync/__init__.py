@@ -25,7 +25,9 @@ from .errors import (
 from .keyring import Keyring, env_var_name, generate_key
 from .policies import BreakerPolicy, BudgetPolicy, CallPolicy, RetryPolicy, TimeoutPolicy
 from .registry import (
+    EtcdRegistry,
     FileRegistry,
+    HealthCheckConfig,
     HealthPoller,
     Instance,
     Registry,
@@ -49,7 +51,9 @@ __all__ = [
     "DeadlineExceededError",
     "EncryptionMiddleware",
     "Envelope",
+    "EtcdRegistry",
     "FileRegistry",
+    "HealthCheckConfig",
     "HealthPoller",
     "InsecureResponseError",
     "Instance",
