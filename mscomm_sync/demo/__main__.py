@@ -10,6 +10,7 @@ stopped on the way out, also after Ctrl-C.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import sys
@@ -128,12 +129,20 @@ def step_breaker(
     say(f"  breaker transitions: {' -> '.join(transitions) or '(none)'}")
 
 
-def step_replay(wire: requests.PreparedRequest) -> None:
-    heading(5, "Replay: send the captured request from step 2 again")
+def step_replay(wire: requests.PreparedRequest, billing: list[ServiceProcess]) -> None:
+    heading(5, "Replay: send the request captured in step 2 again, byte for byte")
     headers = {k: v for k, v in wire.headers.items() if k.lower() != "connection"}
-    resp = requests.post(wire.url or "", data=wire.body, headers=headers, timeout=5)
-    say(f"  replayed to {wire.url} -> {resp.status_code} {resp.text.strip()}")
-    say("  (billing's log says why; the caller learns only 'unauthorized')")
+    url = wire.url or ""
+    for proc in billing:
+        if proc.running:
+            path = url.split(str(proc.port), 1)[-1] if str(proc.port) in url else None
+            if path is None:
+                url = proc.url + "/api/v1/charge"
+            break
+    resp = requests.post(url, data=wire.body, headers=headers, timeout=5)
+    say(f"  replayed to {url} -> {resp.status_code} {resp.text.strip()}")
+    say("  (the instances of a host share one replay store, so a replay to the other")
+    say("   instance is refused too; billing's log says why, the caller only sees 401)")
 
 
 def run(workdir: str, procs: list[ServiceProcess]) -> None:
@@ -171,7 +180,7 @@ def run(workdir: str, procs: list[ServiceProcess]) -> None:
         wire = step_sealed_call(client)
         step_failover(client, billing)
         step_breaker(client, shipping, transitions)
-        step_replay(wire)
+        step_replay(wire, billing)
         heading(6, "A call through a service: client -> orders -> billing + shipping")
         resp = client.request(
             target_service="orders", endpoint="/api/v1/checkout", method="POST",
@@ -188,6 +197,9 @@ def _terminate(signum: int, frame: Optional[FrameType]) -> None:
 
 
 def main() -> int:
+    logging.basicConfig(
+        stream=sys.stdout, level=logging.WARNING, format="      log %(name)s: %(message)s"
+    )
     say("mscomm_sync demo: sealed, resilient calls between real services on 127.0.0.1")
     signal.signal(signal.SIGTERM, _terminate)
     procs: list[ServiceProcess] = []
