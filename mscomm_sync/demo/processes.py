@@ -67,7 +67,7 @@ class ServiceProcess:
             "--graceful-timeout", "2",
             "mscomm_sync.demo.services:create_app()",
         ]  # fmt: skip
-        self._proc = subprocess.Popen(  # noqa: S603 - fixed argv, our own module
+        self._proc = subprocess.Popen(
             argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
