@@ -30,7 +30,8 @@ def main() -> None:
     nonce = os.urandom(12)
     aad = os.urandom(120)
 
-    print(f"{'size':>7} {'bare MB/s':>10} {'ours MB/s':>10} {'ratio':>6} {'ours us/op':>11}  target")
+    header = ("size", "bare MB/s", "ours MB/s", "ratio", "ours us/op")
+    print("{:>7} {:>10} {:>10} {:>6} {:>11}  target".format(*header))
     for size, label, number in SIZES:
         body = os.urandom(size)
 
@@ -39,7 +40,10 @@ def main() -> None:
 
         def ours(body: bytes = body) -> None:
             sealed = sender.seal_request(
-                recipient="billing", method="POST", target=target, body=body,
+                recipient="billing",
+                method="POST",
+                target=target,
+                body=body,
                 content_type="application/json",
             )
             receiver.open_request(

@@ -16,9 +16,7 @@ def per_call(func: Callable[[], object], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
-def interleaved(
-    funcs: Sequence[Callable[[], object]], *, number: int, rounds: int
-) -> list[float]:
+def interleaved(funcs: Sequence[Callable[[], object]], *, number: int, rounds: int) -> list[float]:
     """Time each of ``funcs`` in alternating rounds; return the median per call.
 
     Alternating the contenders round by round spreads any noise from the
