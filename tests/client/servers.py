@@ -196,7 +196,16 @@ class WaitressServer:
         from waitress.server import create_server
 
         self._server = create_server(app, host="127.0.0.1", port=0, threads=threads)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        try:
+            self._server.run()
+        except (OSError, ValueError):
+            # close() from another thread pulls the sockets from under select().
+            if not self._stopping.is_set():
+                raise
 
     @property
     def url(self) -> str:
@@ -207,5 +216,7 @@ class WaitressServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stopping.set()
         self._server.close()
         self._thread.join(10)
+        self._server.task_dispatcher.shutdown()
