@@ -33,7 +33,13 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 
-from .envelope import ENVELOPE_HEADERS, HEADER_ENCRYPTED, Envelope, target_from_url
+from .envelope import (
+    ENVELOPE_HEADERS,
+    HEADER_ENCRYPTED,
+    HEADER_SEALED_BODY,
+    Envelope,
+    target_from_url,
+)
 from .errors import InsecureResponseError, IntegrityError, RequestRejectedError
 
 if TYPE_CHECKING:
@@ -52,8 +58,6 @@ log = logging.getLogger("mscomm_sync.client")
 
 SCHEME = "mscomm://"
 HEADER_REQUEST_ID = "X-Request-Id"
-#: Where the middleware puts the sealed body of a bodiless answer (HEAD, 204, 304).
-HEADER_SEALED_BODY = "X-Mscomm-Sealed-Body"
 #: Unsealed statuses that mean the peer's middleware refused the request.
 REFUSAL_STATUSES = frozenset({400, 401, 403, 413})
 DEFAULT_POOL_MAXSIZE = 32

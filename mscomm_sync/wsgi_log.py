@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from .envelope import target_from_environ
+from .envelope import claimed_ids, target_from_environ
 
 __all__ = ["log", "log_app_failure", "log_refusal", "request_id"]
 
@@ -40,15 +40,16 @@ def log_refusal(
         sender: the verified sender, if verification succeeded.
         message_id: the verified message id, if verification succeeded.
     """
+    claimed_kid, claimed_mid = claimed_ids(environ.get("HTTP_X_MSCOMM_SEAL"))
     if sender is None:
         sender = _claimed(environ, "HTTP_X_ENCRYPTION_SERVICE")
-        message_id = _claimed(environ, "HTTP_X_MSCOMM_MESSAGE_ID")
+        message_id = claimed_mid
     log.warning(
         "refused %d: %s (sender=%r kid=%r id=%r route=%s %s request_id=%s)",
         status,
         reason,
         sender,
-        _claimed(environ, "HTTP_X_MSCOMM_KEY_ID"),
+        claimed_kid,
         message_id,
         _claimed(environ, "REQUEST_METHOD"),
         route(environ),

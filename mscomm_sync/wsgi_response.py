@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import attrs
 
-from .envelope import ENVELOPE_HEADERS, Sealed
+from .envelope import ENVELOPE_HEADERS, HEADER_SEALED_BODY, Sealed
 
 __all__ = [
     "BODILESS_STATUSES",
@@ -36,9 +36,6 @@ __all__ = [
 StartResponse = Callable[..., Callable[[bytes], object]]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 
-#: Carries the sealed body (URL-safe base64, no padding) of a response that
-#: HTTP does not let carry a body: any answer to HEAD, and 1xx, 204, 304.
-HEADER_SEALED_BODY = "X-Mscomm-Sealed-Body"
 BODILESS_STATUSES = frozenset({204, 304})
 
 _HOP_BY_HOP = frozenset(

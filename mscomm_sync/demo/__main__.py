@@ -71,7 +71,7 @@ def step_sealed_call(client: MicroServiceClient) -> requests.PreparedRequest:
     say(f"  {'-' * 34} | {'-' * 37}")
     left = [
         f"X-Encryption-Service: {wire.headers.get('X-Encryption-Service')}",
-        f"X-Mscomm-Key-Id: {wire.headers.get('X-Mscomm-Key-Id')}",
+        f"X-Mscomm-Seal: {wire.headers.get('X-Mscomm-Seal')}",
         f"Content-Type: {short(wire.headers.get('Content-Type'), 20)}",
         f"body ({len(sealed)} bytes):",
         f"  {sealed[:14].hex()}...",
