@@ -7,6 +7,8 @@ files, no network, no logging configuration, and no import of Flask, Django,
 Celery or the etcd backend.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from .breaker import CircuitBreaker
 from .client import MicroServiceClient
 from .envelope import Envelope
@@ -25,7 +27,6 @@ from .errors import (
 from .keyring import Keyring, env_var_name, generate_key
 from .policies import BreakerPolicy, BudgetPolicy, CallPolicy, RetryPolicy, TimeoutPolicy
 from .registry import (
-    EtcdRegistry,
     FileRegistry,
     HealthCheckConfig,
     HealthPoller,
@@ -38,6 +39,9 @@ from .registry import (
 )
 from .replay import MemoryReplayStore, ReplayStore, SqliteReplayStore, default_replay_store
 from .wsgi import EncryptionMiddleware
+
+if TYPE_CHECKING:
+    from .registry.etcd import EtcdRegistry
 
 __version__ = "0.1.0"
 
@@ -80,3 +84,12 @@ __all__ = [
     "register_from_env",
     "reset_registry",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The etcd backend is loaded only when someone asks for it.
+    if name == "EtcdRegistry":
+        from .registry.etcd import EtcdRegistry
+
+        return EtcdRegistry
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

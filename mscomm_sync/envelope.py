@@ -26,25 +26,29 @@ from __future__ import annotations
 
 import base64
 import binascii
-import functools
-import hashlib
-import hmac
 import logging
 import os
 import re
-import struct
 import time
 from collections.abc import Mapping
 from typing import Callable, Optional
-from urllib.parse import quote, unquote_to_bytes, urlsplit
 
 import attrs
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from .crypto import (
+    BODY_NONCE,
+    META_NONCE,
+    VERSION,
+    aad_of,
+    associated_data,
+    derive_message_key,
+)
 from .errors import ConfigurationError, IntegrityError
 from .keyring import Key, Keyring, validate_service_name
 from .replay import MemoryReplayStore, ReplayStore
+from .target import canonical_target, target_from_environ, target_from_url
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -61,6 +65,7 @@ __all__ = [
     "Envelope",
     "Opened",
     "Sealed",
+    "associated_data",
     "canonical_target",
     "claimed_ids",
     "derive_message_key",
@@ -70,7 +75,6 @@ __all__ = [
 
 log = logging.getLogger("mscomm_sync.envelope")
 
-VERSION = "1"
 REQUEST = "request"
 RESPONSE = "response"
 DEFAULT_WINDOW = 60.0
@@ -86,12 +90,6 @@ HEADER_SEAL = "X-Mscomm-Seal"
 HEADER_SEALED_BODY = "X-Mscomm-Sealed-Body"
 ENVELOPE_HEADERS = (HEADER_ENCRYPTED, HEADER_SERVICE, HEADER_SEAL)
 
-_AAD_LABEL = b"mscomm-sync envelope"
-_HKDF_SALT = bytes(32)
-_HKDF_INFO = b"mscomm-sync/1 message key"
-_AAD_LENGTHS = struct.Struct(">11I")
-_BODY_NONCE = bytes(12)
-_META_NONCE = bytes(11) + b"\x01"
 _MAX_CONTENT_TYPE = 1024
 _CLAIMED_KID = re.compile(r"(?:^|;)kid=([0-9a-f]{16})(?:;|$)")
 _CLAIMED_MID = re.compile(r"(?:^|;)id=([0-9a-f]{32})(?:;|$)")
@@ -99,43 +97,6 @@ _SEAL = re.compile(
     r"v=1;kid=([0-9a-f]{16});ts=(0|[1-9][0-9]{0,11});id=([0-9a-f]{32});ct=([A-Za-z0-9_-]{22,1400})\Z"
 )
 _METHOD = re.compile(r"[A-Z]{1,16}\Z")
-# Characters left unescaped in a canonical path: RFC 3986 unreserved,
-# sub-delims, ":" "@" and "/". Everything else is %XX with upper-case hex.
-_PATH_SAFE = "/!$&'()*+,;=:@-._~"
-
-
-def canonical_target(path: bytes, query: str) -> str:
-    """Return the canonical form of a request target, as bound into the seal.
-
-    Args:
-        path: the *decoded* path bytes (what WSGI calls
-            ``SCRIPT_NAME + PATH_INFO``, as bytes).
-        query: the raw query string exactly as it crossed the wire, without
-            the ``?``.
-
-    The path is re-encoded so that every WSGI server and every client agree
-    on it; the query is bound as sent, because decoding it would let
-    ``a=1%26b=2`` and ``a=1&b=2`` share a seal.
-    """
-    canon = quote(path or b"/", safe=_PATH_SAFE)
-    if not canon.startswith("/"):
-        canon = "/" + canon
-    return f"{canon}?{query}" if query else canon
-
-
-def target_from_url(url: str) -> str:
-    """Return the canonical target of a prepared request's URL."""
-    parts = urlsplit(url)
-    return canonical_target(unquote_to_bytes(parts.path), parts.query)
-
-
-def target_from_environ(environ: Mapping[str, object]) -> str:
-    """Return the canonical target of a WSGI request."""
-    script = str(environ.get("SCRIPT_NAME", "") or "")
-    path = str(environ.get("PATH_INFO", "") or "")
-    # PEP 3333: these are bytes decoded as latin-1.
-    raw = (script + path).encode("latin-1", "replace")
-    return canonical_target(raw, str(environ.get("QUERY_STRING", "") or ""))
 
 
 def claimed_ids(seal: Optional[str]) -> tuple[Optional[str], Optional[str]]:
@@ -150,28 +111,6 @@ def claimed_ids(seal: Optional[str]) -> tuple[Optional[str], Optional[str]]:
     return (kid.group(1) if kid else None, mid.group(1) if mid else None)
 
 
-def derive_message_key(secret: bytes, message_id: bytes) -> bytes:
-    """Derive the AES-256 key of one message with HKDF-SHA256 (RFC 5869).
-
-    IKM is the sender's 32-byte key, the salt is empty (32 zero bytes), the
-    info is ``b"mscomm-sync/1 message key"`` followed by the 16-byte message
-    id, and the output is 32 bytes. Because every message id is fresh, every
-    message has its own key, and the fixed GCM nonces can never repeat under
-    one key.
-    """
-    expander = _expander(secret).copy()
-    expander.update(message_id + b"\x01")  # RFC 5869 T(1) = HMAC(PRK, info || 0x01)
-    return expander.digest()
-
-
-@functools.lru_cache(maxsize=1024)
-def _expander(secret: bytes) -> hmac.HMAC:
-    # HKDF-Extract depends only on the key, so it is done once per key; each
-    # message then costs one HMAC (on a copy of the keyed, label-fed state).
-    prk = hmac.digest(_HKDF_SALT, secret, hashlib.sha256)
-    return hmac.new(prk, _HKDF_INFO, hashlib.sha256)
-
-
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -179,52 +118,6 @@ def _b64(data: bytes) -> str:
 def _new_message_id() -> bytes:
     # One place draws message ids, so test-vector generation can pin it.
     return os.urandom(16)
-
-
-def associated_data(
-    *,
-    kid: str,
-    direction: str,
-    sender: str,
-    recipient: str,
-    method: str,
-    target: str,
-    timestamp: int,
-    message_id: str,
-    status: Optional[int] = None,
-    reply_to: str = "",
-) -> bytes:
-    """Return the associated data that binds a message's metadata.
-
-    The layout is the label ``mscomm-sync envelope``, then eleven 32-bit
-    big-endian byte lengths, then the eleven UTF-8 fields themselves: version,
-    key id, direction, sender, recipient, method, target, timestamp, message
-    id, status (empty for requests) and the answered request's id (empty for
-    requests).
-    """
-    fields = (
-        VERSION,
-        kid,
-        direction,
-        sender,
-        recipient,
-        method,
-        target,
-        str(timestamp),
-        message_id,
-        "" if status is None else str(status),
-        reply_to,
-    )
-    return _aad(fields)
-
-
-def _aad(fields: tuple[str, ...]) -> bytes:
-    joined = "".join(fields).encode("utf-8")
-    if len(joined) == sum(map(len, fields)):  # all ASCII: str lengths are byte lengths
-        lengths = _AAD_LENGTHS.pack(*map(len, fields))
-    else:
-        lengths = _AAD_LENGTHS.pack(*(len(f.encode("utf-8")) for f in fields))
-    return _AAD_LABEL + lengths + joined
 
 
 @attrs.frozen(repr=False)
@@ -379,13 +272,16 @@ class Envelope:
         method = method.upper()
         if not _METHOD.match(method):
             raise ConfigurationError("method must be 1-16 letters", reason="invalid method")
-        if content_type is not None and len(content_type) > _MAX_CONTENT_TYPE:
-            raise ConfigurationError("content type too long", reason="invalid content type")
+        ct_plain = (content_type or "").encode("utf-8")
+        if len(ct_plain) > _MAX_CONTENT_TYPE:
+            raise ConfigurationError(
+                f"content type longer than {_MAX_CONTENT_TYPE} bytes", reason="invalid content type"
+            )
         key = self.keyring.keys_for(self.service_name).sealing
         mid_bytes = _new_message_id()
         mid = mid_bytes.hex()
         ts = int(self._clock())
-        aad = _aad(
+        aad = aad_of(
             (
                 VERSION,
                 key.kid,
@@ -401,7 +297,7 @@ class Envelope:
             )
         )
         aead = AESGCM(derive_message_key(key.secret, mid_bytes))
-        sealed_ct = aead.encrypt(_META_NONCE, (content_type or "").encode("utf-8"), aad)
+        sealed_ct = aead.encrypt(META_NONCE, ct_plain, aad)
         headers = {
             HEADER_ENCRYPTED: "true",
             HEADER_SERVICE: self.service_name,
@@ -410,7 +306,7 @@ class Envelope:
         }
         return Sealed(
             headers=headers,
-            body=aead.encrypt(_BODY_NONCE, body, aad),
+            body=aead.encrypt(BODY_NONCE, body, aad),
             message_id=mid,
             timestamp=ts,
         )
@@ -518,7 +414,7 @@ class Envelope:
             raise reject("malformed envelope") from None
         if _b64(ct_bytes) != sealed_ct:  # exactly one spelling: unpadded, unused bits zero
             raise reject("malformed envelope")
-        aad = _aad(
+        aad = aad_of(
             (
                 VERSION,
                 kid,
@@ -535,8 +431,8 @@ class Envelope:
         )
         aead = AESGCM(derive_message_key(key.secret, bytes.fromhex(mid)))
         try:
-            content_type = aead.decrypt(_META_NONCE, ct_bytes, aad).decode("utf-8")
-            plaintext = aead.decrypt(_BODY_NONCE, body, aad)
+            content_type = aead.decrypt(META_NONCE, ct_bytes, aad).decode("utf-8")
+            plaintext = aead.decrypt(BODY_NONCE, body, aad)
         except (InvalidTag, UnicodeDecodeError):
             raise reject("bad tag") from None
         return Opened(

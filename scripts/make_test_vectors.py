@@ -134,6 +134,12 @@ def vector(case: dict[str, Any], ring: Keyring) -> dict[str, Any]:
     """Return the JSON object of one test vector."""
     sealed = seal(case, ring)
     key = ring.keys_for(case["sender"]).sealing
+    seal_header = sealed.headers[envelope.HEADER_SEAL]
+    expected_prefix = (
+        f"v={envelope.VERSION};kid={key.kid};ts={case['timestamp']};id={case['message_id']};ct="
+    )
+    if not seal_header.startswith(expected_prefix):  # the vectors must show the documented form
+        raise AssertionError(f"unexpected seal header {seal_header!r}")
     target = target_from_url(case["url"])
     status: Optional[int] = case.get("status")
     reply_to: str = case.get("reply_to", "")

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import inspect
+import itertools
 import logging
+import re
 import threading
 from collections.abc import Iterator
 
@@ -12,23 +14,32 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from support.seal import (
+    SEAL_FIELDS,
+    replace_seal_field,
+    seal_fields,
+    seal_value,
+    with_seal,
+    with_seal_field,
+)
 from werkzeug.test import EnvironBuilder
 
 import mscomm_sync
 from mscomm_sync import envelope as envelope_module
 from mscomm_sync.envelope import (
     DEFAULT_WINDOW,
-    HEADER_CONTENT_TYPE,
+    ENVELOPE_HEADERS,
     HEADER_ENCRYPTED,
-    HEADER_KEY_ID,
-    HEADER_MESSAGE_ID,
+    HEADER_SEAL,
+    HEADER_SEALED_BODY,
     HEADER_SERVICE,
-    HEADER_TIMESTAMP,
-    HEADER_VERSION,
     SEALED_CONTENT_TYPE,
     Envelope,
     Opened,
     Sealed,
+    claimed_ids,
     derive_message_key,
     target_from_environ,
     target_from_url,
@@ -171,13 +182,14 @@ def test_same_plaintext_sealed_twice_differs(alpha: Envelope) -> None:
     first, second = seal_json(alpha), seal_json(alpha)
     assert first.message_id != second.message_id
     assert first.body != second.body
-    assert first.headers[HEADER_CONTENT_TYPE] != second.headers[HEADER_CONTENT_TYPE]
+    first_ct = seal_fields(first.headers[HEADER_SEAL])["ct"]
+    assert first_ct != seal_fields(second.headers[HEADER_SEAL])["ct"]
 
 
 def test_message_id_is_128_bits_in_hex(alpha: Envelope) -> None:
-    """The message id header is 32 lower-case hex digits (128 bits)."""
+    """The seal's message id field is 32 lower-case hex digits (128 bits)."""
     sealed = seal_json(alpha)
-    assert sealed.headers[HEADER_MESSAGE_ID] == sealed.message_id
+    assert seal_fields(sealed.headers[HEADER_SEAL])["id"] == sealed.message_id
     assert len(bytes.fromhex(sealed.message_id)) == 16
     assert sealed.message_id == sealed.message_id.lower()
 
@@ -244,6 +256,37 @@ def test_reference_headers_are_kept(alpha: Envelope) -> None:
     assert sealed.headers[HEADER_SERVICE] == "alpha"
 
 
+def test_envelope_headers_are_the_documented_three() -> None:
+    """The envelope is exactly X-Encrypted-Payload, X-Encryption-Service and X-Mscomm-Seal."""
+    assert ENVELOPE_HEADERS == (
+        "X-Encrypted-Payload",
+        "X-Encryption-Service",
+        "X-Mscomm-Seal",
+    )
+    assert HEADER_SEAL == "X-Mscomm-Seal"
+    assert HEADER_SEALED_BODY == "X-Mscomm-Sealed-Body"
+
+
+def test_seal_header_has_the_documented_form(alpha: Envelope, billing: Envelope) -> None:
+    """A sealed message carries only the three envelope headers and Content-Type, and the
+    seal header is v=1;kid=...;ts=...;id=...;ct=... with the sealing facts."""
+    sealed = seal_json(alpha)
+    assert set(sealed.headers) == {*ENVELOPE_HEADERS, "Content-Type"}
+    value = sealed.headers[HEADER_SEAL]
+    kid = Key.from_text(KEY_ALPHA, source="test").kid
+    ct = seal_fields(value)["ct"]
+    assert value == f"v=1;kid={kid};ts={int(T0)};id={sealed.message_id};ct={ct}"
+    # T is the sealed content type: UTF-8 "application/json" plus the 16-byte tag.
+    assert len(base64.urlsafe_b64decode(ct + "=" * (-len(ct) % 4))) == 16 + 16
+    assert set(ct) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    assert opened_ok(billing, sealed)
+
+
+def opened_ok(receiver: Envelope, sealed: Sealed, **kwargs: object) -> bool:
+    """Open what :func:`seal_json` sealed and check it gave back the sealed body."""
+    return open_json(receiver, sealed, **kwargs).body == b'{"amount": 10}'
+
+
 # -- content type -------------------------------------------------------------
 
 
@@ -260,6 +303,30 @@ def test_missing_content_type_opens_as_none(alpha: Envelope, billing: Envelope) 
     """A message sealed without a content type opens with content_type None."""
     sealed = seal_json(alpha, content_type=None)
     assert open_json(billing, sealed).content_type is None
+
+
+def test_longest_content_type_round_trips(alpha: Envelope, billing: Envelope) -> None:
+    """A 1024-character (ASCII) content type, the documented limit, seals and opens."""
+    original = "application/" + "x" * (1024 - len("application/"))
+    sealed = seal_json(alpha, content_type=original)
+    assert open_json(billing, sealed).content_type == original
+
+
+def test_content_type_over_the_limit_is_refused_when_sealing(alpha: Envelope) -> None:
+    """A content type longer than 1024 characters is a configuration error, not a bad seal."""
+    with pytest.raises(ConfigurationError):
+        seal_json(alpha, content_type="x" * 1025)
+
+
+def test_content_type_limit_counts_utf8_bytes_and_the_largest_opens(
+    alpha: Envelope, billing: Envelope
+) -> None:
+    """The 1024-byte limit counts UTF-8 bytes: 1024 bytes of non-ASCII seal and open, 1026 do not seal."""
+    largest = "t/" + "\u00e9" * 511  # 2 + 1022 = 1024 UTF-8 bytes
+    assert len(largest.encode("utf-8")) == 1024
+    assert open_json(billing, seal_json(alpha, content_type=largest)).content_type == largest
+    with pytest.raises(ConfigurationError):
+        seal_json(alpha, content_type=largest + "\u00e9")
 
 
 # -- GET without a body -------------------------------------------------------
@@ -324,17 +391,20 @@ def test_changed_sender_header_is_rejected(alpha: Envelope, billing: Envelope) -
 def test_changed_timestamp_is_rejected(alpha: Envelope, billing: Envelope) -> None:
     """The timestamp is bound, even when the new one is inside the window."""
     sealed = seal_json(alpha)
-    headers = with_header(sealed, HEADER_TIMESTAMP, str(int(T0) + 1))
+    headers = with_seal_field(sealed.headers, "ts", str(int(T0) + 1))
     with pytest.raises(IntegrityError):
         open_json(billing, sealed, headers=headers)
+    assert opened_ok(billing, sealed)  # the failure burnt nothing; the check is the binding
 
 
 def test_timestamp_header_with_leading_zero_is_rejected(alpha: Envelope, billing: Envelope) -> None:
-    """The timestamp header must be the bound decimal exactly (no leading zeros, per the spec)."""
+    """The ts field must be the bound decimal exactly (no leading zeros, per the spec)."""
     sealed = seal_json(alpha)
-    headers = with_header(sealed, HEADER_TIMESTAMP, "0" + sealed.headers[HEADER_TIMESTAMP])
+    ts = seal_fields(sealed.headers[HEADER_SEAL])["ts"]
+    headers = with_seal_field(sealed.headers, "ts", "0" + ts)
     with pytest.raises(IntegrityError):
         open_json(billing, sealed, headers=headers)
+    assert opened_ok(billing, sealed)
 
 
 def _alter_unused_bits(value: str) -> str:
@@ -350,16 +420,17 @@ def _alter_unused_bits(value: str) -> str:
     [lambda v: v + "==", lambda v: v + "=", _alter_unused_bits, lambda v: v[:4] + "\n" + v[4:]],
     ids=["padded", "half-padded", "unused-bits", "embedded-newline"],
 )
-def test_sealed_content_type_header_must_be_exact(
+def test_sealed_content_type_field_must_be_exact(
     alpha: Envelope, billing: Envelope, alter: object
 ) -> None:
-    """Only the exact unpadded base64 sent opens; any other spelling of the header is rejected."""
+    """Only the exact unpadded base64 sent opens; any other spelling of the ct field is rejected."""
     sealed = seal_json(alpha, content_type=None)  # 16 bytes: 22 digits, 4 unused bits
-    value = sealed.headers[HEADER_CONTENT_TYPE]
+    value = seal_fields(sealed.headers[HEADER_SEAL])["ct"]
     altered = alter(value)  # type: ignore[operator]
     assert altered != value
     with pytest.raises(IntegrityError):
-        open_json(billing, sealed, headers=with_header(sealed, HEADER_CONTENT_TYPE, altered))
+        open_json(billing, sealed, headers=with_seal_field(sealed.headers, "ct", altered))
+    assert open_json(billing, sealed).content_type is None
 
 
 def test_changed_message_id_is_rejected(alpha: Envelope, billing: Envelope) -> None:
@@ -367,7 +438,8 @@ def test_changed_message_id_is_rejected(alpha: Envelope, billing: Envelope) -> N
     sealed = seal_json(alpha)
     other = format(int(sealed.message_id, 16) ^ 1, "032x")
     with pytest.raises(IntegrityError):
-        open_json(billing, sealed, headers=with_header(sealed, HEADER_MESSAGE_ID, other))
+        open_json(billing, sealed, headers=with_seal_field(sealed.headers, "id", other))
+    assert opened_ok(billing, sealed)
 
 
 def test_changed_key_id_is_rejected(clock: FakeClock) -> None:
@@ -377,15 +449,24 @@ def test_changed_key_id_is_rejected(clock: FakeClock) -> None:
     billing = make_envelope("billing", clock, ring)
     sealed = seal_json(alpha)
     new_kid = Key.from_text(KEY_NEW, source="test").kid
+    assert seal_fields(sealed.headers[HEADER_SEAL])["kid"] != new_kid
     with pytest.raises(IntegrityError):
-        open_json(billing, sealed, headers=with_header(sealed, HEADER_KEY_ID, new_kid))
+        open_json(billing, sealed, headers=with_seal_field(sealed.headers, "kid", new_kid))
+    assert opened_ok(billing, sealed)
 
 
-def test_changed_version_header_is_rejected(alpha: Envelope, billing: Envelope) -> None:
-    """A message claiming another protocol version is rejected."""
+@pytest.mark.parametrize("version", ["2", "0", "01", "1.0", ""])
+def test_changed_version_field_is_rejected(
+    alpha: Envelope, billing: Envelope, version: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A message claiming another protocol version is rejected as an unsupported version."""
     sealed = seal_json(alpha)
-    with pytest.raises(IntegrityError):
-        open_json(billing, sealed, headers=with_header(sealed, HEADER_VERSION, "2"))
+    headers = with_seal_field(sealed.headers, "v", version)
+    envelope_log = caplog.at_level(logging.INFO, logger="mscomm_sync.envelope")
+    with envelope_log, pytest.raises(IntegrityError):
+        open_json(billing, sealed, headers=headers)
+    assert "unsupported version" in caplog.text
+    assert opened_ok(billing, sealed)
 
 
 def test_version_is_bound_into_the_seal(
@@ -395,8 +476,176 @@ def test_version_is_bound_into_the_seal(
     monkeypatch.setattr(envelope_module, "VERSION", "2")
     sealed = seal_json(alpha)
     monkeypatch.setattr(envelope_module, "VERSION", "1")
+    assert seal_fields(sealed.headers[HEADER_SEAL])["v"] == "2"
     with pytest.raises(IntegrityError):
-        open_json(billing, sealed, headers=with_header(sealed, HEADER_VERSION, "1"))
+        open_json(billing, sealed, headers=with_seal_field(sealed.headers, "v", "1"))
+
+
+# -- the seal header's exact form ---------------------------------------------------
+
+
+def _drop(name: str) -> object:
+    def alter(value: str) -> str:
+        return seal_value((k, v) for k, v in seal_fields(value).items() if k != name)
+
+    return alter
+
+
+def _order(*names: str) -> object:
+    def alter(value: str) -> str:
+        fields = seal_fields(value)
+        return seal_value((name, fields[name]) for name in names)
+
+    return alter
+
+
+def _upper(name: str) -> object:
+    def alter(value: str) -> str:
+        return replace_seal_field(value, name, seal_fields(value)[name].upper())
+
+    return alter
+
+
+MALFORMED = "malformed envelope"
+UNSUPPORTED = "unsupported version"
+
+# Each alteration keeps every field's value (or drops one): a lenient parser would open them.
+SEAL_FORMAT_CASES = {
+    "extra-field-at-end": (lambda v: v + ";x=1", MALFORMED),
+    "extra-field-in-middle": (lambda v: v.replace(";ts=", ";x=1;ts="), MALFORMED),
+    "duplicate-field": (lambda v: v + ";v=1", MALFORMED),
+    "trailing-separator": (lambda v: v + ";", MALFORMED),
+    "missing-v": (_drop("v"), UNSUPPORTED),
+    "missing-kid": (_drop("kid"), MALFORMED),
+    "missing-ts": (_drop("ts"), MALFORMED),
+    "missing-id": (_drop("id"), MALFORMED),
+    "missing-ct": (_drop("ct"), MALFORMED),
+    "kid-ts-swapped": (_order("v", "ts", "kid", "id", "ct"), MALFORMED),
+    "id-ct-swapped": (_order("v", "kid", "ts", "ct", "id"), MALFORMED),
+    "v-last": (_order("kid", "ts", "id", "ct", "v"), UNSUPPORTED),
+    "reversed": (_order("ct", "id", "ts", "kid", "v"), UNSUPPORTED),
+    "trailing-space": (lambda v: v + " ", MALFORMED),
+    "trailing-tab": (lambda v: v + "\t", MALFORMED),
+    "trailing-newline": (lambda v: v + "\n", MALFORMED),
+    "trailing-crlf": (lambda v: v + "\r\n", MALFORMED),
+    "space-after-separator": (lambda v: v.replace(";", "; "), MALFORMED),
+    "space-around-equals": (lambda v: v.replace("kid=", "kid = "), MALFORMED),
+    "leading-space": (lambda v: " " + v, UNSUPPORTED),
+    "upper-case-kid": (_upper("kid"), MALFORMED),
+    "upper-case-id": (_upper("id"), MALFORMED),
+    "upper-case-name": (lambda v: v.replace(";kid=", ";KID="), MALFORMED),
+    "comma-separators": (lambda v: v.replace(";", ","), UNSUPPORTED),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SEAL_FORMAT_CASES))
+def test_seal_header_in_any_other_form_is_rejected(
+    case: str, alpha: Envelope, billing: Envelope, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An extra, missing or reordered field, or white space, is rejected for its form alone."""
+    alter, reason = SEAL_FORMAT_CASES[case]
+    sealed = seal_json(alpha)
+    value = sealed.headers[HEADER_SEAL]
+    altered = alter(value)  # type: ignore[operator]
+    assert altered != value
+    envelope_log = caplog.at_level(logging.INFO, logger="mscomm_sync.envelope")
+    with envelope_log, pytest.raises(IntegrityError):
+        open_json(billing, sealed, headers=with_seal(sealed.headers, altered))
+    assert reason in caplog.text
+    assert opened_ok(billing, sealed)  # the untouched seal opens: only the form was wrong
+
+
+def test_seal_fields_in_any_other_order_are_rejected(alpha: Envelope, billing: Envelope) -> None:
+    """Of the 120 orders of the five fields, only the documented one opens."""
+    sealed = seal_json(alpha)
+    fields = seal_fields(sealed.headers[HEADER_SEAL])
+    accepted = []
+    for order in itertools.permutations(SEAL_FIELDS):
+        headers = with_seal(sealed.headers, seal_value((name, fields[name]) for name in order))
+        try:
+            open_json(billing, sealed, headers=headers)
+        except IntegrityError:
+            continue
+        accepted.append(order)
+        billing.replay_store = MemoryReplayStore(clock=FakeClock())
+    assert accepted == [SEAL_FIELDS]
+
+
+def test_missing_seal_header_is_rejected(alpha: Envelope, billing: Envelope) -> None:
+    """Without X-Mscomm-Seal (or with it empty) nothing opens."""
+    sealed = seal_json(alpha)
+    without = {k: v for k, v in sealed.headers.items() if k != HEADER_SEAL}
+    for headers in (without, with_seal(sealed.headers, "")):
+        with pytest.raises(IntegrityError):
+            open_json(billing, sealed, headers=headers)
+    assert opened_ok(billing, sealed)
+
+
+def test_seal_header_name_is_case_insensitive_with_a_case_insensitive_mapping(
+    alpha: Envelope, billing: Envelope
+) -> None:
+    """Headers as a client library hands them over (case-insensitive) open."""
+    from requests.structures import CaseInsensitiveDict
+
+    sealed = seal_json(alpha)
+    headers = CaseInsensitiveDict({k.lower(): v for k, v in sealed.headers.items()})
+    assert opened_ok(billing, sealed, headers=headers)
+
+
+# -- claimed_ids ---------------------------------------------------------------------
+
+
+def test_claimed_ids_of_a_real_seal(alpha: Envelope) -> None:
+    """claimed_ids returns the key id and message id a real seal header carries."""
+    sealed = seal_json(alpha)
+    kid = Key.from_text(KEY_ALPHA, source="test").kid
+    assert claimed_ids(sealed.headers[HEADER_SEAL]) == (kid, sealed.message_id)
+
+
+KID = "0123456789abcdef"
+MID = "00112233445566778899aabbccddeeff"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, (None, None)),
+        ("", (None, None)),
+        (f"v=1;kid={KID};ts=1;id={MID};ct=x", (KID, MID)),
+        (f"kid={KID};id={MID}", (KID, MID)),
+        (f"v=1;kid={KID.upper()};id={MID.upper()}", (None, None)),
+        (f"v=1;kid={KID[:-1]};id={MID[:-1]}", (None, None)),
+        (f"v=1;kid={KID}0;id={MID}0", (None, None)),
+        (f"v=1;kid={KID[:-1]}g;id={MID[:-1]}g", (None, None)),
+        (f"v=1;kid={MID}", (None, None)),  # "id=" inside "kid=" is not a message id
+        (f"v=1;xkid={KID};xid={MID}", (None, None)),
+        (f"v=1;kid= {KID};id={MID} ", (None, None)),
+        (f"v=1;kid={KID}\nforged;id={MID}\r\nX-Evil: 1", (None, None)),
+        (f"v=1;kid={KID}'%(x)s;id={MID}%s", (None, None)),
+        (f"v=1;kid={KID},{KID};id={MID},{MID}", (None, None)),
+    ],
+)
+def test_claimed_ids_returns_only_well_formed_ids(
+    value: str | None, expected: tuple[str | None, str | None]
+) -> None:
+    """claimed_ids returns an id only if it is exactly hex of the right length, else None."""
+    assert claimed_ids(value) == expected
+
+
+_claim_pieces = st.one_of(
+    st.sampled_from(["kid=", "id=", ";", "v=1", "=", "\n", " ", "\x00", "ts=1", "ct="]),
+    st.text(alphabet="0123456789abcdefABCDEF", min_size=14, max_size=34),
+    st.text(max_size=6),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=st.one_of(st.text(max_size=80), st.lists(_claim_pieces, max_size=12).map("".join)))
+def test_claimed_ids_never_returns_anything_but_hex_ids(value: str) -> None:
+    """Whatever the header holds, each claimed id is None or lower-case hex of its length."""
+    kid, mid = claimed_ids(value)
+    assert kid is None or (re.fullmatch(r"[0-9a-f]{16}", kid) and f"kid={kid}" in value)
+    assert mid is None or (re.fullmatch(r"[0-9a-f]{32}", mid) and f"id={mid}" in value)
 
 
 def _seal_reply(billing: Envelope, status: int = 200, reply_to: str = "0" * 32) -> Sealed:
@@ -731,17 +980,22 @@ def test_concurrent_duplicates_open_exactly_once(alpha: Envelope, billing: Envel
 
 
 def _unknown_key_id(sealed: Sealed) -> dict[str, object]:
-    return {"headers": with_header(sealed, HEADER_KEY_ID, "0123456789abcdef")}
+    return {"headers": with_seal_field(sealed.headers, "kid", "0123456789abcdef")}
+
+
+def _without_seal_field(sealed: Sealed, name: str) -> dict[str, object]:
+    fields = seal_fields(sealed.headers[HEADER_SEAL])
+    del fields[name]
+    return {"headers": with_seal(sealed.headers, seal_value(fields))}
 
 
 FAILURES = {
     "bad tag": lambda s: {"body": s.body[:-1] + bytes([s.body[-1] ^ 0x80])},
-    "stale": lambda s: {"headers": with_header(s, HEADER_TIMESTAMP, str(int(T0) - 3600))},
+    "stale": lambda s: {"headers": with_seal_field(s.headers, "ts", str(int(T0) - 3600))},
     "unknown key id": _unknown_key_id,
-    "malformed": lambda s: {"headers": with_header(s, HEADER_MESSAGE_ID, "not-hex")},
-    "missing header": lambda s: {
-        "headers": {k: v for k, v in s.headers.items() if k != HEADER_TIMESTAMP}
-    },
+    "malformed": lambda s: {"headers": with_seal_field(s.headers, "id", "not-hex")},
+    "missing field": lambda s: _without_seal_field(s, "ts"),
+    "unsupported version": lambda s: {"headers": with_seal_field(s.headers, "v", "2")},
     "no usable key": lambda s: {"headers": with_header(s, HEADER_SERVICE, "stranger")},
     "not sealed": lambda s: {"headers": with_header(s, HEADER_ENCRYPTED, "false")},
     "wrong target": lambda s: {"target": "/elsewhere"},
@@ -752,8 +1006,9 @@ LOGGED_REASON = {
     "bad tag": "bad tag",
     "stale": "stale",
     "unknown key id": "unknown key id",
-    "malformed": "malformed",
-    "missing header": "malformed",
+    "malformed": "malformed envelope",
+    "missing field": "malformed envelope",
+    "unsupported version": "unsupported version",
     "no usable key": "no usable key",
     "not sealed": "not sealed",
     "wrong target": "bad tag",

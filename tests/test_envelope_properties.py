@@ -7,14 +7,12 @@ from typing import Any, Optional
 
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from support.seal import SEAL_FIELDS, seal_fields, seal_value, with_seal, with_seal_field
 
 from mscomm_sync.envelope import (
-    HEADER_CONTENT_TYPE,
-    HEADER_KEY_ID,
-    HEADER_MESSAGE_ID,
+    HEADER_ENCRYPTED,
+    HEADER_SEAL,
     HEADER_SERVICE,
-    HEADER_TIMESTAMP,
-    HEADER_VERSION,
     Envelope,
     Sealed,
 )
@@ -176,31 +174,33 @@ def test_every_single_bit_flip_in_a_small_body_is_rejected(body: bytes) -> None:
 def test_every_single_bit_flip_in_the_sealed_content_type_is_rejected(
     content_type: Optional[str],
 ) -> None:
-    """Flipping any one bit of the X-Mscomm-Content-Type header value is rejected."""
+    """Flipping any one bit of the seal header's ct field is rejected."""
     sealed = ALPHA.seal_request(
         recipient="billing", method="GET", target="/x", content_type=content_type
     )
-    value = sealed.headers[HEADER_CONTENT_TYPE].encode("latin-1")
+    value = seal_fields(sealed.headers[HEADER_SEAL])["ct"].encode("latin-1")
     accepted = []
     for bit in range(len(value) * 8):
-        headers = dict(sealed.headers)
-        headers[HEADER_CONTENT_TYPE] = flip(value, bit).decode("latin-1")
+        headers = with_seal_field(sealed.headers, "ct", flip(value, bit).decode("latin-1"))
         try:
             open_request(envelope("billing"), sealed, "GET", "/x", headers=headers)
-            accepted.append(headers[HEADER_CONTENT_TYPE])
+            accepted.append(headers[HEADER_SEAL])
         except IntegrityError:
             pass
-    assert accepted == [], f"{sealed.headers[HEADER_CONTENT_TYPE]!r} also opened as {accepted!r}"
+    assert accepted == [], f"{sealed.headers[HEADER_SEAL]!r} also opened as {accepted!r}"
+    opened = open_request(envelope("billing"), sealed, "GET", "/x")
+    assert opened.content_type == (content_type or None)
 
 
 @SLOW
 @given(content_type=content_types)
 def test_sealed_content_type_header_is_canonical_base64(content_type: Optional[str]) -> None:
-    """The sealed content-type header is unpadded URL-safe base64 that round-trips exactly."""
+    """The seal's ct field is unpadded URL-safe base64 that round-trips exactly."""
     sealed = ALPHA.seal_request(
         recipient="billing", method="GET", target="/x", content_type=content_type
     )
-    value = sealed.headers[HEADER_CONTENT_TYPE]
+    value = seal_fields(sealed.headers[HEADER_SEAL])["ct"]
+    assert "=" not in value
     raw = base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
     assert base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == value
 
@@ -247,15 +247,16 @@ def test_changing_any_bound_field_is_rejected(
     elif field == "sender":
         headers[HEADER_SERVICE] = data.draw(st.sampled_from(["alias", "carol", "billing"]))
     elif field == "key id":
-        headers[HEADER_KEY_ID] = data.draw(st.one_of(st.just(KID_NEXT), _hex(16)))
+        kid = data.draw(st.one_of(st.just(KID_NEXT), _hex(16)))
+        headers = with_seal_field(headers, "kid", kid)
     elif field == "timestamp":
         offset = data.draw(st.integers(min_value=-100_000, max_value=100_000))
         assume(offset != 0)
-        headers[HEADER_TIMESTAMP] = str(int(T0) + offset)
+        headers = with_seal_field(headers, "ts", str(int(T0) + offset))
     elif field == "message id":
-        headers[HEADER_MESSAGE_ID] = data.draw(_hex(32))
+        headers = with_seal_field(headers, "id", data.draw(_hex(32)))
     elif field == "version":
-        headers[HEADER_VERSION] = data.draw(st.text(max_size=3))
+        headers = with_seal_field(headers, "v", data.draw(st.text(max_size=3)))
     assume(headers != sealed.headers or change or field in {"recipient", "direction"})
     try:
         if field == "direction":
@@ -332,21 +333,54 @@ def test_changing_any_bound_response_field_is_rejected(
         raise AssertionError(f"changed {field} and the response still opened")
 
 
+def _field_values() -> st.SearchStrategy[str]:
+    """Values for one seal field: garbage, and near misses of every field's form."""
+    return st.one_of(
+        st.text(max_size=40),
+        st.sampled_from(["1", "2", "", " 1", "1 ", "0"]),
+        _hex(16),
+        _hex(32),
+        st.integers(min_value=int(T0) - 120, max_value=int(T0) + 120).map(str),
+        st.integers(min_value=-10, max_value=10**13).map(str),
+        st.from_regex(r"[A-Za-z0-9_=-]{0,48}", fullmatch=True),
+    )
+
+
+# Seal-like headers: fields (documented or not) in any order and number, any values.
+seal_like = st.lists(
+    st.tuples(st.sampled_from([*SEAL_FIELDS, "x", "KID", ""]), _field_values()), max_size=7
+).map(seal_value)
+
+
+@FAST
+@given(
+    field=st.sampled_from(SEAL_FIELDS),
+    value=_field_values(),
+    method=methods,
+    body=st.binary(max_size=64),
+)
+def test_a_real_seal_with_one_field_changed_opens_only_if_unchanged(
+    field: str, value: str, method: str, body: bytes
+) -> None:
+    """Replacing one field of a real seal header with anything else is rejected, and only
+    IntegrityError is ever raised; the same value put back opens."""
+    sealed = ALPHA.seal_request(recipient="billing", method=method, target="/x", body=body)
+    changed = value != seal_fields(sealed.headers[HEADER_SEAL])[field]
+    headers = with_seal_field(sealed.headers, field, value)
+    try:
+        opened = open_request(envelope("billing"), sealed, method, "/x", headers=headers)
+    except IntegrityError:
+        assert changed, f"the untouched seal was rejected ({field}={value!r})"
+    else:
+        assert not changed, f"{field} changed to {value!r} and the message still opened"
+        assert opened.body == body
+
+
 @FAST
 @given(
     headers=st.dictionaries(
-        st.sampled_from(
-            [
-                "X-Encrypted-Payload",
-                HEADER_SERVICE,
-                HEADER_VERSION,
-                HEADER_KEY_ID,
-                HEADER_TIMESTAMP,
-                HEADER_MESSAGE_ID,
-                HEADER_CONTENT_TYPE,
-            ]
-        ),
-        st.text(max_size=40),
+        st.sampled_from([HEADER_ENCRYPTED, HEADER_SERVICE, HEADER_SEAL]),
+        st.one_of(st.text(max_size=40), seal_like),
     ),
     body=st.binary(max_size=64),
 )
@@ -360,3 +394,25 @@ def test_arbitrary_headers_and_body_only_raise_integrity_error(
         pass
     else:
         raise AssertionError("garbage opened")
+
+
+@FAST
+@given(seal=seal_like, data=st.data())
+def test_real_envelope_with_any_seal_like_header_only_raises_integrity_error(
+    seal: str, data: st.DataObject
+) -> None:
+    """A real message whose seal header is replaced by any seal-like value never opens unless
+    the value is the real one, and never raises anything but IntegrityError."""
+    sealed = ALPHA.seal_request(recipient="billing", method="GET", target="/x", body=b"")
+    real = seal_fields(sealed.headers[HEADER_SEAL])
+    # Sometimes build the value from the real field values, in any order and number.
+    if data.draw(st.booleans(), label="from real fields"):
+        names = data.draw(st.lists(st.sampled_from(SEAL_FIELDS), max_size=7), label="names")
+        seal = seal_value((name, real[name]) for name in names)
+    headers = with_seal(sealed.headers, seal)
+    try:
+        open_request(envelope("billing"), sealed, "GET", "/x", headers=headers)
+    except IntegrityError:
+        assert seal != sealed.headers[HEADER_SEAL]
+    else:
+        assert seal == sealed.headers[HEADER_SEAL], f"{seal!r} opened"

@@ -8,9 +8,10 @@ import re
 import traceback
 
 import pytest
+from support.seal import seal_fields
 
 from mscomm_sync import envelope as envelope_module
-from mscomm_sync.envelope import HEADER_KEY_ID, Envelope
+from mscomm_sync.envelope import HEADER_SEAL, Envelope
 from mscomm_sync.errors import ConfigurationError, IntegrityError, MscommError
 from mscomm_sync.keyring import Key, Keyring, ServiceKeys, env_var_name, generate_key
 from mscomm_sync.replay import MemoryReplayStore
@@ -214,7 +215,7 @@ def test_after_rotation_new_messages_use_the_new_key() -> None:
     """After rotation the sender seals with the first key."""
     sender, receiver = _pair(f"{KEY_NEW},{KEY_OLD}")
     sealed = sender.seal_request(recipient="billing", method="POST", target="/x")
-    assert sealed.headers[HEADER_KEY_ID] == Key.from_bytes(RAW_NEW).kid
+    assert seal_fields(sealed.headers[HEADER_SEAL])["kid"] == Key.from_bytes(RAW_NEW).kid
     assert _open(receiver, sealed).key_id == Key.from_bytes(RAW_NEW).kid  # type: ignore[attr-defined]
 
 

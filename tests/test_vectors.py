@@ -6,6 +6,7 @@ import base64
 import hashlib
 import importlib.util
 import json
+import re
 import struct
 from pathlib import Path
 from typing import Any
@@ -101,18 +102,42 @@ def spec_message_key(key_text: str, message_id: str) -> bytes:
     ).derive(raw)
 
 
-def spec_associated_data(vector: dict[str, Any]) -> bytes:
-    """Associated data per the spec: label, eleven 32-bit lengths, eleven UTF-8 fields."""
+# The seal header as docs/protocol.md writes it: five fields, in this order, ";"-separated.
+SPEC_SEAL = re.compile(
+    r"v=(?P<v>1);kid=(?P<kid>[0-9a-f]{16});ts=(?P<ts>0|[1-9][0-9]*)"
+    r";id=(?P<id>[0-9a-f]{32});ct=(?P<ct>[A-Za-z0-9_-]+)"
+)
+
+
+def spec_parse_seal(value: str) -> dict[str, str]:
+    """Split an X-Mscomm-Seal value into its fields per the spec, or raise ValueError."""
+    match = SPEC_SEAL.fullmatch(value)
+    if match is None:
+        raise ValueError(f"not a seal header per the spec: {value!r}")
+    fields = match.groupdict()
+    ct = fields["ct"]
+    raw = base64.urlsafe_b64decode(ct + "=" * (-len(ct) % 4))
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != ct:
+        raise ValueError(f"ct is not canonical unpadded base64: {ct!r}")
+    return fields
+
+
+def spec_associated_data(vector: dict[str, Any], seal: dict[str, str]) -> bytes:
+    """Associated data per the spec: label, eleven 32-bit lengths, eleven UTF-8 fields.
+
+    Version, key id, timestamp and message id come from the parsed seal header, the
+    rest from the facts the receiver knows.
+    """
     fields = [
-        DOCUMENT["protocol_version"],
-        vector["key_id"],
+        seal["v"],
+        seal["kid"],
         vector["direction"],
         vector["sender"],
         vector["recipient"],
         vector["method"],
         vector["target"],
-        str(vector["timestamp"]),
-        vector["message_id"],
+        seal["ts"],
+        seal["id"],
         "" if vector["status"] is None else str(vector["status"]),
         vector["reply_to"],
     ]
@@ -194,16 +219,31 @@ def test_vector_intermediates_match_the_implementation(vector: dict[str, Any]) -
 @pytest.mark.parametrize("vector", VECTORS, ids=IDS)
 def test_vector_follows_the_written_protocol(vector: dict[str, Any]) -> None:
     """An independent implementation of docs/protocol.md (bare cryptography) opens each vector."""
-    key_text = DOCUMENT["keys"][vector["sender"]]
-    assert spec_key_id(key_text) == vector["key_id"]
-    message_key = spec_message_key(key_text, vector["message_id"])
+    headers = vector["headers"]
+    assert set(headers) == {
+        "X-Encrypted-Payload",
+        "X-Encryption-Service",
+        "X-Mscomm-Seal",
+        "Content-Type",
+    }
+    assert headers["X-Encrypted-Payload"] == "true"
+    assert headers["X-Encryption-Service"] == vector["sender"]
+    assert headers["Content-Type"] == "application/vnd.mscomm.sealed"
+    seal = spec_parse_seal(headers["X-Mscomm-Seal"])
+    assert seal["v"] == DOCUMENT["protocol_version"]
+    assert seal["kid"] == vector["key_id"]
+    assert seal["ts"] == str(vector["timestamp"])
+    assert seal["id"] == vector["message_id"]
+    key_text = DOCUMENT["keys"][headers["X-Encryption-Service"]]
+    assert spec_key_id(key_text) == seal["kid"]
+    message_key = spec_message_key(key_text, seal["id"])
     assert message_key.hex() == vector["message_key_hex"]
-    aad = spec_associated_data(vector)
+    aad = spec_associated_data(vector, seal)
     assert aad.hex() == vector["associated_data_hex"]
     aead = AESGCM(message_key)
     body = aead.decrypt(bytes(12), bytes.fromhex(vector["body_hex"]), aad)
     assert body.hex() == vector["plaintext_hex"]
-    sealed_type = vector["headers"]["X-Mscomm-Content-Type"]
+    sealed_type = seal["ct"]
     assert "=" not in sealed_type
     content_type = aead.decrypt(
         bytes(11) + b"\x01",
@@ -211,14 +251,6 @@ def test_vector_follows_the_written_protocol(vector: dict[str, Any]) -> None:
         aad,
     )
     assert content_type.decode("utf-8") == (vector["content_type"] or "")
-    headers = vector["headers"]
-    assert headers["X-Encrypted-Payload"] == "true"
-    assert headers["X-Encryption-Service"] == vector["sender"]
-    assert headers["X-Mscomm-Version"] == DOCUMENT["protocol_version"]
-    assert headers["X-Mscomm-Key-Id"] == vector["key_id"]
-    assert headers["X-Mscomm-Timestamp"] == str(vector["timestamp"])
-    assert headers["X-Mscomm-Message-Id"] == vector["message_id"]
-    assert headers["Content-Type"] == "application/vnd.mscomm.sealed"
     assert (
         len(bytes.fromhex(vector["body_hex"])) == len(bytes.fromhex(vector["plaintext_hex"])) + 16
     )
@@ -250,3 +282,18 @@ def test_generator_reproduces_the_file() -> None:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     assert module.render() == VECTORS_PATH.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("vector", VECTORS, ids=IDS)
+def test_vector_with_its_seal_fields_reordered_is_rejected(vector: dict[str, Any]) -> None:
+    """The spec's field order is part of the format: the package and the spec parser both
+    refuse the vector's own seal fields in another order, and accept them in order."""
+    value = vector["headers"]["X-Mscomm-Seal"]
+    fields = value.split(";")
+    reordered = ";".join([fields[0], fields[2], fields[1], *fields[3:]])  # ts before kid
+    assert sorted(reordered.split(";")) == sorted(fields)
+    with pytest.raises(ValueError):
+        spec_parse_seal(reordered)
+    with pytest.raises(IntegrityError):
+        open_vector(vector, headers=dict(vector["headers"], **{"X-Mscomm-Seal": reordered}))
+    assert open_vector(vector).body == bytes.fromhex(vector["plaintext_hex"])

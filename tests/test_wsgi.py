@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import requests
+from support.seal import seal_fields, with_seal_field
 from support.sealing import keyring, open_reply, send
 
 from mscomm_sync.errors import ConfigurationError
@@ -140,12 +141,15 @@ def test_refusal_reason_is_logged_without_plaintext(
     prepared, sealed, _ = prepare(
         server.url + "/charge", body=b"plain-marker", headers={"X-Request-Id": "req-7"}
     )
-    prepared.headers["X-Mscomm-Timestamp"] = "1"
+    prepared.headers.update(with_seal_field(prepared.headers, "ts", "1"))
     with caplog.at_level(logging.INFO, logger="mscomm_sync.wsgi"):
         assert session.send(prepared, timeout=30).status_code == 401
     text = "\n".join(r.getMessage() for r in caplog.records if r.name == "mscomm_sync.wsgi")
     assert "stale timestamp" in text
-    assert "'orders'" in text and sealed.message_id in text
+    assert "'orders'" in text
+    # The key id and message id claimed in the (unverified) seal header are logged.
+    kid = seal_fields(sealed.headers["X-Mscomm-Seal"])["kid"]
+    assert f"kid='{kid}'" in text and f"id='{sealed.message_id}'" in text
     assert "/charge" in text and "req-7" in text
     assert "plain-marker" not in text
 

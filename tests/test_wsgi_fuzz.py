@@ -8,10 +8,11 @@ from typing import Any, Optional
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.seal import SEAL_FIELDS, replace_seal_field
 from support.sealing import keyring
 from werkzeug.test import EnvironBuilder
 
-from mscomm_sync.envelope import ENVELOPE_HEADERS, Envelope
+from mscomm_sync.envelope import ENVELOPE_HEADERS, HEADER_SEAL, Envelope
 from mscomm_sync.replay import MemoryReplayStore
 from mscomm_sync.wsgi import EncryptionMiddleware
 
@@ -66,6 +67,20 @@ def run(app: Any, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
     return int(got["status"][:3]), got["headers"], body
 
 
+def resolve(real: dict[str, str], name: str, value: Any) -> str:
+    """Return the header to send: the real one, the real seal with one field changed, or value."""
+    if value == "real":
+        return real[name]
+    if isinstance(value, tuple):
+        _, field, new = value
+        return (
+            real[HEADER_SEAL]
+            if new == "real"
+            else replace_seal_field(real[HEADER_SEAL], field, new)
+        )
+    return str(value)
+
+
 @settings(
     max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None
 )
@@ -82,6 +97,15 @@ def run(app: Any, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
             st.sampled_from(ENVELOPE_HEADERS),
             st.one_of(st.just("real"), header_value),
         ),
+        # A real seal with one field of the seal header changed: nearer misses.
+        st.builds(
+            lambda field, value: {
+                **{h: "real" for h in ENVELOPE_HEADERS},
+                HEADER_SEAL: ("field", field, value),
+            },
+            st.sampled_from(SEAL_FIELDS),
+            st.one_of(header_value.filter(lambda v: v is not None), st.sampled_from(["0", "2"])),
+        ),
     ),
     extra=st.dictionaries(
         st.sampled_from(["Transfer-Encoding", "Content-Type", "X-Request-Id", "Content-Encoding"]),
@@ -96,7 +120,7 @@ def run(app: Any, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
 def test_hostile_requests_are_refused_unless_verified(
     method: str,
     path: str,
-    headers: dict[str, Optional[str]],
+    headers: dict[str, Any],
     extra: dict[str, str],
     body: Any,
     length: Optional[str],
@@ -118,7 +142,7 @@ def test_hostile_requests_are_refused_unless_verified(
         max_body_size=4096,
     )
     sent_headers = {
-        name: real.headers[name] if value == "real" else value
+        name: resolve(real.headers, name, value)
         for name, value in headers.items()
         if value is not None
     }
@@ -147,6 +171,7 @@ def test_hostile_requests_are_refused_unless_verified(
     if app.calls:
         # Only a request identical to the real seal may get through, once.
         assert app.calls == [{"caller": "orders", "body": PLAINTEXT}]
+        assert sent_headers[HEADER_SEAL] == real.headers[HEADER_SEAL]
         assert (method, environ["PATH_INFO"], environ["QUERY_STRING"]) == ("POST", "/charge", "")
         assert out_headers["X-Encrypted-Payload"] == "true"
         assert status == 200

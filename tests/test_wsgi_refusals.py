@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import requests
+from support.seal import replace_seal_field
 from support.sealing import keyring, open_reply, prepare, send
 from werkzeug.test import EnvironBuilder
 
@@ -264,7 +265,7 @@ def test_refusal_bodies_are_identical_for_every_reason() -> None:
     tampered = sealed_environ()
     tampered["wsgi.input"] = io.BytesIO(b"\0" * int(tampered["CONTENT_LENGTH"]))
     stale = sealed_environ()
-    stale["HTTP_X_MSCOMM_TIMESTAMP"] = "1"
+    stale["HTTP_X_MSCOMM_SEAL"] = replace_seal_field(stale["HTTP_X_MSCOMM_SEAL"], "ts", "1")
     plain = EnvironBuilder(path="/charge").get_environ()
     answers = {repr(run(mw, e)) for e in (tampered, stale, plain)}
     assert len(answers) == 1

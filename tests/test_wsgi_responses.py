@@ -9,12 +9,16 @@ from typing import Any
 
 import pytest
 import requests
+from support.seal import seal_fields
 from support.sealing import keyring, open_reply, send
 
+from mscomm_sync.envelope import HEADER_SEAL, HEADER_SEALED_BODY
 from mscomm_sync.replay import MemoryReplayStore
 from mscomm_sync.testing import LiveServer
 from mscomm_sync.wsgi import EncryptionMiddleware
-from mscomm_sync.wsgi_response import HEADER_SEALED_BODY
+
+# A well-formed seal header an app might (wrongly) set itself.
+APP_SEAL = f"v=1;kid={'0' * 16};ts=0;id={'0' * 32};ct={'A' * 22}"
 
 
 class Closing:
@@ -68,7 +72,8 @@ def routes(environ: dict[str, Any], start_response: Any) -> Any:
                 ("Content-Encoding", "gzip"),
                 ("Content-Length", "999"),
                 ("X-Encrypted-Payload", "false"),
-                ("X-Mscomm-Message-Id", "0" * 32),
+                (HEADER_SEAL, APP_SEAL),
+                (HEADER_SEALED_BODY, "AAAA"),
                 ("Set-Cookie", "a=b"),
             ],
         )
@@ -210,7 +215,10 @@ def test_body_and_envelope_headers_of_app_are_replaced(
     assert "Content-Encoding" not in headers
     assert headers["Content-Length"] == str(len(call.response.content))
     assert headers["X-Encrypted-Payload"] == "true"
-    assert headers["X-Mscomm-Message-Id"] != "0" * 32
+    assert HEADER_SEALED_BODY not in headers
+    fields = seal_fields(headers[HEADER_SEAL])  # exactly one seal: requests joins repeats
+    assert fields["id"] != "0" * 32 and fields["kid"] != "0" * 16
+    assert headers[HEADER_SEAL] != APP_SEAL
     assert headers["Set-Cookie"] == "a=b"
     assert open_reply(call).body == b"body"
 

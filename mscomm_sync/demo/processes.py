@@ -84,11 +84,28 @@ class ServiceProcess:
         self.stop()
         raise RuntimeError(f"{self.instance} did not become healthy within {wait:g}s")
 
-    def kill(self) -> None:
-        """SIGKILL the whole process group: an instance dying without warning."""
+    def kill(self, timeout: float = 10.0) -> None:
+        """SIGKILL the whole process group: an instance dying without warning.
+
+        Returns once the port refuses connections (bounded by ``timeout``).
+        Only the master is reaped here; until its workers are gone too, the
+        shared listening socket still completes handshakes and then resets
+        them, which is a dying instance rather than a dead one.
+        """
         if self._proc is not None and self._proc.poll() is None:
             os.killpg(self._proc.pid, signal.SIGKILL)
-            self._proc.wait(timeout=10)
+            self._proc.wait(timeout=timeout)
+            self._wait_refused(timeout)
+
+    def _wait_refused(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    pass
+            except OSError:
+                return
+            time.sleep(0.05)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop gracefully (SIGTERM), then SIGKILL if it lingers."""

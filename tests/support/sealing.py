@@ -12,9 +12,8 @@ from typing import Optional
 import attrs
 import requests
 
-from mscomm_sync.envelope import Envelope, Opened, Sealed, target_from_url
+from mscomm_sync.envelope import HEADER_SEALED_BODY, Envelope, Opened, Sealed, target_from_url
 from mscomm_sync.keyring import Keyring, generate_key
-from mscomm_sync.wsgi_response import HEADER_SEALED_BODY
 
 KEYS = {name: generate_key() for name in ("billing", "orders", "shipping")}
 

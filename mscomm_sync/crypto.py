@@ -1,0 +1,96 @@
+"""The envelope's cryptographic core: per-message keys and associated data.
+
+Nothing here chooses keys, nonces or message ids: a message key comes from
+the sender's key and a fresh random message id (HKDF-SHA256), so the two fixed
+GCM nonces below are never used twice under one key. The layouts are
+specified in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import struct
+from typing import Optional
+
+__all__ = ["BODY_NONCE", "META_NONCE", "VERSION", "associated_data", "derive_message_key"]
+
+VERSION = "1"
+#: GCM nonce of the body; unique because every message has its own key.
+BODY_NONCE = bytes(12)
+#: GCM nonce of the sealed content type, under the same per-message key.
+META_NONCE = bytes(11) + b"\x01"
+
+_AAD_LABEL = b"mscomm-sync envelope"
+_HKDF_SALT = bytes(32)
+_HKDF_INFO = b"mscomm-sync/1 message key"
+_AAD_LENGTHS = struct.Struct(">11I")
+
+
+def derive_message_key(secret: bytes, message_id: bytes) -> bytes:
+    """Derive the AES-256 key of one message with HKDF-SHA256 (RFC 5869).
+
+    IKM is the sender's 32-byte key, the salt is empty (32 zero bytes), the
+    info is ``b"mscomm-sync/1 message key"`` followed by the 16-byte message
+    id, and the output is 32 bytes. Because every message id is fresh, every
+    message has its own key, and the fixed GCM nonces can never repeat under
+    one key.
+    """
+    expander = _expander(secret).copy()
+    expander.update(message_id + b"\x01")  # RFC 5869 T(1) = HMAC(PRK, info || 0x01)
+    return expander.digest()
+
+
+@functools.lru_cache(maxsize=1024)
+def _expander(secret: bytes) -> hmac.HMAC:
+    # HKDF-Extract depends only on the key, so it is done once per key; each
+    # message then costs one HMAC (on a copy of the keyed, label-fed state).
+    prk = hmac.digest(_HKDF_SALT, secret, hashlib.sha256)
+    return hmac.new(prk, _HKDF_INFO, hashlib.sha256)
+
+
+def associated_data(
+    *,
+    kid: str,
+    direction: str,
+    sender: str,
+    recipient: str,
+    method: str,
+    target: str,
+    timestamp: int,
+    message_id: str,
+    status: Optional[int] = None,
+    reply_to: str = "",
+) -> bytes:
+    """Return the associated data that binds a message's metadata.
+
+    The layout is the label ``mscomm-sync envelope``, then eleven 32-bit
+    big-endian byte lengths, then the eleven UTF-8 fields themselves: version,
+    key id, direction, sender, recipient, method, target, timestamp, message
+    id, status (empty for requests) and the answered request's id (empty for
+    requests).
+    """
+    fields = (
+        VERSION,
+        kid,
+        direction,
+        sender,
+        recipient,
+        method,
+        target,
+        str(timestamp),
+        message_id,
+        "" if status is None else str(status),
+        reply_to,
+    )
+    return aad_of(fields)
+
+
+def aad_of(fields: tuple[str, ...]) -> bytes:
+    joined = "".join(fields).encode("utf-8")
+    if len(joined) == sum(map(len, fields)):  # all ASCII: str lengths are byte lengths
+        lengths = _AAD_LENGTHS.pack(*map(len, fields))
+    else:
+        lengths = _AAD_LENGTHS.pack(*(len(f.encode("utf-8")) for f in fields))
+    return _AAD_LABEL + lengths + joined
