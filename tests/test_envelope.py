@@ -321,7 +321,7 @@ def test_content_type_over_the_limit_is_refused_when_sealing(alpha: Envelope) ->
 def test_content_type_limit_counts_utf8_bytes_and_the_largest_opens(
     alpha: Envelope, billing: Envelope
 ) -> None:
-    """The 1024-byte limit counts UTF-8 bytes: 1024 bytes of non-ASCII seal and open, 1026 do not seal."""
+    """The content-type limit counts UTF-8 bytes: 1024 seal and open, 1026 do not seal."""
     largest = "t/" + "\u00e9" * 511  # 2 + 1022 = 1024 UTF-8 bytes
     assert len(largest.encode("utf-8")) == 1024
     assert open_json(billing, seal_json(alpha, content_type=largest)).content_type == largest
