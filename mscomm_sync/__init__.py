@@ -7,7 +7,8 @@ files, no network, no logging configuration, and no import of Flask, Django,
 Celery or the etcd backend.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
 
 from .breaker import CircuitBreaker
 from .client import MicroServiceClient
@@ -40,7 +41,7 @@ from .registry import (
 from .replay import MemoryReplayStore, ReplayStore, SqliteReplayStore, default_replay_store
 from .wsgi import EncryptionMiddleware
 
-if TYPE_CHECKING:
+if _TYPE_CHECKING:
     from .registry.etcd import EtcdRegistry
 
 __version__ = "0.1.0"
@@ -86,7 +87,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _Any:
     # The etcd backend is loaded only when someone asks for it.
     if name == "EtcdRegistry":
         from .registry.etcd import EtcdRegistry

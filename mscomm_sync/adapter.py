@@ -24,15 +24,14 @@ import binascii
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Optional, Union, cast
+from urllib.parse import urlsplit, urlunsplit
 
-import requests
 from requests import PreparedRequest, Response
 from requests.adapters import HTTPAdapter
-from requests.exceptions import ChunkedEncodingError, ContentDecodingError
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
-from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
 
+from .deadline import Deadline, read_body
 from .envelope import (
     ENVELOPE_HEADERS,
     HEADER_ENCRYPTED,
@@ -138,6 +137,7 @@ class ServiceAdapter(HTTPAdapter):
         cert: Cert,
         proxies: Optional[Mapping[str, str]],
         allow_plaintext: bool,
+        deadline: Optional[Deadline] = None,
     ) -> Response:
         """Seal ``request`` afresh, send it once, and open the answer.
 
@@ -151,11 +151,14 @@ class ServiceAdapter(HTTPAdapter):
             cert: the client certificate.
             proxies: proxies for this instance.
             allow_plaintext: accept an unsealed answer as is.
+            deadline: the call's deadline; reading the body stops when it
+                passes (urllib3's read timeout is per socket read only).
 
         Returns:
             The response, its content the opened plaintext.
 
         Raises:
+            DeadlineExceededError: the deadline passed while reading the body.
             requests.RequestException: the transport failed (untranslated;
                 the call loop classifies and translates it).
             RequestRejectedError: the peer's middleware refused the request.
@@ -193,7 +196,8 @@ class ServiceAdapter(HTTPAdapter):
         attempt.body = sealed.body
         attempt.hooks = {"response": []}
         response = super().send(attempt, False, timeout, verify, cert, proxies)
-        data = _read_body(response)  # here, so a reset mid-body fails this attempt
+        # Read here, so a reset mid-body fails this attempt.
+        data = read_body(response, deadline=deadline, read_timeout=timeout[1])
         status = response.status_code
         headers = response.headers
         if (headers.get(HEADER_ENCRYPTED) or "").lower() != "true":
@@ -201,15 +205,16 @@ class ServiceAdapter(HTTPAdapter):
                 log.debug("plaintext reply accepted (service=%s status=%d)", service, status)
                 return response
             request_id = attempt.headers.get(HEADER_REQUEST_ID)
+            where = _without_query(url)  # the query may carry data; never logged
             if status in REFUSAL_STATUSES:
                 log.warning(
                     "rejected by service=%s status=%d url=%s request_id=%s",
-                    service, status, url, request_id,
+                    service, status, where, request_id,
                 )  # fmt: skip
                 raise RequestRejectedError(service, status)
             log.warning(
                 "unsealed answer from service=%s status=%d url=%s request_id=%s",
-                service, status, url, request_id,
+                service, status, where, request_id,
             )  # fmt: skip
             raise InsecureResponseError(service=service, status=status)
         if not data and HEADER_SEALED_BODY in headers:
@@ -239,25 +244,9 @@ class ServiceAdapter(HTTPAdapter):
         return f"<ServiceAdapter pool_maxsize={self.pool_maxsize}>"
 
 
-def _read_body(response: Response) -> bytes:
-    # One read of Content-Length bytes instead of requests' 10 KiB chunks
-    # joined (a copy less at 1 MiB); errors map as requests maps them.
-    raw = response.raw
-    if not hasattr(raw, "stream"):
-        return response.content
-    try:
-        data: bytes = raw.read(decode_content=True)
-    except ProtocolError as exc:
-        raise ChunkedEncodingError(exc, request=response.request) from exc
-    except DecodeError as exc:
-        raise ContentDecodingError(exc, request=response.request) from exc
-    except ReadTimeoutError as exc:
-        raise requests.ConnectionError(exc, request=response.request) from exc
-    except SSLError as exc:
-        raise requests.exceptions.SSLError(exc, request=response.request) from exc
-    response._content = data
-    cast(Any, response)._content_consumed = True
-    return data
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
 
 
 def _unb64(text: str, service: str) -> bytes:

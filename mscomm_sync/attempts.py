@@ -13,10 +13,18 @@ Which layer does what:
 
 A failure before the connection was established (refused, connect timeout,
 name resolution) proves the request was never sent, so it is retried for any
-method, on another instance where one exists, without spending the retry
-budget. Any later failure (read timeout, reset, even on a reused keep-alive
-connection) may have reached the server, so it is retried only when the call
-may be repeated: an idempotent method, or ``idempotent=True``.
+method, on another instance where one exists. Any later failure (read
+timeout, reset, even on a reused keep-alive connection) may have reached the
+server, so it is retried only when the call may be repeated: an idempotent
+method, or ``idempotent=True``.
+
+Every retry spends the retry budget except one after a refused connection:
+nothing was listening, so the retry cannot add load to a struggling process.
+A connect *timeout* does spend it: the host may simply be too busy to accept.
+
+Each retry is logged once, at INFO, just before it is sent: ``retry`` when it
+goes to the same instance, ``failover`` when it goes to another, with the
+service, the instance, the attempt number and the reason for the retry.
 """
 
 from __future__ import annotations
@@ -28,7 +36,13 @@ from typing import Callable, NoReturn, Optional
 import attrs
 import requests
 from requests import Response
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ProtocolError
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+)
 from urllib3.util.retry import Retry
 
 from .balancer import PowerOfTwoBalancer
@@ -37,7 +51,7 @@ from .errors import DeadlineExceededError, InsecureResponseError, ServiceUnavail
 from .policies import CallPolicy
 from .registry.base import Instance
 
-__all__ = ["AttemptLoop", "is_connect_phase"]
+__all__ = ["AttemptLoop", "is_connect_phase", "is_refused"]
 
 log = logging.getLogger("mscomm_sync.client")
 
@@ -58,6 +72,19 @@ def is_connect_phase(exc: BaseException) -> bool:
     if isinstance(reason, MaxRetryError):
         reason = reason.reason
     return isinstance(reason, ConnectTimeoutError)
+
+
+def is_refused(exc: BaseException) -> bool:
+    """Return whether ``exc`` is a refused connection: nothing was listening.
+
+    A connect timeout is not one: the host may be up but too busy to accept.
+    """
+    reason: object = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    if not isinstance(reason, NewConnectionError) or isinstance(reason, NameResolutionError):
+        return False
+    return isinstance(reason.__cause__ or reason.__context__, ConnectionRefusedError)
 
 
 @attrs.define(kw_only=True)
@@ -101,6 +128,8 @@ class AttemptLoop:
     retry: Retry = attrs.field(init=False)
     tried: list[str] = attrs.field(init=False, factory=list)
     attempts: int = attrs.field(init=False, default=0)
+    why: str = attrs.field(init=False, default="")
+    pause: float = attrs.field(init=False, default=0.0)
 
     def __attrs_post_init__(self) -> None:
         self.retry = self.policy.retry.to_urllib3()
@@ -120,15 +149,17 @@ class AttemptLoop:
             InsecureResponseError: an unsealed answer was not allowed.
         """
         while True:
-            instance = self._choose()
             remaining = self.deadline - self.clock()
             if remaining <= 0:
                 raise DeadlineExceededError(self.service, self.timeout)
+            instance = self._choose()
             per_try = self.policy.timeout.attempt
             read = remaining if per_try is None else min(per_try, remaining)
             self.attempts += 1
             try:
                 response = self.send(instance, (min(self.connect, remaining), read))
+            except DeadlineExceededError:
+                raise  # the body outlasted the deadline
             except requests.RequestException as exc:
                 self._after_failure(instance, exc)
                 continue
@@ -145,11 +176,22 @@ class AttemptLoop:
 
     def _choose(self) -> Instance:
         instance = self.balancer.choose(self.instances, self.tried)
-        if self.tried and instance.url != self.tried[-1]:
-            log.info(
-                "failover service=%s from=%s to=%s attempt=%d request_id=%s",
-                self.service, self.tried[-1], instance.url, self.attempts + 1, self.request_id,
-            )  # fmt: skip
+        if self.tried:
+            previous = self.tried[-1]
+            if instance.url != previous:
+                log.info(
+                    "failover service=%s instance=%s from=%s attempt=%d reason=%s"
+                    " backoff=%.3fs request_id=%s",
+                    self.service, instance.url, previous, self.attempts + 1, self.why,
+                    self.pause, self.request_id,
+                )  # fmt: skip
+            else:
+                log.info(
+                    "retry service=%s instance=%s attempt=%d reason=%s backoff=%.3fs"
+                    " request_id=%s",
+                    self.service, instance.url, self.attempts + 1, self.why, self.pause,
+                    self.request_id,
+                )  # fmt: skip
         self.tried.append(instance.url)
         return instance
 
@@ -169,9 +211,10 @@ class AttemptLoop:
         delay = self._backoff()
         if self.clock() + delay >= self.deadline:
             raise DeadlineExceededError(self.service, self.timeout) from exc
-        if not connect_phase and not self._spend():
+        refused = is_refused(exc)
+        if not refused and not self._spend():
             self._unavailable(exc)
-        self._pause(instance, type(exc).__name__, delay)
+        self._pause("connection refused" if refused else type(exc).__name__, delay)
 
     def _after_unsealed(self, instance: Instance, exc: InsecureResponseError) -> None:
         try:
@@ -181,7 +224,7 @@ class AttemptLoop:
         delay = self._backoff()
         if self.clock() + delay >= self.deadline or not self._spend():
             raise exc
-        self._pause(instance, f"unsealed status {exc.status}", delay)
+        self._pause(f"unsealed status {exc.status}", delay)
 
     def _retry_answer(self, instance: Instance, response: Response) -> bool:
         status = response.status_code
@@ -200,7 +243,7 @@ class AttemptLoop:
         if self.clock() + delay >= self.deadline or not self._spend():
             return False
         response.close()
-        self._pause(instance, f"status {status}", delay)
+        self._pause(f"status {status}", delay)
         return True
 
     def _backoff(self) -> float:
@@ -215,11 +258,10 @@ class AttemptLoop:
         )  # fmt: skip
         return False
 
-    def _pause(self, instance: Instance, reason: str, delay: float) -> None:
-        log.info(
-            "retry service=%s instance=%s attempt=%d reason=%s backoff=%.3fs request_id=%s",
-            self.service, instance.url, self.attempts, reason, delay, self.request_id,
-        )  # fmt: skip
+    def _pause(self, reason: str, delay: float) -> None:
+        # The retry is logged by _choose, once its instance is known.
+        self.why = reason
+        self.pause = delay
         self.sleep(delay)
 
     def _unavailable(self, exc: BaseException) -> NoReturn:

@@ -25,9 +25,11 @@ from .attempts import AttemptLoop
 from .balancer import PowerOfTwoBalancer
 from .breaker import CircuitBreaker, Listener
 from .budget import RetryBudget
+from .deadline import Deadline
 from .envelope import Envelope
 from .errors import (
     DeadlineExceededError,
+    InsecureResponseError,
     RequestRejectedError,
     ServiceNotFoundError,
     ServiceUnavailableError,
@@ -150,21 +152,32 @@ class ServiceCaller:
             deadline_s = timeout[1] if timeout[1] is not None else deadline_s
         elif timeout is not None:
             deadline_s = timeout
-        deadline = self._clock() + deadline_s
+        deadline = Deadline(
+            service=service, at=self._clock() + deadline_s, seconds=deadline_s, clock=self._clock
+        )
         if HEADER_REQUEST_ID not in request.headers:
             request.headers[HEADER_REQUEST_ID] = os.urandom(8).hex()
         breaker = self.breaker(service)
         probe = breaker.acquire()
         try:
             response = self._attempts(
-                adapter, request, service, suffix, policy, connect, deadline, deadline_s,
-                idempotent, verify, cert,
+                adapter, request, service, suffix, policy, connect, deadline, idempotent,
+                verify, cert,
             )  # fmt: skip
         except (ServiceUnavailableError, DeadlineExceededError) as exc:
             breaker.record_failure(probe, exc)
             raise
         except RequestRejectedError:
             breaker.record_success(probe)
+            raise
+        except InsecureResponseError as exc:
+            # An unsealed 5xx is an intermediary (or a crashed worker) saying
+            # the service is down: a failure, as a sealed 5xx is. Any other
+            # unsealed answer says nothing about the service's health.
+            if exc.status is not None and exc.status >= 500:
+                breaker.record_failure(probe, exc)
+            else:
+                breaker.release(probe)
             raise
         except BaseException:
             breaker.release(probe)
@@ -183,8 +196,7 @@ class ServiceCaller:
         suffix: str,
         policy: CallPolicy,
         connect: float,
-        deadline: float,
-        deadline_s: float,
+        deadline: Deadline,
         idempotent: Optional[bool],
         verify: Union[bool, str],
         cert: Cert,
@@ -202,7 +214,7 @@ class ServiceCaller:
         def send(instance: Instance, timeout: tuple[float, float]) -> Response:
             return self._send(
                 adapter, request, instance, suffix, envelope, service, policy, timeout,
-                verify, cert,
+                deadline, verify, cert,
             )  # fmt: skip
 
         loop = AttemptLoop(
@@ -213,8 +225,8 @@ class ServiceCaller:
             may_repeat=(
                 idempotent if idempotent is not None else method in policy.retry.idempotent_methods
             ),
-            deadline=deadline,
-            timeout=deadline_s,
+            deadline=deadline.at,
+            timeout=deadline.seconds,
             connect=connect,
             send=send,
             balancer=self.balancer,
@@ -236,6 +248,7 @@ class ServiceCaller:
         service: str,
         policy: CallPolicy,
         timeout: tuple[float, float],
+        deadline: Deadline,
         verify: Union[bool, str],
         cert: Cert,
     ) -> Response:
@@ -252,6 +265,7 @@ class ServiceCaller:
                 cert=cert,
                 proxies=proxies,
                 allow_plaintext=policy.allow_plaintext_replies,
+                deadline=deadline,
             )
         finally:
             self.balancer.finish(instance.url)

@@ -18,14 +18,16 @@ from __future__ import annotations
 import heapq
 import logging
 import os
-import sqlite3
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Optional, Protocol, Union, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Optional, Protocol, Union, runtime_checkable
 
 from .errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import sqlite3
 
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
@@ -41,6 +43,11 @@ DEFAULT_MAX_ENTRIES = 1_000_000
 #: The environment variable that names the host-wide replay database file.
 REPLAY_DB_ENV = "MSCOMM_REPLAY_DB"
 _PURGE_EVERY = 1024
+_INSERT = (
+    "INSERT INTO seen (key, expires_at) VALUES (?, ?) "
+    "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
+    "WHERE seen.expires_at <= ?"
+)
 
 log = logging.getLogger("mscomm_sync.replay")
 
@@ -135,8 +142,23 @@ def default_replay_path() -> Path:
 
 
 def default_replay_store() -> SqliteReplayStore:
-    """Return the store used when none is given: SQLite at :func:`default_replay_path`."""
+    """Return the store used when none is given: SQLite at :func:`default_replay_path`.
+
+    It holds at most :data:`DEFAULT_MAX_ENTRIES` ids (about 100 MB of RAM on tmpfs).
+    """
     return SqliteReplayStore(default_replay_path())
+
+
+class _ThreadState(threading.local):
+    """One thread's connection to the database, and what it last counted there."""
+
+    conn: Optional[sqlite3.Connection] = None
+    cursor: sqlite3.Cursor
+    pid = 0
+    fresh = 0  # ids inserted since the last count
+    size = 0  # unexpired ids at the last count
+    full = False
+    recheck_at = 0.0
 
 
 class SqliteReplayStore:
@@ -145,8 +167,21 @@ class SqliteReplayStore:
     It keeps ids in an SQLite database in WAL mode. :meth:`add` is one
     ``INSERT ... ON CONFLICT DO UPDATE ... WHERE expired`` statement, so the
     check and the insert are one atomic write: of concurrent deliveries of
-    one id, in any processes, exactly one sees ``True``. Expired ids are
-    purged every 1024 inserts in each process.
+    one id, in any processes, exactly one sees ``True``.
+
+    The database is bounded: each connection purges expired ids and counts
+    the rest when it opens and then every ``min(1024, max_entries // 16)``
+    fresh ids, and while the count is at ``max_entries`` it refuses new ids
+    (fails closed, re-checking at most once a second) rather than grow or
+    forget ids that could still be replayed. Counting only now and then keeps
+    an insert cheap; the price is that the table may pass the bound by up to
+    that interval per connection before every connection notices.
+
+    Writes use ``PRAGMA synchronous=OFF`` unless ``durable=True``: an app
+    crash loses nothing, but an OS crash or power loss may lose recent ids
+    (replayable only within the window they were sealed for) or damage the
+    file, after which the store refuses everything until the file is removed.
+    On tmpfs, the default location, the file does not survive a reboot anyway.
 
     Connections are opened lazily, one per thread and process, so a store
     created before ``fork()`` (gunicorn ``--preload``) works in every child;
@@ -156,76 +191,103 @@ class SqliteReplayStore:
 
     Args:
         path: the database file; created (mode 0600) if absent.
+        max_entries: the most unexpired ids kept (approximately; see above).
         clock: wall-clock time source, injectable for tests.
         timeout: seconds to wait for another process's write lock.
+        durable: keep SQLite's ``synchronous=NORMAL`` (for a disk-backed file
+            that must survive power loss) instead of ``OFF``.
 
     Raises:
         ConfigurationError: the path is empty.
+        ValueError: ``max_entries`` is below 1.
     """
 
     def __init__(
         self,
         path: Union[str, os.PathLike[str]],
         *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
         clock: Callable[[], float] = time.time,
         timeout: float = 5.0,
+        durable: bool = False,
     ) -> None:
+        import sqlite3  # here, not at module import: `import mscomm_sync` stays light
+
         if not str(path):
             raise ConfigurationError("the replay database path is empty", variable=REPLAY_DB_ENV)
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1")
         self.path = Path(path)
+        self.max_entries = max_entries
+        self._check_every = max(1, min(_PURGE_EVERY, max_entries // 16))
         self._clock = clock
         self._timeout = timeout
-        self._local = threading.local()
+        self._synchronous = "NORMAL" if durable else "OFF"
+        self._failures = (sqlite3.Error, OSError, ConfigurationError)
+        self._local = _ThreadState()
         self._abandoned: list[sqlite3.Connection] = []
 
     def add(self, key: str, expires_at: float) -> bool:
         now = self._clock()
         try:
-            conn = self._connection()
-            cursor = conn.execute(
-                "INSERT INTO seen (key, expires_at) VALUES (?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
-                "WHERE seen.expires_at <= ?",
-                (key, expires_at, now),
-            )
-            fresh = cursor.rowcount == 1
-            self._local.count = count = self._local.count + 1
-            if count % _PURGE_EVERY == 0:
-                conn.execute("DELETE FROM seen WHERE expires_at <= ?", (now,))
+            local = self._thread_state()
+            if local.full and not self._has_room(local, now):
+                log.error("replay store %s is full (%d ids), refusing", self.path, local.size)
+                return False
+            fresh = local.cursor.execute(_INSERT, (key, expires_at, now)).rowcount == 1
+            if fresh:
+                local.fresh += 1
+                if local.fresh >= self._check_every:
+                    self._measure(local, now)
             return fresh
-        except (sqlite3.Error, OSError, ConfigurationError) as exc:
+        except self._failures as exc:
             log.error("replay store %s failed, refusing: %s", self.path, exc)
             return False
 
     def __len__(self) -> int:
         """Return how many unexpired ids the database holds."""
-        row = (
-            self._connection()
-            .execute("SELECT count(*) FROM seen WHERE expires_at > ?", (self._clock(),))
-            .fetchone()
-        )
+        cursor = self._thread_state().cursor
+        row = cursor.execute(
+            "SELECT count(*) FROM seen WHERE expires_at > ?", (self._clock(),)
+        ).fetchone()
         return int(row[0])
 
     def close(self) -> None:
         """Close this thread's connection, if this process opened it."""
-        conn: Optional[sqlite3.Connection] = getattr(self._local, "conn", None)
-        if conn is not None and getattr(self._local, "pid", None) == os.getpid():
-            conn.close()
-        self._local.conn = None
-
-    def _connection(self) -> sqlite3.Connection:
         local = self._local
-        conn: Optional[sqlite3.Connection] = getattr(local, "conn", None)
-        if conn is not None and local.pid == os.getpid():
-            return conn
-        if conn is not None:
+        if local.conn is not None and local.pid == os.getpid():
+            local.conn.close()
+        local.conn = None
+
+    def _has_room(self, local: _ThreadState, now: float) -> bool:
+        # While full, purge and recount at most once a second: refusals stay cheap.
+        if now >= local.recheck_at:
+            self._measure(local, now)
+            local.recheck_at = now + 1.0
+        return not local.full
+
+    def _measure(self, local: _ThreadState, now: float) -> None:
+        cursor = local.cursor
+        cursor.execute("DELETE FROM seen WHERE expires_at <= ?", (now,))
+        local.size = int(cursor.execute("SELECT count(*) FROM seen").fetchone()[0])
+        local.full = local.size >= self.max_entries
+        local.fresh = 0
+
+    def _thread_state(self) -> _ThreadState:
+        local = self._local
+        if local.conn is not None and local.pid == os.getpid():
+            return local
+        if local.conn is not None:
             # Inherited across fork(): SQLite forbids using or closing it here.
-            self._abandoned.append(conn)
-        conn = self._open()
-        local.conn, local.pid, local.count = conn, os.getpid(), 0
-        return conn
+            self._abandoned.append(local.conn)
+        conn = local.conn = self._open()
+        local.pid, local.cursor, local.recheck_at = os.getpid(), conn.cursor(), 0.0
+        self._measure(local, self._clock())
+        return local
 
     def _open(self) -> sqlite3.Connection:
+        import sqlite3
+
         # O_NOFOLLOW: in a shared directory such as /dev/shm, another user could
         # plant a symlink under our file's name.
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
@@ -244,7 +306,7 @@ class SqliteReplayStore:
             str(self.path), timeout=self._timeout, isolation_level=None, check_same_thread=True
         )
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS seen "
             "(key TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID"
@@ -252,4 +314,4 @@ class SqliteReplayStore:
         return conn
 
     def __repr__(self) -> str:
-        return f"<SqliteReplayStore path={str(self.path)!r}>"
+        return f"<SqliteReplayStore path={str(self.path)!r} max={self.max_entries}>"

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
 from .envelope import ENVELOPE_HEADERS, Envelope, Opened, target_from_environ
 from .errors import ConfigurationError, IntegrityError
 from .keyring import Keyring
 from .replay import ReplayStore, default_replay_store
-from .wsgi_body import BodyRefused, read_body
+from .wsgi_body import BodyRefused, check_passthrough_body, read_body
 from .wsgi_config import DEFAULT_MAX_BODY_SIZE, MiddlewareOptions
 from .wsgi_log import log_app_failure, log_refusal
 from .wsgi_response import (
@@ -36,7 +36,6 @@ from .wsgi_response import (
     error_body,
     refusal,
     sealed_response,
-    status_code,
     status_line,
     without_envelope_headers,
 )
@@ -66,7 +65,8 @@ class EncryptionMiddleware:
             not in ``exempt_paths``.
         exempt_paths: exact paths that plaintext requests may reach untouched.
         allowed_callers: when set, verified senders outside it get 403.
-        max_body_size: the largest plaintext body of a sealed request, in bytes.
+        max_body_size: the largest body, in bytes, of any request: the
+            plaintext of a sealed one, or a plaintext one as sent (413 above it).
         replay_window: seconds a request's timestamp may differ from now.
         keyring: where keys come from; defaults to the environment.
         replay_store: remembers delivered request ids; defaults to
@@ -116,7 +116,13 @@ class EncryptionMiddleware:
             max_body_size=self.options.max_body_size,
             clock=clock,
         )
+        # Read once here rather than through self.options on every request.
         self._exempt = frozenset(self.options.exempt_paths)
+        self._require_encryption = self.options.require_encryption
+        self._encrypt_responses = self.options.encrypt_responses
+        self._allowed_callers = self.options.allowed_callers
+        self._max_body_size = self.options.max_body_size
+        self._max_sealed_size = self.options.max_body_size + _TAG_BYTES
 
     def __repr__(self) -> str:
         return (
@@ -130,31 +136,38 @@ class EncryptionMiddleware:
         environ.pop(MESSAGE_ID_KEY, None)
         if _SEALED_FLAG in environ:
             return self._sealed(environ, start_response)
-        path = str(environ.get("SCRIPT_NAME", "")) + str(environ.get("PATH_INFO", ""))
-        if self.options.require_encryption and path not in self._exempt:
-            log_refusal(401, "plaintext request", environ)
-            return _refuse(401, start_response)
+        if self._require_encryption:
+            path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+            if path not in self._exempt:
+                log_refusal(401, "plaintext request", environ)
+                return _refuse(401, start_response)
         _drop_envelope_headers(environ)
+        try:
+            check_passthrough_body(environ, self._max_body_size)
+        except BodyRefused as exc:
+            log_refusal(exc.status, exc.reason, environ)
+            return _refuse(exc.status, start_response)
         return self.app(environ, start_response)
 
     # -- sealed requests -------------------------------------------------
 
     def _sealed(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         try:
-            body = read_body(environ, self.options.max_body_size + _TAG_BYTES)
+            body = read_body(environ, self._max_sealed_size)
         except BodyRefused as exc:
             log_refusal(exc.status, exc.reason, environ)
             return _refuse(exc.status, start_response)
         method = str(environ.get("REQUEST_METHOD", "GET")).upper()
         target = target_from_environ(environ)
+        headers = {name: environ[key] for name, key in _ENVIRON_HEADERS if key in environ}
         try:
             opened = self.envelope.open_request(
-                method=method, target=target, headers=_envelope_headers(environ), body=body
+                method=method, target=target, headers=headers, body=body
             )
         except IntegrityError as exc:
             log_refusal(401, f"verification failed: {exc.reason}", environ)
             return _refuse(401, start_response)
-        allowed = self.options.allowed_callers
+        allowed = self._allowed_callers
         if allowed is not None and opened.sender not in allowed:
             log_refusal(
                 403,
@@ -165,7 +178,7 @@ class EncryptionMiddleware:
             )
             return _refuse(403, start_response)
         inner = _plaintext_environ(environ, opened)
-        if not self.options.encrypt_responses:
+        if not self._encrypt_responses:
             return self._plaintext_answer(inner, start_response)
         return self._sealed_answer(inner, start_response, opened, method, target)
 
@@ -188,9 +201,7 @@ class EncryptionMiddleware:
         target: str,
     ) -> Iterable[bytes]:
         try:
-            collected = collect(self.app, environ)
-            status, headers, body = collected.status, collected.headers, collected.body
-            code = status_code(status)
+            status, code, headers, body = collect(self.app, environ)
             content_type = _header(headers, "content-type")
         except Exception:
             log_app_failure("app failed", environ, opened.sender, opened.message_id)
@@ -226,30 +237,28 @@ def _refuse(status: int, start_response: StartResponse) -> Iterable[bytes]:
     return body
 
 
-def _envelope_headers(environ: Mapping[str, Any]) -> dict[str, str]:
-    return {name: str(environ[key]) for name, key in _ENVIRON_HEADERS if key in environ}
-
-
 def _drop_envelope_headers(environ: dict[str, Any]) -> None:
     for _name, key in _ENVIRON_HEADERS:
         environ.pop(key, None)
 
 
-def _plaintext_environ(environ: Mapping[str, Any], opened: Opened) -> dict[str, Any]:
-    inner = dict(environ)
-    _drop_envelope_headers(inner)
-    inner.pop("HTTP_TRANSFER_ENCODING", None)
-    inner.pop("HTTP_CONTENT_ENCODING", None)
-    inner["wsgi.input"] = io.BytesIO(opened.body)
-    inner["wsgi.input_terminated"] = True
-    inner["CONTENT_LENGTH"] = str(len(opened.body))
+def _plaintext_environ(environ: dict[str, Any], opened: Opened) -> dict[str, Any]:
+    # Rewritten in place, not copied: the server hands each request its own
+    # environ, and nothing reads the sealed values after this point.
+    _drop_envelope_headers(environ)
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    environ.pop("HTTP_CONTENT_ENCODING", None)
+    body = opened.body
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["wsgi.input_terminated"] = True
+    environ["CONTENT_LENGTH"] = str(len(body))
     if opened.content_type:
-        inner["CONTENT_TYPE"] = opened.content_type
+        environ["CONTENT_TYPE"] = opened.content_type
     else:
-        inner.pop("CONTENT_TYPE", None)
-    inner[CALLER_KEY] = opened.sender
-    inner[MESSAGE_ID_KEY] = opened.message_id
-    return inner
+        environ.pop("CONTENT_TYPE", None)
+    environ[CALLER_KEY] = opened.sender
+    environ[MESSAGE_ID_KEY] = opened.message_id
+    return environ
 
 
 def _header(headers: Iterable[tuple[str, str]], name: str) -> Optional[str]:

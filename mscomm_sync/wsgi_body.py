@@ -8,9 +8,10 @@ than its declared length is refused rather than padded or trusted.
 
 from __future__ import annotations
 
-from typing import IO, Any
+import io
+from typing import IO, Any, Optional
 
-__all__ = ["BodyRefused", "read_body"]
+__all__ = ["BodyRefused", "check_passthrough_body", "read_body"]
 
 _CHUNK = 64 * 1024
 _MAX_LENGTH_DIGITS = 19
@@ -30,6 +31,42 @@ class BodyRefused(Exception):
         self.reason = reason
 
 
+def check_passthrough_body(environ: dict[str, Any], limit: int) -> None:
+    """Hold a request that goes to the app unopened (plaintext) to ``limit`` bytes.
+
+    A declared ``Content-Length`` is checked without reading, and the app then
+    reads the stream itself. A chunked body has no declared length, so it is
+    read here, up to the limit, and handed on as a buffer with its length.
+
+    Raises:
+        BodyRefused: 400 for a malformed ``Content-Length``, 413 above ``limit``.
+    """
+    chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
+    if not chunked:
+        _declared_length(environ, limit)
+        return
+    body = _read_to_end(environ["wsgi.input"], limit)
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["wsgi.input_terminated"] = True
+    environ["CONTENT_LENGTH"] = str(len(body))
+
+
+def _declared_length(environ: dict[str, Any], limit: int) -> Optional[int]:
+    declared = environ.get("CONTENT_LENGTH")
+    if not declared:
+        return None
+    declared = str(declared).strip()
+    if not declared:
+        return None
+    if not declared.isdigit() or not declared.isascii() or len(declared) > _MAX_LENGTH_DIGITS:
+        raise BodyRefused(400, "malformed Content-Length")
+    length = int(declared)
+    if length > limit:
+        raise BodyRefused(413, "Content-Length above limit")
+    return length
+
+
 def read_body(environ: dict[str, Any], limit: int) -> bytes:
     """Read the whole request body, refusing one longer than ``limit`` bytes.
 
@@ -45,15 +82,12 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
             body above ``limit``.
     """
     stream: IO[bytes] = environ["wsgi.input"]
-    declared = str(environ.get("CONTENT_LENGTH") or "").strip()
-    chunked = "chunked" in str(environ.get("HTTP_TRANSFER_ENCODING", "")).lower()
-    if declared and not chunked:
-        if not declared.isdigit() or not declared.isascii() or len(declared) > _MAX_LENGTH_DIGITS:
-            raise BodyRefused(400, "malformed Content-Length")
-        length = int(declared)
-        if length > limit:
-            raise BodyRefused(413, "Content-Length above limit")
-        return _read_exactly(stream, length)
+    encoding = environ.get("HTTP_TRANSFER_ENCODING")
+    chunked = encoding is not None and "chunked" in str(encoding).lower()
+    if not chunked:
+        length = _declared_length(environ, limit)
+        if length is not None:
+            return _read_exactly(stream, length)
     if chunked or environ.get("wsgi.input_terminated"):
         return _read_to_end(stream, limit)
     # No length and no terminated stream: PEP 3333 says there is no body,

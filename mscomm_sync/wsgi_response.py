@@ -13,15 +13,12 @@ import json
 from collections.abc import Iterable
 from typing import Any, Callable
 
-import attrs
-
 from .envelope import ENVELOPE_HEADERS, HEADER_SEALED_BODY, Sealed
 
 __all__ = [
     "BODILESS_STATUSES",
     "HEADER_SEALED_BODY",
     "AppResponseError",
-    "Collected",
     "StartResponse",
     "collect",
     "error_body",
@@ -72,21 +69,12 @@ _ERRORS = {
 }
 
 
-@attrs.frozen
-class Collected:
-    """An app's whole response: status line, headers and body bytes."""
-
-    status: str
-    headers: list[tuple[str, str]]
-    body: bytes
-
-
 class AppResponseError(Exception):
     """The app broke the WSGI contract (no start_response, bad status, non-bytes)."""
 
 
-def collect(app: WSGIApp, environ: dict[str, Any]) -> Collected:
-    """Call ``app`` and collect its status, headers and whole body.
+def collect(app: WSGIApp, environ: dict[str, Any]) -> tuple[str, int, list[tuple[str, str]], bytes]:
+    """Call ``app`` and collect its status line, status code, headers and whole body.
 
     The app's iterable is always closed (PEP 3333), even when iterating it
     fails. Since nothing has been sent yet, a second ``start_response`` with
@@ -120,8 +108,7 @@ def collect(app: WSGIApp, environ: dict[str, Any]) -> Collected:
     if not started:
         raise AppResponseError("app returned without calling start_response")
     status, headers = started[0]
-    status_code(status)
-    return Collected(status=status, headers=headers, body=b"".join(chunks))
+    return status, status_code(status), headers, b"".join(chunks)
 
 
 def status_code(status: str) -> int:

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import requests
 from support.gunicorn import GunicornServer
-from support.sealing import KEYS, open_reply, send
+from support.sealing import KEYS, keyring, open_reply, send
 
+from mscomm_sync import FileRegistry, MicroServiceClient
 from mscomm_sync.keyring import env_var_name
 
 
@@ -107,21 +108,30 @@ def test_unknown_settings_key_is_refused() -> None:
         settings_options()
 
 
-def test_project_client_calls_django_view(server: GunicornServer, tmp_path: Path) -> None:
-    """MicroServiceClient's sealed call reaches the Django view and opens its sealed answer."""
-    from support.sealing import keyring
-
-    from mscomm_sync.client import MicroServiceClient
-    from mscomm_sync.registry import FileRegistry
-
+@pytest.fixture
+def client(server: GunicornServer, tmp_path: Path) -> Iterator[MicroServiceClient]:
+    """The project's own client, as orders, finding billing in a temporary FileRegistry."""
     registry = FileRegistry(tmp_path / "registry.json")
     registry.register("billing", server.url)
-    with MicroServiceClient("orders", registry=registry, keyring=keyring()) as client:
-        response = client.request(
-            target_service="billing",
-            endpoint="/api/v1/charge/",
-            method="POST",
-            payload={"amount": 9},
-            timeout=10,
-        )
+    with MicroServiceClient("orders", registry=registry, keyring=keyring()) as live:
+        yield live
+
+
+def test_project_client_calls_django_view(client: MicroServiceClient) -> None:
+    """MicroServiceClient's sealed call reaches the view, which sees META["mscomm.caller"]."""
+    response = client.request(
+        target_service="billing",
+        endpoint="/api/v1/charge/",
+        method="POST",
+        payload={"amount": 9},
+        timeout=10,
+    )
     assert (response.status_code, response.json()) == (200, {"amount": 9, "caller": "orders"})
+
+
+def test_project_client_gets_caller_required_403(client: MicroServiceClient) -> None:
+    """A view guarded for shipping answers the client, calling as orders, with a sealed 403."""
+    response = client.request(
+        target_service="billing", endpoint="/only-shipping/", method="GET", timeout=10
+    )
+    assert (response.status_code, response.json()) == (403, {"error": "forbidden"})

@@ -7,6 +7,8 @@ import multiprocessing
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Callable
 
@@ -172,3 +174,50 @@ def test_symlink_in_place_of_database_is_refused(tmp_path: Path) -> None:
     planted = tmp_path / "replay.sqlite3"
     planted.symlink_to(target)
     assert not SqliteReplayStore(planted).add("orders/b", 4_000_000_000.0)
+
+
+def test_full_sqlite_store_refuses_new_ids(tmp_path: Path) -> None:
+    """With max_entries unexpired ids recorded, a new id is refused (fails closed)."""
+    clock = FakeClock()
+    store = SqliteReplayStore(tmp_path / "replay.sqlite3", max_entries=4, clock=clock)
+    assert all(store.add(f"orders/{i}", clock.now + 60) for i in range(4))
+    assert not store.add("orders/new", clock.now + 60)
+    clock.now += 30  # still unexpired, even after the once-a-second recount
+    assert not store.add("orders/new", clock.now + 60)
+    assert len(store) == 4
+
+
+def test_full_sqlite_store_purges_expired_ids_to_make_room(tmp_path: Path) -> None:
+    """When the bound is reached, expired ids are deleted and new ids fit again."""
+    clock = FakeClock()
+    path = tmp_path / "replay.sqlite3"
+    store = SqliteReplayStore(path, max_entries=4, clock=clock)
+    assert all(store.add(f"orders/{i}", clock.now + 10) for i in range(4))
+    clock.now += 11
+    assert store.add("orders/new", clock.now + 60)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("SELECT count(*) FROM seen").fetchone()[0] == 1
+
+
+def test_bound_holds_for_a_store_opened_on_a_full_database(tmp_path: Path) -> None:
+    """A new process's store counts the shared database when it opens, so it refuses too."""
+    clock = FakeClock()
+    path = tmp_path / "replay.sqlite3"
+    first = SqliteReplayStore(path, max_entries=4, clock=clock)
+    assert all(first.add(f"orders/{i}", clock.now + 60) for i in range(4))
+    assert not SqliteReplayStore(path, max_entries=4, clock=clock).add("orders/x", clock.now + 60)
+
+
+def test_sqlite_store_rejects_a_bound_below_one(tmp_path: Path) -> None:
+    """max_entries=0 would refuse everything; it is a configuration error."""
+    with pytest.raises(ValueError, match="max_entries"):
+        SqliteReplayStore(tmp_path / "replay.sqlite3", max_entries=0)
+
+
+def test_importing_the_package_does_not_import_sqlite3() -> None:
+    """`import mscomm_sync` stays light: sqlite3 is imported only when a store is built."""
+    code = "import sys, mscomm_sync, mscomm_sync.replay; print('sqlite3' in sys.modules)"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert done.stdout.strip() == "False"

@@ -16,6 +16,8 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Any, Optional
 
@@ -26,10 +28,14 @@ from ..client import MicroServiceClient
 from ..keyring import env_var_name
 from ..policies import BreakerPolicy, CallPolicy, RetryPolicy, TimeoutPolicy
 from ..registry import Registry, initialize_registry, reset_registry
+from ..replay import REPLAY_DB_ENV
 from .processes import ServiceProcess
 
 SERVICES = ("orders", "billing", "shipping")
 WIDTH = 76
+
+#: A breaker transition as the client's listener saw it: (service, old, new).
+Transition = tuple[str, str, str]
 
 
 def say(text: str = "") -> None:
@@ -45,6 +51,25 @@ def heading(number: int, title: str) -> None:
 def short(data: Any, limit: int = 60) -> str:
     text = data if isinstance(data, str) else repr(data)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextmanager
+def quiet(logger_name: str) -> Iterator[None]:
+    """Hold back a logger's records below ERROR for the duration of the block."""
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def show_transitions(transitions: list[Transition], shown: int) -> int:
+    """Print the transitions after the first ``shown``; return how many there are now."""
+    for service, old, new in transitions[shown:]:
+        say(f"          breaker {service}: {old} -> {new}")
+    return len(transitions)
 
 
 def show_registry(registry: Registry) -> None:
@@ -104,29 +129,36 @@ def step_failover(client: MicroServiceClient, billing: list[ServiceProcess]) -> 
 
 
 def step_breaker(
-    client: MicroServiceClient, shipping: ServiceProcess, transitions: list[str]
+    client: MicroServiceClient, shipping: ServiceProcess, transitions: list[Transition]
 ) -> None:
     heading(4, "Circuit breaker: take shipping down, then bring it back")
     shipping.stop()
     say("  shipping stopped")
-    for i in range(5):
-        start = time.monotonic()
-        try:
-            client.request(target_service="shipping", endpoint="/api/v1/quote", timeout=3)
-            outcome = "answered?!"
-        except CircuitOpenError as exc:
-            outcome = f"CircuitOpenError (fast, no network; probe in {exc.retry_after:.1f}s)"
-        except ServiceUnavailableError as exc:
-            outcome = f"ServiceUnavailableError after {exc.attempts} attempt(s)"
-        took = (time.monotonic() - start) * 1000
-        say(f"  call {i + 1}: {outcome:<58} {took:6.1f} ms")
-    shipping.start()
-    say("  shipping restarted")
-    breaker = client.breaker("shipping")
-    time.sleep(min(max(breaker.open_remaining, 0.0) + 0.05, 5.0))
-    resp = client.request(target_service="shipping", endpoint="/api/v1/quote", timeout=5)
-    say(f"  call 6: probe allowed -> {resp.status_code} {resp.json()} ")
-    say(f"  breaker transitions: {' -> '.join(transitions) or '(none)'}")
+    shown = len(transitions)
+    # The breaker logs its transitions while the call is still running; the
+    # listener's record is shown instead, after the line of the call it ended.
+    with quiet("mscomm_sync.client"):
+        for i in range(5):
+            start = time.monotonic()
+            try:
+                client.request(target_service="shipping", endpoint="/api/v1/quote", timeout=3)
+                outcome = "answered?!"
+            except CircuitOpenError as exc:
+                outcome = f"CircuitOpenError (fast, no network; probe in {exc.retry_after:.1f}s)"
+            except ServiceUnavailableError as exc:
+                outcome = f"ServiceUnavailableError after {exc.attempts} attempt(s)"
+            took = (time.monotonic() - start) * 1000
+            say(f"  call {i + 1}: {outcome:<58} {took:6.1f} ms")
+            shown = show_transitions(transitions, shown)
+        shipping.start()
+        say("  shipping restarted")
+        breaker = client.breaker("shipping")
+        time.sleep(min(max(breaker.open_remaining, 0.0) + 0.05, 5.0))
+        resp = client.request(target_service="shipping", endpoint="/api/v1/quote", timeout=5)
+        say(f"  call 6: probe allowed -> {resp.status_code} {resp.json()} ")
+        show_transitions(transitions, shown)
+    states = [old for _, old, _ in transitions[:1]] + [new for _, _, new in transitions]
+    say(f"  breaker transitions: {' -> '.join(states) or '(none)'}")
 
 
 def step_replay(wire: requests.PreparedRequest, billing: list[ServiceProcess]) -> None:
@@ -152,6 +184,9 @@ def run(workdir: str, procs: list[ServiceProcess]) -> None:
     os.environ.update({env_var_name(n): env[env_var_name(n)] for n in SERVICES})
     location = env.get("MSCOMM_REGISTRY") or os.path.join(workdir, "registry.json")
     env["MSCOMM_REGISTRY"] = location
+    # The instances share one replay store of their own, not the host's
+    # default one that other programs on this machine may be using.
+    env.setdefault(REPLAY_DB_ENV, os.path.join(workdir, "replay.sqlite3"))
 
     heading(1, f"Start 4 instances under gunicorn and register them ({location})")
     billing = [ServiceProcess("billing", f"billing-{i}", env) for i in (1, 2)]
@@ -160,15 +195,21 @@ def run(workdir: str, procs: list[ServiceProcess]) -> None:
     procs.extend([*billing, shipping, orders])
     for proc in procs:
         proc.start()
-    registry = initialize_registry(location)
-    for proc in procs:
-        registry.register(proc.service, proc.url, metadata={"instance": proc.instance})
-    show_registry(registry)
+    try:
+        registry = initialize_registry(location)
+        for proc in procs:
+            registry.register(proc.service, proc.url, metadata={"instance": proc.instance})
+        show_registry(registry)
+        walk(registry, billing, shipping)
+    finally:
+        reset_registry()  # closes it: an etcd lease is revoked, its entries go
 
-    transitions: list[str] = []
+
+def walk(registry: Registry, billing: list[ServiceProcess], shipping: ServiceProcess) -> None:
+    transitions: list[Transition] = []
 
     def listener(breaker: Any, old: str, new: str) -> None:
-        transitions.append(f"{old}->{new}" if not transitions else new)
+        transitions.append((breaker.target, old, new))
 
     fast = CallPolicy(
         retry=RetryPolicy(retries=1, backoff_base=0.05),
@@ -189,7 +230,6 @@ def run(workdir: str, procs: list[ServiceProcess]) -> None:
         body = resp.json()
         say(f"  -> {resp.status_code}: billed by {body['billing']['instance']}, "
             f"{body['shipping']['days']} days by {body['shipping']['instance']}")  # fmt: skip
-    reset_registry()
 
 
 def _terminate(signum: int, frame: Optional[FrameType]) -> None:
@@ -214,6 +254,9 @@ def main() -> int:
             say(f"\ndemo failed: {type(exc).__name__}: {exc}")
             status = 1
         finally:
+            # A second Ctrl-C must not cut the clean-up short.
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
             for proc in procs:
                 proc.stop()
     say()

@@ -9,8 +9,9 @@ from typing import Any, Callable
 import attrs
 import pytest
 
+from mscomm_sync.balancer import DEFAULT_EJECTION
 from mscomm_sync.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
-from mscomm_sync.errors import CircuitOpenError, ServiceUnavailableError
+from mscomm_sync.errors import CircuitOpenError, InsecureResponseError, ServiceUnavailableError
 from mscomm_sync.policies import BreakerPolicy, CallPolicy, RetryPolicy
 from mscomm_sync.registry import FileRegistry
 
@@ -228,16 +229,55 @@ def test_4xx_is_not_a_failure(serve: Callable[..., Any], make_client: Callable[.
 
 
 def test_failure_is_a_call_after_failover(
-    serve: Callable[..., Any], registry: FileRegistry, make_client: Callable[..., Any]
+    serve: Callable[..., Any],
+    registry: FileRegistry,
+    make_client: Callable[..., Any],
+    clock: FakeClock,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A dead instance among live ones does not open the circuit, even at threshold 1."""
-    registry.register("billing", dead_url())
+    """A dead instance among live ones, tried first by every call, does not open the circuit."""
+    dead = dead_url()
+    registry.register("billing", dead)
     serve(sealed(json_app(Recorder(), {"/echo": echo})))
+    first = registry.get_instances("billing")[0].url
+    pick_dead: Callable[[], float] = (lambda: 0.0) if first == dead else (lambda: 0.99)
     policy = attrs.evolve(CallPolicy(), breaker=BreakerPolicy(failure_threshold=1))
-    client = make_client(policies={"billing": policy})
+    client = make_client(policies={"billing": policy}, random=pick_dead)
+    caplog.set_level(logging.INFO, logger="mscomm_sync.client")
     for _ in range(6):
         assert client.request(target_service="billing", endpoint="/echo").status_code == 200
+        clock.advance(DEFAULT_EJECTION + 1)  # so the next call picks the dead one again
+    failovers = [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "mscomm_sync.client" and r.getMessage().startswith("failover ")
+    ]
+    assert len(failovers) == 6
+    assert all(f"from={dead} " in line for line in failovers)
     assert client.breaker("billing").state == CLOSED
+
+
+@pytest.mark.parametrize("status", [500, 503])
+def test_unsealed_5xx_is_a_failure(
+    serve: Callable[..., Any], make_client: Callable[..., Any], clock: FakeClock, status: int
+) -> None:
+    """Calls ending in an unsealed 5xx (no middleware answered) open the circuit."""
+    recorder = Recorder()
+    serve(json_app(recorder, {"/x": lambda environ: (status, [], b"down")}))
+    breaker_policy = BreakerPolicy(failure_threshold=2, recovery_timeout=30, jitter=0)
+    client = make_client(policies={"billing": attrs.evolve(CallPolicy(), breaker=breaker_policy)})
+    for _ in range(2):
+        with pytest.raises(InsecureResponseError):
+            client.request(target_service="billing", endpoint="/x")
+    assert client.breaker("billing").state == OPEN
+    sent = recorder.hits["/x"]
+    with pytest.raises(CircuitOpenError):
+        client.request(target_service="billing", endpoint="/x")
+    assert recorder.hits["/x"] == sent
+    clock.advance(30)
+    with pytest.raises(InsecureResponseError):
+        client.request(target_service="billing", endpoint="/x")  # the probe
+    assert client.breaker("billing").state == OPEN
 
 
 def test_unreachable_service_opens(registry: FileRegistry, make_client: Callable[..., Any]) -> None:

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
-from mscomm_sync.budget import RetryBudget
-from mscomm_sync.policies import BudgetPolicy
+import logging
+import socket
+from collections.abc import Iterator
+from typing import Any, Callable
 
-from .servers import FakeClock
+import attrs
+import pytest
+import requests
+
+from mscomm_sync.budget import RetryBudget
+from mscomm_sync.errors import ServiceUnavailableError
+from mscomm_sync.policies import BudgetPolicy, CallPolicy, TimeoutPolicy
+from mscomm_sync.registry import FileRegistry
+
+from .servers import FakeClock, dead_url
+
+#: No retry budget at all: only free retries can happen.
+NO_BUDGET = attrs.evolve(
+    CallPolicy(),
+    budget=BudgetPolicy(ratio=0, min_per_second=0),
+    timeout=TimeoutPolicy(connect=0.2),
+)
 
 
 def spend_all(budget: RetryBudget, limit: int = 10_000) -> int:
@@ -53,3 +71,62 @@ def test_repr(clock: FakeClock) -> None:
     """The repr names the target and what is left."""
     budget = RetryBudget("billing", BudgetPolicy(min_per_second=1, window=10), clock=clock)
     assert repr(budget) == "<RetryBudget target='billing' available=10.0>"
+
+
+# -- through the client: which retries spend it -------------------------------
+
+
+@pytest.fixture
+def black_hole() -> Iterator[str]:
+    """A URL on 127.0.0.1 whose listener never accepts and whose backlog is full.
+
+    The kernel drops further connection attempts, so connecting times out
+    instead of being refused.
+    """
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    address = listener.getsockname()
+    held = [listener]
+    try:
+        for _ in range(8):
+            probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(probe)
+            probe.settimeout(0.2)
+            try:
+                probe.connect(address)
+            except OSError:
+                break  # the backlog is full: connecting now times out
+        else:
+            pytest.skip("could not fill the listen backlog on 127.0.0.1")
+        yield f"http://{address[0]}:{address[1]}"
+    finally:
+        for sock in held:
+            sock.close()
+
+
+def test_connect_timeout_retry_spends_budget(
+    black_hole: str,
+    registry: FileRegistry,
+    make_client: Callable[..., Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A retry after a connect timeout needs the budget: the host may just be overloaded."""
+    registry.register("billing", black_hole)
+    client = make_client(policies={"billing": NO_BUDGET})
+    caplog.set_level(logging.WARNING, logger="mscomm_sync.client")
+    with pytest.raises(ServiceUnavailableError) as info:
+        client.request(target_service="billing", endpoint="/x", method="POST")
+    assert isinstance(info.value.last_error, requests.ConnectTimeout)
+    assert info.value.attempts == 1
+    assert any(r.getMessage().startswith("retry budget spent ") for r in caplog.records)
+
+
+def test_refused_retry_is_free(registry: FileRegistry, make_client: Callable[..., Any]) -> None:
+    """A retry after a refused connection (nothing listening) does not need the budget."""
+    registry.register("billing", dead_url())
+    client = make_client(policies={"billing": NO_BUDGET})
+    with pytest.raises(ServiceUnavailableError) as info:
+        client.request(target_service="billing", endpoint="/x", method="POST")
+    assert not isinstance(info.value.last_error, requests.Timeout)
+    assert info.value.attempts == 3

@@ -8,9 +8,43 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, Callable
 
 from mscomm_sync.wsgi import EncryptionMiddleware
+
+#: When set, :func:`replay_app` records every delivery to this file.
+DELIVERY_LOG_ENV = "MSCOMM_TEST_DELIVERY_LOG"
+
+
+class DeliveryLog:
+    """A WSGI wrapper, outside the middleware, that records who answered each request.
+
+    Refused requests never reach the app, so the app cannot say which worker
+    refused them; this wrapper sees every delivery. It appends one line per
+    request, ``<pid> <status> <path>``, with a single ``O_APPEND`` write, so
+    lines from concurrent worker processes do not interleave.
+    """
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], path: str) -> None:
+        self.app = app
+        self.path = path
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        statuses: list[str] = []
+
+        def recording(status: str, headers: Any, exc_info: Any = None) -> Any:
+            statuses.append(status[:3])
+            return start_response(status, headers, exc_info)
+
+        result = self.app(environ, recording)
+        line = f"{os.getpid()} {statuses[-1] if statuses else '-'} {environ['PATH_INFO']}\n"
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+        return result
 
 
 def whoami(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -20,6 +54,11 @@ def whoami(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [body]
 
 
-def replay_app() -> EncryptionMiddleware:
-    """The billing service with the default (host-wide SQLite) replay store."""
-    return EncryptionMiddleware(whoami)
+def replay_app() -> Callable[..., Iterable[bytes]]:
+    """The billing service with the default (host-wide SQLite) replay store.
+
+    With ``$MSCOMM_TEST_DELIVERY_LOG`` set, it is wrapped in :class:`DeliveryLog`.
+    """
+    app = EncryptionMiddleware(whoami)
+    path = os.environ.get(DELIVERY_LOG_ENV)
+    return DeliveryLog(app, path) if path else app

@@ -1,0 +1,146 @@
+"""The call's deadline, and reading an answer's body within it.
+
+urllib3's read timeout bounds each socket operation, not the read as a whole:
+a server that trickles its body (one byte every 0.2 s) can keep a single
+``read()`` going for as long as it likes. :func:`read_body` reads the body in
+pieces of at most one socket read each (``read1``) and, before each piece,
+sets the socket's timeout to what is left of the deadline (or to the
+attempt's read timeout, if that is shorter). When the deadline passes it
+raises :class:`~mscomm_sync.errors.DeadlineExceededError` and closes the
+connection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any, Callable, Optional, cast
+
+import attrs
+import requests
+from requests import Response
+from requests.exceptions import ChunkedEncodingError, ContentDecodingError
+from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
+
+from .errors import DeadlineExceededError
+
+__all__ = ["Deadline", "read_body"]
+
+#: Largest piece asked for when the body's length is unknown (chunked).
+_PIECE = 1 << 20
+
+
+@attrs.frozen(kw_only=True)
+class Deadline:
+    """The time one call must finish by.
+
+    Attributes:
+        service: the target service (for the error).
+        at: the time on ``clock`` the call must finish by.
+        seconds: the call's whole deadline in seconds (for the error).
+        clock: the monotonic clock ``at`` is read on.
+    """
+
+    service: str
+    at: float
+    seconds: float
+    clock: Callable[[], float] = time.monotonic
+
+    def remaining(self) -> float:
+        """Return the seconds left (negative once the deadline has passed)."""
+        return self.at - self.clock()
+
+    def exceeded(self) -> DeadlineExceededError:
+        """Return the error that reports this deadline as passed."""
+        return DeadlineExceededError(self.service, self.seconds)
+
+
+def read_body(
+    response: Response,
+    *,
+    deadline: Optional[Deadline] = None,
+    read_timeout: Optional[float] = None,
+) -> bytes:
+    """Read ``response``'s whole body, within ``deadline``.
+
+    Args:
+        response: a response whose body has not been read yet.
+        deadline: the call's deadline; ``None`` reads with the socket's
+            timeout as it is.
+        read_timeout: the attempt's timeout per socket read; the deadline
+            caps it.
+
+    Returns:
+        The body (also stored as the response's content).
+
+    Raises:
+        DeadlineExceededError: the deadline passed before the body was read.
+        requests.RequestException: the transport failed, as requests maps it
+            (a read timeout that is not the deadline's becomes a
+            ``requests.ConnectionError``, as in ``Response.iter_content``).
+    """
+    raw = response.raw
+    if not hasattr(raw, "stream"):
+        return response.content
+    connection = getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
+    try:
+        if deadline is None or sock is None or not hasattr(raw, "read1"):
+            # No socket to bound (a mocked response) or no deadline: one read.
+            with _requests_errors(response):
+                data: bytes = raw.read(decode_content=True)
+        else:
+            data = _read_pieces(response, sock, deadline, read_timeout)
+    except BaseException:
+        response.close()
+        raise
+    response._content = data
+    cast(Any, response)._content_consumed = True
+    return data
+
+
+def _read_pieces(
+    response: Response, sock: Any, deadline: Deadline, read_timeout: Optional[float]
+) -> bytes:
+    raw = response.raw
+    pieces: list[bytes] = []
+    while True:
+        length: Optional[int] = raw.length_remaining
+        if length == 0:
+            break
+        left = deadline.remaining()
+        if left <= 0:
+            raise deadline.exceeded()
+        by_deadline = read_timeout is None or left <= read_timeout
+        sock.settimeout(left if by_deadline else read_timeout)
+        amount = length if length is not None else _PIECE
+        try:
+            with _requests_errors(response, timeouts=False):
+                piece: bytes = raw.read1(amount, decode_content=True)
+        except ReadTimeoutError as exc:
+            if by_deadline:
+                raise deadline.exceeded() from exc
+            raise requests.ConnectionError(exc, request=response.request) from exc
+        if not piece:
+            break
+        pieces.append(piece)
+    return b"".join(pieces)  # one piece is returned as is, without a copy
+
+
+@contextlib.contextmanager
+def _requests_errors(response: Response, *, timeouts: bool = True) -> Iterator[None]:
+    # urllib3's errors mapped as requests maps them in Response.iter_content;
+    # timeouts=False lets a ReadTimeoutError through for the caller to judge.
+    try:
+        yield
+    except ProtocolError as exc:
+        raise ChunkedEncodingError(exc, request=response.request) from exc
+    except DecodeError as exc:
+        raise ContentDecodingError(exc, request=response.request) from exc
+    except ReadTimeoutError as exc:
+        if not timeouts:
+            raise
+        raise requests.ConnectionError(exc, request=response.request) from exc
+    except SSLError as exc:
+        raise requests.exceptions.SSLError(exc, request=response.request) from exc
