@@ -11,7 +11,8 @@ runs, so it cannot mistake a claimed sender for a verified one.
 Refusals (400, 401, 403, 413) are unsealed, because the middleware could not
 establish whom to seal for; each status has one fixed body whatever the reason,
 and the reason goes only to the ``mscomm_sync.wsgi`` log. Plaintext requests are
-refused unless their path is exempt (or ``require_encryption=False``).
+refused unless their path is exempt (or ``require_encryption=False``); those
+that pass are held to ``max_body_size`` like sealed ones.
 """
 
 from __future__ import annotations
@@ -178,6 +179,8 @@ class EncryptionMiddleware:
             )
             return _refuse(403, start_response)
         inner = _plaintext_environ(environ, opened)
+        # The envelope binds the method upper-cased: hand the app the form it verified.
+        inner["REQUEST_METHOD"] = method
         if not self._encrypt_responses:
             return self._plaintext_answer(inner, start_response)
         return self._sealed_answer(inner, start_response, opened, method, target)

@@ -109,8 +109,9 @@ class MiddlewareOptions:
         exempt_paths: paths (``SCRIPT_NAME + PATH_INFO``, exact match) that
             plaintext requests may reach.
         allowed_callers: when set, only these verified senders reach the app.
-        max_body_size: the largest plaintext body, in bytes, a sealed request
-            may carry (the sealed body may be 16 bytes longer).
+        max_body_size: the largest body, in bytes, of any request: the
+            plaintext a sealed request carries (its sealed body may be 16 bytes
+            longer), or a plaintext request's body as sent.
         replay_window: how far, in seconds, a request's timestamp may be from now.
     """
 

@@ -51,7 +51,13 @@ class Recorder:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         body = environ["wsgi.input"].read()
-        self.calls.append({"caller": environ.get("mscomm.caller"), "body": body})
+        self.calls.append(
+            {
+                "caller": environ.get("mscomm.caller"),
+                "body": body,
+                "method": environ["REQUEST_METHOD"],
+            }
+        )
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
 
@@ -170,9 +176,14 @@ def test_hostile_requests_are_refused_unless_verified(
     assert b"PLAINTEXT-MARKER" not in out_body
     if app.calls:
         # Only a request identical to the real seal may get through, once.
-        assert app.calls == [{"caller": "orders", "body": PLAINTEXT}]
+        # The envelope binds the method upper-cased; the app sees that verified form.
+        assert app.calls == [{"caller": "orders", "body": PLAINTEXT, "method": "POST"}]
         assert sent_headers[HEADER_SEAL] == real.headers[HEADER_SEAL]
-        assert (method, environ["PATH_INFO"], environ["QUERY_STRING"]) == ("POST", "/charge", "")
+        assert (method.upper(), environ["PATH_INFO"], environ["QUERY_STRING"]) == (
+            "POST",
+            "/charge",
+            "",
+        )
         assert out_headers["X-Encrypted-Payload"] == "true"
         assert status == 200
         assert allowed != ["shipping"]
@@ -201,3 +212,20 @@ def test_any_flipped_byte_of_a_sealed_body_is_401(index: int, flip: int) -> None
     ).get_environ()
     status, _, body = run(middleware, environ)
     assert (status, body, app.calls) == (401, REFUSALS[401], [])
+
+
+def test_app_sees_the_verified_method_in_upper_case() -> None:
+    """A sealed POST arriving as "post" verifies (methods bind upper-cased); the app sees POST."""
+    real = Envelope("orders", keyring=RING).seal_request(
+        recipient="billing", method="POST", target="/charge", body=PLAINTEXT
+    )
+    app = Recorder()
+    middleware = EncryptionMiddleware(
+        app, "billing", keyring=RING, replay_store=MemoryReplayStore()
+    )
+    environ = EnvironBuilder(
+        path="/charge", method="POST", headers=list(real.headers.items()), data=real.body
+    ).get_environ()
+    environ["REQUEST_METHOD"] = "post"
+    status, _, _ = run(middleware, environ)
+    assert (status, app.calls) == (200, [{"caller": "orders", "body": PLAINTEXT, "method": "POST"}])

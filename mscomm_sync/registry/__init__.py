@@ -1,10 +1,15 @@
 """Service discovery: the file and etcd registries and the health poller.
 
 Importing this package does no work: no threads, files or network. The etcd
-backend needs nothing beyond ``requests``.
+backend needs nothing beyond ``requests``, and is itself imported only when
+first used: through :func:`open_registry` or :func:`initialize_registry` with
+an ``etcd://`` location, or by asking this package for ``EtcdRegistry`` or
+``DEFAULT_LEASE_TTL``.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .backend import BaseRegistry
 from .base import DEFAULT_HEALTH_ENDPOINT, Instance, Registry
@@ -15,10 +20,12 @@ from .default import (
     register_from_env,
     reset_registry,
 )
-from .etcd import DEFAULT_LEASE_TTL, EtcdRegistry
 from .file import FileRegistry
 from .health import DEFAULT_HEALTH_CHECK_INTERVAL, HealthCheckConfig, HealthPoller
 from .location import ENV_REGISTRY, default_location
+
+if TYPE_CHECKING:
+    from .etcd import DEFAULT_LEASE_TTL, EtcdRegistry
 
 __all__ = [
     "DEFAULT_HEALTH_CHECK_INTERVAL",
@@ -39,3 +46,20 @@ __all__ = [
     "register_from_env",
     "reset_registry",
 ]
+
+_LAZY = frozenset({"DEFAULT_LEASE_TTL", "EtcdRegistry"})
+
+
+def __getattr__(name: str) -> Any:
+    # PEP 562: the etcd backend (and its gateway) load on first use only.
+    if name in _LAZY:
+        from . import etcd
+
+        value = getattr(etcd, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _LAZY)

@@ -1,0 +1,1 @@
+"""Tests of the ``make demo`` walkthrough (``python -m mscomm_sync.demo``)."""
