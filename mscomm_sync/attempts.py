@@ -142,8 +142,8 @@ class AttemptLoop:
             out, the budget was spent or the next wait would pass the deadline).
 
         Raises:
-            DeadlineExceededError: the deadline passed, or the next pause
-                would pass it.
+            DeadlineExceededError: the deadline passed (also while reading a
+                body), or the next pause would pass it.
             ServiceUnavailableError: the last attempt failed at the
                 transport level and no retry was allowed.
             InsecureResponseError: an unsealed answer was not allowed.

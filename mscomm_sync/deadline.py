@@ -96,12 +96,12 @@ def read_body(
     sock = getattr(connection, "sock", None)
     try:
         read1 = _reader(raw) if deadline is not None and sock is not None else None
-        if read1 is None:
-            # No socket to bound (a mocked response) or no deadline: one read.
-            with _requests_errors(response):
-                data: bytes = raw.read(decode_content=True)
-        else:
+        if deadline is not None and read1 is not None:
             data = _read_pieces(response, read1, sock, deadline, read_timeout)
+        else:
+            # No deadline, or no socket to bound (a mocked response): one read.
+            with _requests_errors(response):
+                data = raw.read(decode_content=True)
     except BaseException:
         response.close()
         raise
@@ -115,7 +115,7 @@ def _reader(raw: Any) -> Optional[Callable[[int], bytes]]:
     if hasattr(raw, "read1"):
         return lambda amount: cast(bytes, raw.read1(amount, decode_content=True))
     # urllib3 < 2.3: its read(n) reads until it has n bytes.
-    inner = getattr(raw, "_fp", None)
+    inner: Any = getattr(raw, "_fp", None)
     fp = getattr(inner, "fp", None)
     coding = (raw.headers.get("Content-Encoding") or "identity").lower()
     if (
