@@ -9,17 +9,13 @@ attempt's read timeout, if that is shorter). When the deadline passes it
 raises :class:`~mscomm_sync.errors.DeadlineExceededError` and closes the
 connection.
 
-``HTTPResponse.read1`` arrived in urllib3 2.3. With an older urllib3 the
-same is done through ``read(n)`` over a file that makes at most one socket
-read per call (for bodies with a ``Content-Length`` and no content coding,
-which is what a sealed answer is); any other body is read in one go, bounded
-per socket read only.
+``HTTPResponse.read1`` arrived in urllib3 2.3, the lowest release we support.
+A response without it (a test double) is read in one go.
 """
 
 from __future__ import annotations
 
 import contextlib
-import io
 import time
 from collections.abc import Iterator
 from typing import Any, Callable, Optional, cast
@@ -114,34 +110,7 @@ def _reader(raw: Any) -> Optional[Callable[[int], bytes]]:
     """Return a function reading at most one socket read's worth of body, if there is one."""
     if hasattr(raw, "read1"):
         return lambda amount: cast(bytes, raw.read1(amount, decode_content=True))
-    # urllib3 < 2.3: its read(n) reads until it has n bytes.
-    inner: Any = getattr(raw, "_fp", None)
-    fp = getattr(inner, "fp", None)
-    coding = (raw.headers.get("Content-Encoding") or "identity").lower()
-    if (
-        not isinstance(fp, io.BufferedReader)
-        or raw.length_remaining is None
-        or coding != "identity"
-    ):
-        return None
-    inner.fp = _OneRead(fp)
-    return lambda amount: cast(bytes, raw.read(amount, decode_content=False))
-
-
-class _OneRead:
-    """A buffered file whose ``read`` and ``readinto`` make at most one raw read."""
-
-    def __init__(self, fp: io.BufferedReader) -> None:
-        self._fp = fp
-
-    def read(self, size: int = -1) -> bytes:
-        return self._fp.read1(size)
-
-    def readinto(self, buffer: Any) -> int:
-        return self._fp.readinto1(buffer)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._fp, name)
+    return None
 
 
 def _read_pieces(
