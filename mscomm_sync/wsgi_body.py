@@ -98,8 +98,11 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
 def _read_exactly(stream: IO[bytes], length: int) -> bytes:
     if length == 0:
         return b""
-    first = stream.read(min(length, _CHUNK))
-    if len(first) == length:  # the usual case: one read, no copy
+    # The declared length is already known to be within the limit, so ask for
+    # all of it at once: servers that buffer the body (waitress, gunicorn's
+    # sync workers) then hand it over in one copy.
+    first = stream.read(length)
+    if len(first) == length:  # the usual case: one read, no join
         return first
     if not first:
         raise BodyRefused(400, "body shorter than Content-Length")
