@@ -37,17 +37,27 @@ def derive_message_key(secret: bytes, message_id: bytes) -> bytes:
     message has its own key, and the fixed GCM nonces can never repeat under
     one key.
     """
-    expander = _expander(secret).copy()
-    expander.update(message_id + b"\x01")  # RFC 5869 T(1) = HMAC(PRK, info || 0x01)
-    return expander.digest()
+    inner_state, outer_state = _expander(secret)
+    # RFC 5869 T(1) = HMAC(PRK, info || 0x01), with HMAC's two SHA-256
+    # passes resumed from states keyed once per key (RFC 2104).
+    inner = inner_state.copy()
+    inner.update(message_id + b"\x01")
+    outer = outer_state.copy()
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 @functools.lru_cache(maxsize=1024)
-def _expander(secret: bytes) -> hmac.HMAC:
-    # HKDF-Extract depends only on the key, so it is done once per key; each
-    # message then costs one HMAC (on a copy of the keyed, label-fed state).
+def _expander(secret: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
+    # HKDF-Extract depends only on the key, so it runs once per key, and so
+    # does keying HMAC's inner and outer hashes with the PRK (which already
+    # absorb the fixed label); each message then costs four SHA-256 blocks.
     prk = hmac.digest(_HKDF_SALT, secret, hashlib.sha256)
-    return hmac.new(prk, _HKDF_INFO, hashlib.sha256)
+    block = prk.ljust(64, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in block))
+    inner.update(_HKDF_INFO)
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
+    return inner, outer
 
 
 def associated_data(

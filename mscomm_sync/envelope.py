@@ -91,6 +91,7 @@ HEADER_SEALED_BODY = "X-Mscomm-Sealed-Body"
 ENVELOPE_HEADERS = (HEADER_ENCRYPTED, HEADER_SERVICE, HEADER_SEAL)
 
 _MAX_CONTENT_TYPE = 1024
+_MAX_REMEMBERED_NAMES = 1024
 _CLAIMED_KID = re.compile(r"(?:^|;)kid=([0-9a-f]{16})(?:;|$)")
 _CLAIMED_MID = re.compile(r"(?:^|;)id=([0-9a-f]{32})(?:;|$)")
 _SEAL = re.compile(
@@ -204,6 +205,13 @@ class Envelope:
         )
         self.max_body_size = max_body_size
         self._clock = clock
+        # Names that passed validate_service_name; bounded so that a stream
+        # of made-up sender names cannot grow it without limit.
+        self._valid_names: set[str] = set()
+
+    def _remember(self, name: str) -> None:
+        if len(self._valid_names) < _MAX_REMEMBERED_NAMES:
+            self._valid_names.add(name)
 
     def __repr__(self) -> str:
         return f"<Envelope service={self.service_name!r} window={self.window:g}>"
@@ -231,7 +239,8 @@ class Envelope:
         Raises:
             ConfigurationError: no usable key for this service.
         """
-        validate_service_name(recipient, what="recipient")
+        if recipient not in self._valid_names:
+            self._remember(validate_service_name(recipient, what="recipient"))
         return self._seal(REQUEST, recipient, method, target, body, content_type, None, "")
 
     def seal_response(
@@ -390,12 +399,14 @@ class Envelope:
         if kid is None or mid is None:
             version = seal.partition(";")[0]
             raise reject("malformed envelope" if version == "v=1" else "unsupported version")
-        if sender is None or not _METHOD.match(method.upper()):
+        method = method.upper()
+        if sender is None or not _METHOD.match(method):
             raise reject("malformed envelope")
-        try:
-            validate_service_name(sender)
-        except ConfigurationError:
-            raise reject("malformed sender") from None
+        if sender not in self._valid_names:
+            try:
+                self._remember(validate_service_name(sender))
+            except ConfigurationError:
+                raise reject("malformed sender") from None
         if expected_sender is not None and sender != expected_sender:
             raise reject("unexpected sender")
         try:
@@ -421,7 +432,7 @@ class Envelope:
                 direction,
                 sender,
                 self.service_name,
-                method.upper(),
+                method,
                 target,
                 ts_text,
                 mid,
