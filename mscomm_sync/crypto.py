@@ -14,7 +14,14 @@ import hmac
 import struct
 from typing import Optional
 
-__all__ = ["BODY_NONCE", "META_NONCE", "VERSION", "associated_data", "derive_message_key"]
+__all__ = [
+    "BODY_NONCE",
+    "META_NONCE",
+    "VERSION",
+    "aad_of",
+    "associated_data",
+    "derive_message_key",
+]
 
 VERSION = "1"
 #: GCM nonce of the body; unique because every message has its own key.
@@ -98,6 +105,10 @@ def associated_data(
 
 
 def aad_of(fields: tuple[str, ...]) -> bytes:
+    """Return the associated data of ``fields``, the eleven that :func:`associated_data` lists.
+
+    The envelope calls it directly, with the timestamp and status already text.
+    """
     joined = "".join(fields).encode("utf-8")
     if len(joined) == sum(map(len, fields)):  # all ASCII: str lengths are byte lengths
         lengths = _AAD_LENGTHS.pack(*map(len, fields))

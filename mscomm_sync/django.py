@@ -27,25 +27,13 @@ from typing import Any, Callable, Optional, TypeVar
 
 from .errors import ConfigurationError
 from .wsgi import CALLER_KEY, EncryptionMiddleware
+from .wsgi_config import MIDDLEWARE_OPTIONS, reject_unknown_options
 from .wsgi_response import WSGIApp
 
 __all__ = ["OPTIONS", "caller", "caller_required", "settings_options", "wrap"]
 
 #: The keys ``settings.MSCOMM`` may hold (the middleware's options).
-OPTIONS = frozenset(
-    {
-        "service_name",
-        "encrypt_responses",
-        "require_encryption",
-        "exempt_paths",
-        "allowed_callers",
-        "max_body_size",
-        "replay_window",
-        "keyring",
-        "replay_store",
-        "clock",
-    }
-)
+OPTIONS = frozenset(MIDDLEWARE_OPTIONS)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -86,11 +74,7 @@ def wrap(application: WSGIApp, **overrides: Any) -> EncryptionMiddleware:
     Raises:
         ConfigurationError: unknown or invalid options, or no service name.
     """
-    unknown = sorted(set(overrides) - OPTIONS)
-    if unknown:
-        raise ConfigurationError(
-            f"unknown mscomm_sync option(s): {', '.join(unknown)}", reason="unknown option"
-        )
+    reject_unknown_options(overrides)
     options = settings_options()
     options.update(overrides)
     service_name = options.pop("service_name", None)

@@ -27,6 +27,7 @@ import attrs
 
 from .errors import ConfigurationError
 from .wsgi import CALLER_KEY, EncryptionMiddleware
+from .wsgi_config import MIDDLEWARE_OPTIONS, reject_unknown_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
@@ -34,18 +35,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["OPTIONS", "MscommState", "caller_required", "current_caller", "init_app"]
 
 #: The options ``init_app`` accepts, each also readable from ``app.config["MSCOMM_<NAME>"]``.
-OPTIONS = (
-    "service_name",
-    "encrypt_responses",
-    "require_encryption",
-    "exempt_paths",
-    "allowed_callers",
-    "max_body_size",
-    "replay_window",
-    "keyring",
-    "replay_store",
-    "clock",
-)
+OPTIONS = MIDDLEWARE_OPTIONS
 EXTENSION = "mscomm_sync"
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -81,11 +71,7 @@ def init_app(app: Flask, **options: Any) -> EncryptionMiddleware:
         ConfigurationError: an unknown or invalid option, or ``init_app`` was
             already called on this app.
     """
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise ConfigurationError(
-            f"unknown mscomm_sync option(s): {', '.join(unknown)}", reason="unknown option"
-        )
+    reject_unknown_options(options)
     if EXTENSION in app.extensions:
         raise ConfigurationError(
             "init_app was already called on this app", reason="initialised twice"

@@ -27,7 +27,12 @@ from .errors import ConfigurationError, IntegrityError
 from .keyring import Keyring
 from .replay import ReplayStore, default_replay_store
 from .wsgi_body import BodyRefused, check_passthrough_body, read_body
-from .wsgi_config import DEFAULT_MAX_BODY_SIZE, MiddlewareOptions
+from .wsgi_config import (
+    DEFAULT_EXEMPT_PATHS,
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_REPLAY_WINDOW,
+    MiddlewareOptions,
+)
 from .wsgi_log import log_app_failure, log_refusal
 from .wsgi_response import (
     BODILESS_STATUSES,
@@ -87,10 +92,10 @@ class EncryptionMiddleware:
         *,
         encrypt_responses: bool = True,
         require_encryption: bool = True,
-        exempt_paths: Iterable[str] = ("/health",),
+        exempt_paths: Iterable[str] = DEFAULT_EXEMPT_PATHS,
         allowed_callers: Optional[Iterable[str]] = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
-        replay_window: float = 60,
+        replay_window: float = DEFAULT_REPLAY_WINDOW,
         keyring: Optional[Keyring] = None,
         replay_store: Optional[ReplayStore] = None,
         clock: Callable[[], float] = time.time,
@@ -226,9 +231,7 @@ class EncryptionMiddleware:
             # Our own key became unusable (e.g. a bad rotation); the caller
             # will refuse this unsealed answer, which is the truth.
             log_app_failure("cannot seal the answer", environ, opened.sender, opened.message_id)
-            line, refusal_headers, refusal_body = refusal(500)
-            start_response(line, refusal_headers)
-            return refusal_body
+            return _refuse(500, start_response)
         out_headers, out_body = sealed_response(status, headers, sealed, bodiless=bodiless)
         start_response(status, out_headers)
         return out_body

@@ -15,7 +15,9 @@ __all__ = [
     "DEFAULT_EXEMPT_PATHS",
     "DEFAULT_MAX_BODY_SIZE",
     "DEFAULT_REPLAY_WINDOW",
+    "MIDDLEWARE_OPTIONS",
     "MiddlewareOptions",
+    "reject_unknown_options",
     "resolve_service_name",
 ]
 
@@ -135,3 +137,26 @@ class MiddlewareOptions:
             ConfigurationError: an option is missing or invalid.
         """
         return cls(service_name=resolve_service_name(service_name, os.environ), **options)
+
+
+#: Every keyword option of ``EncryptionMiddleware``, ``service_name`` first:
+#: the fields of :class:`MiddlewareOptions`, then its collaborators.
+MIDDLEWARE_OPTIONS: tuple[str, ...] = (
+    *(field.name for field in attrs.fields(MiddlewareOptions)),
+    "keyring",
+    "replay_store",
+    "clock",
+)
+
+
+def reject_unknown_options(names: Iterable[str]) -> None:
+    """Refuse option names that ``EncryptionMiddleware`` does not take.
+
+    Raises:
+        ConfigurationError: some name is not in :data:`MIDDLEWARE_OPTIONS`.
+    """
+    unknown = sorted(set(names).difference(MIDDLEWARE_OPTIONS))
+    if unknown:
+        raise ConfigurationError(
+            f"unknown mscomm_sync option(s): {', '.join(unknown)}", reason="unknown option"
+        )

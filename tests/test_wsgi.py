@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from mscomm_sync.errors import ConfigurationError
 from mscomm_sync.replay import MemoryReplayStore
 from mscomm_sync.testing import LiveServer
 from mscomm_sync.wsgi import EncryptionMiddleware
+from mscomm_sync.wsgi_config import MIDDLEWARE_OPTIONS
 
 REFUSED_401 = {"error": "unauthorized"}
 
@@ -174,6 +176,12 @@ def test_missing_own_key_is_a_configuration_error() -> None:
         EncryptionMiddleware(
             echo_app, "unknown", keyring=keyring(), replay_store=MemoryReplayStore()
         )
+
+
+def test_option_names_match_the_middleware_signature() -> None:
+    """The options the Flask and Django glue accept are every keyword the middleware takes."""
+    parameters = list(inspect.signature(EncryptionMiddleware).parameters)
+    assert list(MIDDLEWARE_OPTIONS) == parameters[1:]
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,7 @@ from typing import Any, Optional
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+from support.inprocess import run
 from support.seal import SEAL_FIELDS, replace_seal_field
 from support.sealing import keyring
 from werkzeug.test import EnvironBuilder
@@ -60,17 +61,6 @@ class Recorder:
         )
         start_response("200 OK", [("Content-Type", "application/json")])
         return [body]
-
-
-def run(app: Any, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-    got: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        got["status"], got["headers"] = status, dict(headers)
-        return lambda data: None
-
-    body = b"".join(app(environ, start_response))
-    return int(got["status"][:3]), got["headers"], body
 
 
 def resolve(real: dict[str, str], name: str, value: Any) -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import requests
+from support.inprocess import run
 from support.seal import replace_seal_field
 from support.sealing import keyring, open_reply, prepare, send
 from werkzeug.test import EnvironBuilder
@@ -62,18 +63,6 @@ def make(app: Recorder, **options: Any) -> EncryptionMiddleware:
     options.setdefault("replay_store", MemoryReplayStore())
     options.setdefault("max_body_size", LIMIT)
     return EncryptionMiddleware(app, "billing", **options)
-
-
-def run(app: Any, environ: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
-    """Call a WSGI app in-process and return status code, headers and body."""
-    got: dict[str, Any] = {}
-
-    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-        got["status"], got["headers"] = status, dict(headers)
-        return lambda data: None
-
-    body = b"".join(app(environ, start_response))
-    return int(got["status"][:3]), got["headers"], body
 
 
 def sealed_environ(body: bytes = b"{}", **kwargs: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from typing import Any, Optional, TypeVar
 
 import attrs
 
-from .base import DEFAULT_HEALTH_ENDPOINT, Instance
+from .base import DEFAULT_HEALTH_ENDPOINT, Instance, make_instance
 from .catalogue import Catalogue
 from .health import HealthCheckConfig, HealthPoller
 from .worker import PeriodicWorker, fork_generation, reset_after_fork
@@ -25,8 +25,9 @@ class BaseRegistry:
     """Serve lookups from a :class:`Catalogue` and own the health poller.
 
     Subclasses fill the catalogue from their backend, implement
-    :meth:`register`, :meth:`deregister` and :meth:`refresh`, and list their
-    own background workers in :meth:`_workers`.
+    :meth:`_store` (which :meth:`register` calls with a validated record),
+    :meth:`deregister` and :meth:`refresh`, and list their own background
+    workers in :meth:`_workers`.
 
     Args:
         health_check: health-check settings used by :meth:`start_health_checks`.
@@ -92,7 +93,27 @@ class BaseRegistry:
         health_endpoint: str = DEFAULT_HEALTH_ENDPOINT,
         metadata: Optional[Mapping[str, Any]] = None,
     ) -> Instance:
-        """Add the instance ``(name, url)`` or update it if present."""
+        """Add the instance ``(name, url)``, or update it in place if present.
+
+        Args:
+            name: the service name.
+            url: the instance's base URL (a trailing slash is dropped).
+            health_endpoint: the path health checks GET.
+            metadata: JSON-serialisable values under string keys.
+
+        Returns:
+            The stored record.
+
+        Raises:
+            ConfigurationError: an argument is invalid.
+            RegistryError: the backend cannot be read or written.
+        """
+        inst = make_instance(name, url, health_endpoint=health_endpoint, metadata=metadata)
+        self._store(inst)
+        return inst
+
+    def _store(self, inst: Instance) -> None:
+        """Add or replace the validated record ``inst`` in the backend."""
         raise NotImplementedError
 
     def deregister(self, name: str, url: str) -> None:

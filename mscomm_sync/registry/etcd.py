@@ -177,6 +177,10 @@ class EtcdRegistry(BaseRegistry):
             RegistryError: etcd refused or no member answered.
         """
         inst = make_instance(name, url, health_endpoint=health_endpoint, metadata=metadata)
+        self._store(inst, lease=lease)
+        return inst
+
+    def _store(self, inst: Instance, *, lease: bool = True) -> None:
         value = json.dumps(
             {
                 "url": inst.url,
@@ -193,7 +197,6 @@ class EtcdRegistry(BaseRegistry):
                 self._own.pop(inst.key, None)
             self._catalogue.upsert(inst)
             self._revision = None  # the cache was patched: the next refresh must read
-        return inst
 
     def deregister(self, name: str, url: str) -> None:
         """Delete the instance ``(name, url)``, whoever registered it.
@@ -241,12 +244,7 @@ class EtcdRegistry(BaseRegistry):
             )
             self._lease = self._gateway.grant(self.lease_ttl)
             for inst in list(self._own.values()):
-                self.register(
-                    inst.service,
-                    inst.url,
-                    health_endpoint=inst.health_endpoint,
-                    metadata=inst.metadata,
-                )
+                self._store(inst)
 
     def keep_lease_once(self) -> None:
         """Renew the lease now, as the keep-alive thread does (for tests)."""

@@ -19,12 +19,12 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
-from typing import Any, Optional, Union
+from collections.abc import Callable, Iterator
+from typing import Optional, Union
 
 from ..errors import RegistryError
 from .backend import BaseRegistry
-from .base import DEFAULT_HEALTH_ENDPOINT, Instance, make_instance
+from .base import Instance
 from .fileformat import DocumentError, decode, empty_document, encode
 from .health import HealthCheckConfig
 
@@ -78,38 +78,13 @@ class FileRegistry(BaseRegistry):
 
     # -- writes ----------------------------------------------------------
 
-    def register(
-        self,
-        name: str,
-        url: str,
-        *,
-        health_endpoint: str = DEFAULT_HEALTH_ENDPOINT,
-        metadata: Optional[Mapping[str, Any]] = None,
-    ) -> Instance:
-        """Add the instance ``(name, url)``, or update it in place if present.
-
-        Args:
-            name: the service name.
-            url: the instance's base URL (a trailing slash is dropped).
-            health_endpoint: the path health checks GET.
-            metadata: JSON-serialisable values under string keys.
-
-        Returns:
-            The stored record.
-
-        Raises:
-            ConfigurationError: an argument is invalid.
-            RegistryError: the file cannot be read or written.
-        """
-        inst = make_instance(name, url, health_endpoint=health_endpoint, metadata=metadata)
-
+    def _store(self, inst: Instance) -> None:
         def upsert(current: list[Instance]) -> list[Instance]:
             if any(old.key == inst.key for old in current):
                 return [inst if old.key == inst.key else old for old in current]
             return [*current, inst]
 
         self._update(upsert)
-        return inst
 
     def deregister(self, name: str, url: str) -> None:
         """Remove the instance ``(name, url)``; an absent one is ignored.

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import CancelledError, ThreadPoolExecutor
-from types import TracebackType
 from typing import Optional
 
 import attrs
@@ -75,8 +74,12 @@ class _Verdict:
     checked_at: Optional[float] = None
 
 
-class HealthPoller:
+class HealthPoller(PeriodicWorker):
     """Probe instances on an owned thread and keep a per-process verdict.
+
+    It is a :class:`PeriodicWorker` whose step is :meth:`poll_once`: ``start``,
+    ``stop``, ``run_due``, ``ensure_running`` and ``with poller:`` work as
+    there, and ``stop`` also frees the probe threads and their sessions.
 
     An instance becomes unhealthy after ``fall`` consecutive failed probes and
     healthy again after ``rise`` consecutive passes. A probe passes when the
@@ -106,7 +109,6 @@ class HealthPoller:
         self.config = config if config is not None else HealthCheckConfig()
         self._targets = targets
         self._on_change = on_change
-        self._clock = clock
         self._session_factory = session_factory
         self._verdicts: dict[Key, _Verdict] = {}
         self._unhealthy: frozenset[Key] = frozenset()
@@ -117,7 +119,7 @@ class HealthPoller:
         self._local = threading.local()
         self.last_sweep_seconds: Optional[float] = None
         reset_after_fork(self)
-        self._worker = PeriodicWorker(
+        super().__init__(
             self.poll_once,
             name="mscomm-health-poller",
             interval=self.config.interval,
@@ -126,34 +128,17 @@ class HealthPoller:
             rng=rng,
         )
 
-    @property
-    def running(self) -> bool:
-        """Whether the polling thread is alive."""
-        return self._worker.running
-
-    def start(self) -> None:
-        """Start polling on the owned thread (the first sweep runs at once)."""
-        self._worker.start()
-
     def stop(self, timeout: Optional[float] = 5.0) -> bool:
         """Stop polling, wait up to ``timeout`` seconds, and free the probe pool.
 
         Returns:
             True if the thread has ended.
         """
-        stopped = self._worker.stop(timeout)
+        stopped = super().stop(timeout)
         self._shutdown_pool()
         return stopped
 
     close = stop
-
-    def ensure_running(self) -> None:
-        """Restart the thread if it ran before this process forked."""
-        self._worker.ensure_running()
-
-    def run_due(self) -> bool:
-        """Sweep if the jittered interval has passed on the clock; return whether it did."""
-        return self._worker.run_due()
 
     def is_healthy(self, service: str, url: str) -> bool:
         """Return the verdict for ``(service, url)``; unchecked instances are healthy."""
@@ -235,6 +220,7 @@ class HealthPoller:
     def _reset_after_fork(self) -> None:
         # In a forked child: the parent's pool threads and pooled sockets are
         # not ours, and a sweep in progress at the fork left its lock held.
+        super()._reset_after_fork()
         self._sweep_lock = threading.Lock()
         self._executor = None
         self._sessions = []
@@ -257,18 +243,6 @@ class HealthPoller:
             executor.shutdown(wait=False, cancel_futures=True)
         for session in sessions:
             session.close()
-
-    def __enter__(self) -> HealthPoller:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"

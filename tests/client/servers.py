@@ -12,13 +12,15 @@ import socket
 import threading
 from collections import Counter
 from collections.abc import Iterable
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, TypeVar
 
 from mscomm_sync.keyring import Keyring, generate_key
 from mscomm_sync.replay import MemoryReplayStore
 from mscomm_sync.wsgi import EncryptionMiddleware
 
 KEYS = {name: generate_key() for name in ("billing", "orders", "legacy")}
+
+_S = TypeVar("_S", bound="SocketServer")
 
 Handler = Callable[[dict[str, Any]], tuple[int, list[tuple[str, str]], bytes]]
 
@@ -108,15 +110,14 @@ def sealed(
     )
 
 
-class RawServer:
-    """A socket server on 127.0.0.1 that answers with scripted bytes.
+class SocketServer:
+    """A listening socket on 127.0.0.1 that hands each connection to ``_handle`` on a thread.
 
-    ``script(n)`` returns, for the n-th request on a connection, the bytes to
-    send and whether to close the connection afterwards. It counts requests.
+    Subclasses write ``_handle``; they may wait on ``self._stop``, which is set
+    when the ``with`` block ends, and count requests with ``_count()``.
     """
 
-    def __init__(self, script: Callable[[int], tuple[bytes, bool]]) -> None:
-        self.script = script
+    def __init__(self) -> None:
         self.requests = 0
         self._lock = threading.Lock()
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -131,7 +132,7 @@ class RawServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
 
-    def __enter__(self) -> RawServer:
+    def __enter__(self: _S) -> _S:
         self._thread.start()
         return self
 
@@ -147,6 +148,25 @@ class RawServer:
             except OSError:
                 continue
             threading.Thread(target=self._handle, args=(conn,), daemon=True).start()
+
+    def _count(self) -> None:
+        with self._lock:
+            self.requests += 1
+
+    def _handle(self, conn: socket.socket) -> None:
+        raise NotImplementedError
+
+
+class RawServer(SocketServer):
+    """A socket server on 127.0.0.1 that answers with scripted bytes.
+
+    ``script(n)`` returns, for the n-th request on a connection, the bytes to
+    send and whether to close the connection afterwards. It counts requests.
+    """
+
+    def __init__(self, script: Callable[[int], tuple[bytes, bool]]) -> None:
+        super().__init__()
+        self.script = script
 
     def _handle(self, conn: socket.socket) -> None:
         conn.settimeout(10)
@@ -169,8 +189,7 @@ class RawServer:
                         return
                     buffer += chunk
                 buffer = buffer[length:]
-                with self._lock:
-                    self.requests += 1
+                self._count()
                 data, close = self.script(n)
                 conn.sendall(data)
                 if close:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from typing import Any, Callable
 
@@ -15,8 +14,10 @@ from mscomm_sync.errors import DeadlineExceededError, ServiceUnavailableError
 from mscomm_sync.policies import CallPolicy, TimeoutPolicy
 from mscomm_sync.registry import FileRegistry
 
+from .servers import SocketServer
 
-class TrickleServer:
+
+class TrickleServer(SocketServer):
     """A server on 127.0.0.1 that sends its headers at once, then its body byte by byte.
 
     Each byte follows the last after ``interval`` seconds, so every socket read
@@ -24,39 +25,13 @@ class TrickleServer:
     """
 
     def __init__(self, length: int = 20, interval: float = 0.2) -> None:
+        super().__init__()
         self.length = length
         self.interval = interval
-        self.requests = 0
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(4)
-        self._sock.settimeout(0.2)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._serve, daemon=True)
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-
-    def __enter__(self) -> TrickleServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        self._sock.close()
-
-    def _serve(self) -> None:
-        for _ in range(100):  # at most 100 accepts of at most 0.2 s each
-            if self._stop.is_set():
-                return
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                continue
-            with conn:
-                self._answer(conn)
+    def _handle(self, conn: socket.socket) -> None:
+        with conn:
+            self._answer(conn)
 
     def _answer(self, conn: socket.socket) -> None:
         conn.settimeout(5)
@@ -68,7 +43,7 @@ class TrickleServer:
             if not chunk:
                 return
             head += chunk
-        self.requests += 1
+        self._count()
         conn.sendall(
             b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
             b"Content-Length: %d\r\n\r\n" % self.length
