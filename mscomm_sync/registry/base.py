@@ -104,6 +104,12 @@ def normalize_url(url: str) -> str:
             a query or fragment.
     """
     parts = urlsplit(url) if isinstance(url, str) else None
+    if parts is not None and "@" in parts.netloc:
+        # Credentials would end up in log lines, errors and reprs; never echo them.
+        raise ConfigurationError(
+            "instance URLs must not carry credentials (user:password@)",
+            reason="credentials in url",
+        )
     if (
         parts is None
         or parts.scheme not in ("http", "https")

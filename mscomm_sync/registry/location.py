@@ -51,6 +51,13 @@ def parse_location(location: str) -> tuple[list[str], str]:
     if not location.startswith("etcd://"):
         raise ConfigurationError(f"not an etcd location: {location!r}", reason="bad location")
     hosts, _, path = location[len("etcd://") :].partition("/")
+    if "@" in hosts:
+        # Credentials would end up in log lines and reprs; never echo them.
+        raise ConfigurationError(
+            "etcd locations must not carry credentials (user:password@)",
+            variable=ENV_REGISTRY,
+            reason="credentials in location",
+        )
     endpoints = []
     for host in hosts.split(","):
         host = host.strip()

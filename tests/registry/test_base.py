@@ -63,3 +63,24 @@ def test_health_url_joins_base_url_and_endpoint() -> None:
     """health_url is the URL the poller GETs."""
     inst = make_instance("billing", "http://127.0.0.1:1", health_endpoint="/ready")
     assert inst.health_url == "http://127.0.0.1:1/ready"
+
+
+def test_instance_url_with_credentials_is_refused_without_echoing_them() -> None:
+    """A URL with user:password@ is refused, and the password is not in the message."""
+    from mscomm_sync.errors import ConfigurationError
+    from mscomm_sync.registry.base import normalize_url
+
+    with pytest.raises(ConfigurationError) as info:
+        normalize_url("http://svc:hunter2-secret@127.0.0.1:8001")
+    assert "hunter2" not in str(info.value)
+    assert "credentials" in str(info.value)
+
+
+def test_etcd_location_with_credentials_is_refused_without_echoing_them() -> None:
+    """An etcd:// location with user:password@ is refused, and the password is not echoed."""
+    from mscomm_sync.errors import ConfigurationError
+    from mscomm_sync.registry.location import parse_location
+
+    with pytest.raises(ConfigurationError) as info:
+        parse_location("etcd://root:hunter2-secret@127.0.0.1:2379/x")
+    assert "hunter2" not in str(info.value)
