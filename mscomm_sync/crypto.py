@@ -21,6 +21,7 @@ __all__ = [
     "aad_of",
     "associated_data",
     "derive_message_key",
+    "message_aad",
 ]
 
 VERSION = "1"
@@ -33,6 +34,8 @@ _AAD_LABEL = b"mscomm-sync envelope"
 _HKDF_SALT = bytes(32)
 _HKDF_INFO = b"mscomm-sync/1 message key"
 _AAD_LENGTHS = struct.Struct(">11I")
+_HEAD_LENGTHS = struct.Struct(">7I")
+_TAIL_LENGTHS = struct.Struct(">4I")
 
 
 def derive_message_key(secret: bytes, message_id: bytes) -> bytes:
@@ -115,3 +118,47 @@ def aad_of(fields: tuple[str, ...]) -> bytes:
     else:
         lengths = _AAD_LENGTHS.pack(*(len(f.encode("utf-8")) for f in fields))
     return _AAD_LABEL + lengths + joined
+
+
+def message_aad(
+    version: str,
+    kid: str,
+    direction: str,
+    sender: str,
+    recipient: str,
+    method: str,
+    target: str,
+    timestamp: str,
+    message_id: str,
+    status: str,
+    reply_to: str,
+) -> bytes:
+    """Return :func:`aad_of` of these eleven fields, the same bytes, computed faster.
+
+    The envelope's hot path: the first seven fields repeat from one call of a
+    route to the next, so their lengths and bytes come from a small cache and
+    only the last four are encoded for each message.
+    """
+    head_lengths, head = _aad_head(version, kid, direction, sender, recipient, method, target)
+    tail = timestamp + message_id + status + reply_to
+    encoded = tail.encode("utf-8")
+    if len(encoded) == len(tail):  # all ASCII: str lengths are byte lengths
+        tail_lengths = _TAIL_LENGTHS.pack(
+            len(timestamp), len(message_id), len(status), len(reply_to)
+        )
+    else:
+        tail_lengths = _TAIL_LENGTHS.pack(
+            *(len(f.encode("utf-8")) for f in (timestamp, message_id, status, reply_to))
+        )
+    return b"".join((head_lengths, tail_lengths, head, encoded))
+
+
+@functools.lru_cache(maxsize=1024)
+def _aad_head(
+    version: str, kid: str, direction: str, sender: str, recipient: str, method: str, target: str
+) -> tuple[bytes, bytes]:
+    # The label and the first seven lengths, then the first seven fields' bytes.
+    fields = [
+        f.encode("utf-8") for f in (version, kid, direction, sender, recipient, method, target)
+    ]
+    return _AAD_LABEL + _HEAD_LENGTHS.pack(*map(len, fields)), b"".join(fields)

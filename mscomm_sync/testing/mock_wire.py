@@ -7,8 +7,6 @@ byte-for-byte what a real service sends.
 
 from __future__ import annotations
 
-import attrs
-
 from ..envelope import Envelope, Opened
 from ..wsgi_response import BODILESS_STATUSES, refusal, sealed_response, without_envelope_headers
 from .mock_types import MockReply
@@ -64,6 +62,6 @@ def sealed(
         content_type=reply.content_type,
     )
     if tamper:
-        seal = attrs.evolve(seal, body=bytes([seal.body[0] ^ 0x01]) + seal.body[1:])
+        seal = seal._replace(body=bytes([seal.body[0] ^ 0x01]) + seal.body[1:])
     headers, chunks = sealed_response(f"{status} -", reply.headers.items(), seal, bodiless=bodiless)
     return status, headers, b"".join(chunks)
