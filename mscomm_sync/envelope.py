@@ -92,7 +92,7 @@ _MAX_REMEMBERED_NAMES = 1024
 _CLAIMED_KID = re.compile(r"(?:^|;)kid=([0-9a-f]{16})(?:;|$)")
 _CLAIMED_MID = re.compile(r"(?:^|;)id=([0-9a-f]{32})(?:;|$)")
 _SEAL = re.compile(
-    r"v=1;kid=([0-9a-f]{16});ts=(0|[1-9][0-9]{0,11});id=([0-9a-f]{32});ct=((?:[0-9a-f]{2}){16,1040})\Z"
+    r"v=1;kid=([0-9a-f]{16});ts=(0|[1-9][0-9]{0,11});id=([0-9a-f]{32});ct=([0-9a-f]{32,2080})\Z"
 )
 _METHOD = re.compile(r"[A-Z]{1,16}\Z")
 #: Methods known valid, so the common ones skip ``upper()`` and the regex.
@@ -389,7 +389,7 @@ class Envelope:
             raise reject("body too large")
         if (headers.get(HEADER_ENCRYPTED) or "").lower() != "true":
             raise reject("not sealed")
-        if kid is None or mid is None:
+        if kid is None or mid is None or len(sealed_ct) & 1:
             version = seal.partition(";")[0]
             raise reject("malformed envelope" if version == "v=1" else "unsupported version")
         if method not in _COMMON_METHODS:
@@ -430,7 +430,7 @@ class Envelope:
         )
         aead = AESGCM(derive_message_key(key.secret, bytes.fromhex(mid)))
         try:
-            # The regex admits only lower-case hex of even length: one spelling.
+            # Lower-case hex of even length (regex and check above): one spelling.
             content_type = aead.decrypt(META_NONCE, bytes.fromhex(sealed_ct), aad).decode("utf-8")
             plaintext = aead.decrypt(BODY_NONCE, body, aad)
         except (InvalidTag, UnicodeDecodeError):
