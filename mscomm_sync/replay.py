@@ -15,12 +15,12 @@ only, because anyone who can write it can erase the memory of a message.
 
 from __future__ import annotations
 
-import heapq
 import logging
 import os
 import tempfile
 import threading
 import time
+from heapq import heappop, heappush
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Protocol, Union, runtime_checkable
 
@@ -42,12 +42,20 @@ __all__ = [
 DEFAULT_MAX_ENTRIES = 1_000_000
 #: The environment variable that names the host-wide replay database file.
 REPLAY_DB_ENV = "MSCOMM_REPLAY_DB"
-_PURGE_EVERY = 1024
+_MIN_INTERVAL = 1024
+# Between counts a connection inserts at most this share of the room it saw left.
+_ROOM_SHARE = 64
+# WAL pages between checkpoints (SQLite's default is 1000): each checkpoint
+# copies every page changed since the last one, so fewer checkpoints copy
+# fewer pages. The WAL grows to about this many 4 KiB pages (16 MiB).
+_WAL_AUTOCHECKPOINT = 4096
 _INSERT = (
     "INSERT INTO seen (key, expires_at) VALUES (?, ?) "
     "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
     "WHERE seen.expires_at <= ?"
 )
+_PURGE = "DELETE FROM seen WHERE expires_at <= ?"
+_COUNT = "SELECT count(*) FROM seen"
 
 log = logging.getLogger("mscomm_sync.replay")
 
@@ -99,20 +107,21 @@ class MemoryReplayStore:
     def add(self, key: str, expires_at: float) -> bool:
         now = self._clock()
         with self._lock:
-            self._evict(now)
-            current = self._expiry.get(key)
-            if current is not None and current > now:
+            heap = self._heap
+            if heap and heap[0][0] <= now:
+                self._evict(now)
+            # Only unexpired ids remain: any expired one was just evicted.
+            expiry = self._expiry
+            if key in expiry or len(expiry) >= self.max_entries:
                 return False
-            if len(self._expiry) >= self.max_entries:
-                return False
-            self._expiry[key] = expires_at
-            heapq.heappush(self._heap, (expires_at, key))
+            expiry[key] = expires_at
+            heappush(heap, (expires_at, key))
             return True
 
     def _evict(self, now: float) -> None:
         heap = self._heap
         while heap and heap[0][0] <= now:
-            expires_at, key = heapq.heappop(heap)
+            expires_at, key = heappop(heap)
             if self._expiry.get(key) == expires_at:
                 del self._expiry[key]
 
@@ -149,16 +158,25 @@ def default_replay_store() -> SqliteReplayStore:
     return SqliteReplayStore(default_replay_path())
 
 
-class _ThreadState(threading.local):
-    """One thread's connection to the database, and what it last counted there."""
+class _Connection:
+    """One thread's connection to the database in one process, and what it last counted there."""
 
-    conn: Optional[sqlite3.Connection] = None
-    cursor: sqlite3.Cursor
-    pid = 0
-    fresh = 0  # ids inserted since the last count
-    size = 0  # unexpired ids at the last count
-    full = False
-    recheck_at = 0.0
+    __slots__ = ("conn", "execute", "full", "left", "pid", "recheck_at", "size")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.execute = conn.cursor().execute
+        self.pid = os.getpid()
+        self.left = 0  # fresh ids to insert before purging and counting again
+        self.size = 0  # ids left at the last count
+        self.full = False
+        self.recheck_at = 0.0
+
+
+class _ThreadState(threading.local):
+    """This thread's connection, once it has opened one."""
+
+    current: Optional[_Connection] = None
 
 
 class SqliteReplayStore:
@@ -170,12 +188,16 @@ class SqliteReplayStore:
     one id, in any processes, exactly one sees ``True``.
 
     The database is bounded: each connection purges expired ids and counts
-    the rest when it opens and then every ``min(1024, max_entries // 16)``
-    fresh ids, and while the count is at ``max_entries`` it refuses new ids
-    (fails closed, re-checking at most once a second) rather than grow or
-    forget ids that could still be replayed. Counting only now and then keeps
-    an insert cheap; the price is that the table may pass the bound by up to
-    that interval per connection before every connection notices.
+    the rest when it opens, and again once it has inserted an *interval* of
+    fresh ids: as many as it counted, but at most a sixty-fourth of the room
+    then left under ``max_entries`` and at least ``min(1024, max_entries //
+    16)``. While the count is at ``max_entries`` it refuses new ids (fails
+    closed, re-checking at most once a second) rather than grow or forget ids
+    that could still be replayed. Purging and counting scan the whole table;
+    spreading them out this way keeps their share of an insert small at any
+    size, while expired ids never outnumber the rest for long. The price is
+    that the table may pass the bound by up to one interval per connection
+    before every connection notices.
 
     Writes use ``PRAGMA synchronous=OFF`` unless ``durable=True``: an app
     crash loses nothing, but an OS crash or power loss may lose recent ids
@@ -219,7 +241,7 @@ class SqliteReplayStore:
             raise ValueError("max_entries must be at least 1")
         self.path = Path(path)
         self.max_entries = max_entries
-        self._check_every = max(1, min(_PURGE_EVERY, max_entries // 16))
+        self._min_interval = max(1, min(_MIN_INTERVAL, max_entries // 16))
         self._clock = clock
         self._timeout = timeout
         self._synchronous = "NORMAL" if durable else "OFF"
@@ -230,60 +252,73 @@ class SqliteReplayStore:
     def add(self, key: str, expires_at: float) -> bool:
         now = self._clock()
         try:
-            local = self._thread_state()
-            if local.full and not self._has_room(local, now):
-                log.error("replay store %s is full (%d ids), refusing", self.path, local.size)
+            state = self._local.current  # _state(), inlined: this is the hot path
+            if state is None or state.pid != os.getpid():
+                state = self._connect()
+            if state.full and not self._has_room(state, now):
+                log.error("replay store %s is full (%d ids), refusing", self.path, state.size)
                 return False
-            fresh = local.cursor.execute(_INSERT, (key, expires_at, now)).rowcount == 1
-            if fresh:
-                local.fresh += 1
-                if local.fresh >= self._check_every:
-                    self._measure(local, now)
-            return fresh
+            if state.execute(_INSERT, (key, expires_at, now)).rowcount != 1:
+                return False
+            state.left -= 1
+            if state.left <= 0:
+                self._measure(state, now)
+            return True
         except self._failures as exc:
             log.error("replay store %s failed, refusing: %s", self.path, exc)
             return False
 
     def __len__(self) -> int:
         """Return how many unexpired ids the database holds."""
-        cursor = self._thread_state().cursor
-        row = cursor.execute(
-            "SELECT count(*) FROM seen WHERE expires_at > ?", (self._clock(),)
-        ).fetchone()
+        execute = self._state().execute
+        row = execute("SELECT count(*) FROM seen WHERE expires_at > ?", (self._clock(),)).fetchone()
         return int(row[0])
 
     def close(self) -> None:
         """Close this thread's connection, if this process opened it."""
         local = self._local
-        if local.conn is not None and local.pid == os.getpid():
-            local.conn.close()
-        local.conn = None
+        if local.current is not None:
+            if local.current.pid == os.getpid():
+                local.current.conn.close()
+            else:
+                self._abandoned.append(local.current.conn)  # see _connect
+        local.current = None
 
-    def _has_room(self, local: _ThreadState, now: float) -> bool:
+    def _has_room(self, state: _Connection, now: float) -> bool:
         # While full, purge and recount at most once a second: refusals stay cheap.
-        if now >= local.recheck_at:
-            self._measure(local, now)
-            local.recheck_at = now + 1.0
-        return not local.full
+        if now >= state.recheck_at:
+            self._measure(state, now)
+            state.recheck_at = now + 1.0
+        return not state.full
 
-    def _measure(self, local: _ThreadState, now: float) -> None:
-        cursor = local.cursor
-        cursor.execute("DELETE FROM seen WHERE expires_at <= ?", (now,))
-        local.size = int(cursor.execute("SELECT count(*) FROM seen").fetchone()[0])
-        local.full = local.size >= self.max_entries
-        local.fresh = 0
+    def _measure(self, state: _Connection, now: float) -> None:
+        execute = state.execute
+        execute(_PURGE, (now,))
+        size = state.size = int(execute(_COUNT).fetchone()[0])
+        state.full = size >= self.max_entries
+        state.left = self._interval(size)
 
-    def _thread_state(self) -> _ThreadState:
+    def _interval(self, size: int) -> int:
+        """Return how many fresh ids to insert before purging and counting again."""
+        room = self.max_entries - size
+        return max(self._min_interval, min(size, room // _ROOM_SHARE))
+
+    def _state(self) -> _Connection:
+        state = self._local.current
+        if state is None or state.pid != os.getpid():
+            state = self._connect()
+        return state
+
+    def _connect(self) -> _Connection:
         local = self._local
-        if local.conn is not None and local.pid == os.getpid():
-            return local
-        if local.conn is not None:
+        if local.current is not None:
             # Inherited across fork(): SQLite forbids using or closing it here.
-            self._abandoned.append(local.conn)
-        conn = local.conn = self._open()
-        local.pid, local.cursor, local.recheck_at = os.getpid(), conn.cursor(), 0.0
-        self._measure(local, self._clock())
-        return local
+            self._abandoned.append(local.current.conn)
+            local.current = None
+        state = _Connection(self._open())
+        self._measure(state, self._clock())
+        local.current = state
+        return state
 
     def _open(self) -> sqlite3.Connection:
         import sqlite3
@@ -307,6 +342,7 @@ class SqliteReplayStore:
         )
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT}")
         conn.execute(
             "CREATE TABLE IF NOT EXISTS seen "
             "(key TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID"

@@ -22,7 +22,15 @@ import time
 from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
-from .envelope import ENVELOPE_HEADERS, Envelope, Opened, target_from_environ
+from .envelope import (
+    ENVELOPE_HEADERS,
+    HEADER_ENCRYPTED,
+    HEADER_SEAL,
+    HEADER_SERVICE,
+    Envelope,
+    Opened,
+    target_from_environ,
+)
 from .errors import ConfigurationError, IntegrityError
 from .keyring import Keyring
 from .replay import ReplayStore, default_replay_store
@@ -38,10 +46,12 @@ from .wsgi_response import (
     BODILESS_STATUSES,
     StartResponse,
     WSGIApp,
+    app_headers,
     collect,
     error_body,
     refusal,
-    sealed_response,
+    sealed_headers,
+    served_body,
     status_line,
     without_envelope_headers,
 )
@@ -54,8 +64,28 @@ CALLER_KEY = "mscomm.caller"
 MESSAGE_ID_KEY = "mscomm.message_id"
 
 _TAG_BYTES = 16
-_ENVIRON_HEADERS = tuple((h, "HTTP_" + h.upper().replace("-", "_")) for h in ENVELOPE_HEADERS)
-_SEALED_FLAG = "HTTP_X_ENCRYPTED_PAYLOAD"
+
+
+def _environ_key(header: str) -> str:
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+_ENVIRON_HEADERS = tuple((h, _environ_key(h)) for h in ENVELOPE_HEADERS)
+_SEALED_FLAG = _environ_key(HEADER_ENCRYPTED)
+_SERVICE_KEY = _environ_key(HEADER_SERVICE)
+_SEAL_KEY = _environ_key(HEADER_SEAL)
+#: What a verified request loses before the app sees it: the envelope's
+#: headers, and the encodings that described the sealed body.
+_SEALED_ONLY = (
+    *(key for _name, key in _ENVIRON_HEADERS),
+    "HTTP_TRANSFER_ENCODING",
+    "HTTP_CONTENT_ENCODING",
+)
+#: Methods already in the upper-case form the envelope binds.
+_UPPER_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+#: The canonical-path cache: entries, and the longest path it keeps.
+_MAX_CACHED_PATHS = 256
+_MAX_CACHED_PATH_LENGTH = 512
 
 
 class EncryptionMiddleware:
@@ -129,6 +159,8 @@ class EncryptionMiddleware:
         self._allowed_callers = self.options.allowed_callers
         self._max_body_size = self.options.max_body_size
         self._max_sealed_size = self.options.max_body_size + _TAG_BYTES
+        # SCRIPT_NAME + PATH_INFO -> canonical path; see _target().
+        self._paths: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return (
@@ -163,9 +195,11 @@ class EncryptionMiddleware:
         except BodyRefused as exc:
             log_refusal(exc.status, exc.reason, environ)
             return _refuse(exc.status, start_response)
-        method = str(environ.get("REQUEST_METHOD", "GET")).upper()
-        target = target_from_environ(environ)
-        headers = {name: environ[key] for name, key in _ENVIRON_HEADERS if key in environ}
+        method = environ.get("REQUEST_METHOD", "GET")
+        if method.__class__ is not str or method not in _UPPER_METHODS:
+            method = str(method).upper()
+        target = self._target(environ)
+        headers = _envelope_headers(environ)
         try:
             opened = self.envelope.open_request(
                 method=method, target=target, headers=headers, body=body
@@ -173,6 +207,9 @@ class EncryptionMiddleware:
         except IntegrityError as exc:
             log_refusal(401, f"verification failed: {exc.reason}", environ)
             return _refuse(401, start_response)
+        # The ciphertext is not needed any more: let it go before the app runs,
+        # so a large request is not held twice while it is being answered.
+        del body
         allowed = self._allowed_callers
         if allowed is not None and opened.sender not in allowed:
             log_refusal(
@@ -189,6 +226,29 @@ class EncryptionMiddleware:
         if not self._encrypt_responses:
             return self._plaintext_answer(inner, start_response)
         return self._sealed_answer(inner, start_response, opened, method, target)
+
+    def _target(self, environ: dict[str, Any]) -> str:
+        """Return the request's canonical target, as :func:`target_from_environ` does.
+
+        The canonical path is remembered per ``SCRIPT_NAME + PATH_INFO`` (a
+        service sees few distinct paths); the query is bound as sent, so it is
+        appended unchanged. The cache is bounded and emptied when full, so
+        made-up paths cost only their own computation.
+        """
+        script = environ.get("SCRIPT_NAME", "")
+        path = environ.get("PATH_INFO", "")
+        query = environ.get("QUERY_STRING", "")
+        if script.__class__ is not str or path.__class__ is not str or query.__class__ is not str:
+            return target_from_environ(environ)
+        full = script + path
+        canon = self._paths.get(full)
+        if canon is None:
+            canon = target_from_environ({"PATH_INFO": full})
+            if len(full) <= _MAX_CACHED_PATH_LENGTH:
+                if len(self._paths) >= _MAX_CACHED_PATHS:
+                    self._paths.clear()
+                self._paths[full] = canon
+        return f"{canon}?{query}" if query else canon
 
     def _plaintext_answer(
         self, environ: dict[str, Any], start_response: StartResponse
@@ -210,11 +270,11 @@ class EncryptionMiddleware:
     ) -> Iterable[bytes]:
         try:
             status, code, headers, body = collect(self.app, environ)
-            content_type = _header(headers, "content-type")
+            kept, content_type = app_headers(headers)
         except Exception:
             log_app_failure("app failed", environ, opened.sender, opened.message_id)
             code = 500
-            status, headers, body = status_line(500), [], error_body(500)
+            status, kept, body = status_line(500), [], error_body(500)
             content_type = "application/json"
         bodiless = method == "HEAD" or code < 200 or code in BODILESS_STATUSES
         try:
@@ -232,9 +292,9 @@ class EncryptionMiddleware:
             # will refuse this unsealed answer, which is the truth.
             log_app_failure("cannot seal the answer", environ, opened.sender, opened.message_id)
             return _refuse(500, start_response)
-        out_headers, out_body = sealed_response(status, headers, sealed, bodiless=bodiless)
+        out_headers, out_body = sealed_headers(kept, sealed, code, bodiless=bodiless)
         start_response(status, out_headers)
-        return out_body
+        return served_body(environ, out_body)
 
 
 def _refuse(status: int, start_response: StartResponse) -> Iterable[bytes]:
@@ -248,12 +308,23 @@ def _drop_envelope_headers(environ: dict[str, Any]) -> None:
         environ.pop(key, None)
 
 
+def _envelope_headers(environ: dict[str, Any]) -> dict[str, str]:
+    """Return the envelope headers of a sealed request, by the names the envelope reads."""
+    headers = {HEADER_ENCRYPTED: environ[_SEALED_FLAG]}
+    service = environ.get(_SERVICE_KEY)
+    if service is not None:
+        headers[HEADER_SERVICE] = service
+    seal = environ.get(_SEAL_KEY)
+    if seal is not None:
+        headers[HEADER_SEAL] = seal
+    return headers
+
+
 def _plaintext_environ(environ: dict[str, Any], opened: Opened) -> dict[str, Any]:
     # Rewritten in place, not copied: the server hands each request its own
     # environ, and nothing reads the sealed values after this point.
-    _drop_envelope_headers(environ)
-    environ.pop("HTTP_TRANSFER_ENCODING", None)
-    environ.pop("HTTP_CONTENT_ENCODING", None)
+    for key in _SEALED_ONLY:
+        environ.pop(key, None)
     body = opened.body
     environ["wsgi.input"] = io.BytesIO(body)
     environ["wsgi.input_terminated"] = True
@@ -265,10 +336,3 @@ def _plaintext_environ(environ: dict[str, Any], opened: Opened) -> dict[str, Any
     environ[CALLER_KEY] = opened.sender
     environ[MESSAGE_ID_KEY] = opened.message_id
     return environ
-
-
-def _header(headers: Iterable[tuple[str, str]], name: str) -> Optional[str]:
-    for key, value in headers:
-        if key.lower() == name:
-            return value
-    return None

@@ -83,6 +83,19 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     """
     stream: IO[bytes] = environ["wsgi.input"]
     encoding = environ.get("HTTP_TRANSFER_ENCODING")
+    if encoding is None:
+        # The usual request: a plain decimal Content-Length, checked inline.
+        declared = environ.get("CONTENT_LENGTH")
+        if (
+            declared.__class__ is str
+            and declared.isascii()
+            and declared.isdigit()
+            and len(declared) <= _MAX_LENGTH_DIGITS
+        ):
+            declared_length = int(declared)
+            if declared_length > limit:
+                raise BodyRefused(413, "Content-Length above limit")
+            return _read_exactly(stream, declared_length)
     chunked = encoding is not None and "chunked" in str(encoding).lower()
     if not chunked:
         length = _declared_length(environ, limit)

@@ -40,6 +40,8 @@ def log_refusal(
         sender: the verified sender, if verification succeeded.
         message_id: the verified message id, if verification succeeded.
     """
+    if not log.isEnabledFor(logging.WARNING):
+        return  # a flood of refusals costs nothing more when nobody listens
     claimed_kid, claimed_mid = claimed_ids(environ.get("HTTP_X_MSCOMM_SEAL"))
     if sender is None:
         sender = _claimed(environ, "HTTP_X_ENCRYPTION_SERVICE")

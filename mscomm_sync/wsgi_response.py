@@ -9,9 +9,11 @@ it proxies, must not be able to make an unsealed answer look sealed.
 from __future__ import annotations
 
 import base64
+import functools
+import io
 import json
-from collections.abc import Iterable
-from typing import Any, Callable
+from collections.abc import Iterable, Mapping
+from typing import Any, Callable, Optional, cast
 
 from .envelope import ENVELOPE_HEADERS, HEADER_SEALED_BODY, Sealed
 
@@ -20,10 +22,13 @@ __all__ = [
     "HEADER_SEALED_BODY",
     "AppResponseError",
     "StartResponse",
+    "app_headers",
     "collect",
     "error_body",
     "refusal",
+    "sealed_headers",
     "sealed_response",
+    "served_body",
     "status_code",
     "status_line",
     "strip_headers",
@@ -78,12 +83,14 @@ def collect(app: WSGIApp, environ: dict[str, Any]) -> tuple[str, int, list[tuple
 
     The app's iterable is always closed (PEP 3333), even when iterating it
     fails. Since nothing has been sent yet, a second ``start_response`` with
-    ``exc_info`` simply replaces the first.
+    ``exc_info`` simply replaces the first. A body of one chunk is returned
+    as that chunk, not copied.
 
     Raises:
         Exception: whatever the app raised, or :class:`AppResponseError`.
     """
     chunks: list[bytes] = []
+    append = chunks.append
     started: list[tuple[str, list[tuple[str, str]]]] = []
 
     def start_response(
@@ -92,7 +99,7 @@ def collect(app: WSGIApp, environ: dict[str, Any]) -> tuple[str, int, list[tuple
         if started and not exc_info:
             raise AppResponseError("start_response called twice without exc_info")
         started[:] = [(status, list(headers))]
-        return chunks.append
+        return append
 
     result = app(environ, start_response)
     try:
@@ -100,15 +107,24 @@ def collect(app: WSGIApp, environ: dict[str, Any]) -> tuple[str, int, list[tuple
             if not isinstance(chunk, bytes):
                 raise AppResponseError("app yielded a non-bytes chunk")
             if chunk:
-                chunks.append(chunk)
+                append(chunk)
     finally:
-        close = getattr(result, "close", None)
-        if close is not None:
-            close()
+        # A plain list (the usual answer) has no close(); skip the lookup.
+        if result.__class__ is not list:
+            close = getattr(result, "close", None)
+            if close is not None:
+                close()
     if not started:
         raise AppResponseError("app returned without calling start_response")
     status, headers = started[0]
+    # join() hands back a lone chunk itself, so a one-chunk body is not copied.
     return status, status_code(status), headers, b"".join(chunks)
+
+
+#: Status lines already parsed: an app sends a handful, over and over.
+#: Bounded; past the bound, lines are parsed every time.
+_STATUS_CODES: dict[str, int] = {}
+_MAX_STATUS_CODES = 128
 
 
 def status_code(status: str) -> int:
@@ -117,6 +133,15 @@ def status_code(status: str) -> int:
     Raises:
         AppResponseError: the line does not start with a 3-digit code 100-599.
     """
+    code = _STATUS_CODES.get(status) if status.__class__ is str else None
+    if code is None:
+        code = _parse_status(status)
+        if status.__class__ is str and len(_STATUS_CODES) < _MAX_STATUS_CODES:
+            _STATUS_CODES[status] = code
+    return code
+
+
+def _parse_status(status: str) -> int:
     head = status[:3]
     if len(status) < 3 or not head.isdigit() or not head.isascii() or status[3:4] not in ("", " "):
         raise AppResponseError("malformed status line")
@@ -138,6 +163,49 @@ def without_envelope_headers(headers: Iterable[tuple[str, str]]) -> list[tuple[s
     return strip_headers(headers, _ENVELOPE)
 
 
+def app_headers(headers: Iterable[tuple[str, str]]) -> tuple[list[tuple[str, str]], Optional[str]]:
+    """Split an app's headers for a sealed answer, in one pass.
+
+    Returns:
+        The headers the sealed answer keeps (body, hop-by-hop and envelope
+        headers dropped), and the app's first ``Content-Type`` or ``None``.
+    """
+    kept: list[tuple[str, str]] = []
+    content_type: Optional[str] = None
+    for name, value in headers:
+        lowered = name.lower()
+        if lowered not in _SEALED_DROP:
+            kept.append((name, value))
+        elif content_type is None and lowered == "content-type":
+            content_type = value
+    return kept, content_type
+
+
+def sealed_headers(
+    kept: list[tuple[str, str]], sealed: Sealed, code: int, *, bodiless: bool
+) -> tuple[list[tuple[str, str]], list[bytes]]:
+    """Return the headers and body iterable that carry ``sealed``.
+
+    Args:
+        kept: the app's headers that the answer keeps (see :func:`app_headers`);
+            extended in place and returned.
+        sealed: the sealed body and envelope headers.
+        code: the status code being sent.
+        bodiless: the response may carry no body (HEAD, 1xx, 204, 304); the
+            sealed body then travels in :data:`HEADER_SEALED_BODY`.
+    """
+    kept.extend(sealed.headers.items())
+    body = sealed.body
+    if bodiless:
+        encoded = base64.urlsafe_b64encode(body).rstrip(b"=").decode("ascii")
+        kept.append((HEADER_SEALED_BODY, encoded))
+        if not (100 <= code < 200 or code in BODILESS_STATUSES):
+            kept.append(("Content-Length", "0"))
+        return kept, []
+    kept.append(("Content-Length", str(len(body))))
+    return kept, [body]
+
+
 def sealed_response(
     status: str, app_headers: Iterable[tuple[str, str]], sealed: Sealed, *, bodiless: bool
 ) -> tuple[list[tuple[str, str]], list[bytes]]:
@@ -151,34 +219,62 @@ def sealed_response(
         bodiless: the response may carry no body (HEAD, 1xx, 204, 304); the
             sealed body then travels in :data:`HEADER_SEALED_BODY`.
     """
-    headers = strip_headers(app_headers, _SEALED_DROP)
-    headers.extend(sealed.headers.items())
-    if bodiless:
-        encoded = base64.urlsafe_b64encode(sealed.body).rstrip(b"=").decode("ascii")
-        headers.append((HEADER_SEALED_BODY, encoded))
-        code = int(status[:3])
-        if not (100 <= code < 200 or code in BODILESS_STATUSES):
-            headers.append(("Content-Length", "0"))
-        return headers, []
-    headers.append(("Content-Length", str(len(sealed.body))))
-    return headers, [sealed.body]
+    kept = strip_headers(app_headers, _SEALED_DROP)
+    return sealed_headers(kept, sealed, int(status[:3]), bodiless=bodiless)
+
+
+#: A body from this size up goes to waitress in its own ``wsgi.file_wrapper``.
+_WRAP_MIN_BYTES = 64 * 1024
+#: Where waitress's ``wsgi.file_wrapper`` (``ReadOnlyFileBasedBuffer``) lives.
+_WAITRESS_WRAPPER_MODULE = "waitress.buffers"
+
+
+def served_body(environ: Mapping[str, Any], chunks: list[bytes]) -> Iterable[bytes]:
+    """Return the iterable that hands ``chunks`` (the sealed body) to the server.
+
+    waitress copies every chunk an app returns into its output buffer, and
+    spills one past ``outbuf_overflow`` (1 MiB by default) to a temporary file;
+    a body in its ``wsgi.file_wrapper`` is sent from memory as it is. So a
+    large body goes to waitress in its wrapper, over an in-memory file that
+    shares the bytes (iterating it yields them in one chunk, uncopied).
+    Anything else gets the list: other servers send its chunk as it is, and
+    some mishandle an in-memory file in their wrapper (uWSGI before 2.0.19).
+    """
+    if len(chunks) == 1 and len(chunks[0]) >= _WRAP_MIN_BYTES:
+        wrapper: Any = environ.get("wsgi.file_wrapper")
+        if getattr(wrapper, "__module__", None) == _WAITRESS_WRAPPER_MODULE:
+            body = chunks[0]
+            wrapped = wrapper(io.BytesIO(body), len(body))
+            # Sized now (waitress does it again), so len() and bool() of it are
+            # right for any middleware outside this one.
+            wrapped.prepare(len(body))
+            return cast("Iterable[bytes]", wrapped)
+    return chunks
 
 
 def refusal(status: int) -> tuple[str, list[tuple[str, str]], list[bytes]]:
     """Return the fixed unsealed answer for a refusal status.
 
     Every refusal with one status has the same body, whatever the reason, so
-    a peer learns nothing beyond the status.
+    a peer learns nothing beyond the status. The lists are new on every call
+    (a server may add to the headers); their contents are built once.
     """
-    body = error_body(status)
+    line, body, length = _refusal_parts(status)
     headers = [
         ("Content-Type", "application/json"),
-        ("Content-Length", str(len(body))),
+        ("Content-Length", length),
         ("Cache-Control", "no-store"),
     ]
-    return status_line(status), headers, [body]
+    return line, headers, [body]
 
 
+@functools.cache
+def _refusal_parts(status: int) -> tuple[str, bytes, str]:
+    body = error_body(status)
+    return status_line(status), body, str(len(body))
+
+
+@functools.cache
 def error_body(status: int) -> bytes:
     """Return the small JSON body used for an error the middleware produces."""
     return json.dumps({"error": _ERRORS[status]}).encode("ascii")

@@ -9,8 +9,9 @@ import sqlite3
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 
@@ -206,6 +207,104 @@ def test_bound_holds_for_a_store_opened_on_a_full_database(tmp_path: Path) -> No
     first = SqliteReplayStore(path, max_entries=4, clock=clock)
     assert all(first.add(f"orders/{i}", clock.now + 60) for i in range(4))
     assert not SqliteReplayStore(path, max_entries=4, clock=clock).add("orders/x", clock.now + 60)
+
+
+def _fill(path: Path, count: int, *, start: int = 0) -> None:
+    """Insert ``count`` unexpired ids straight into the store's table, in one transaction."""
+    rows = [(f"filler/{i}", 4_000_000_000.0) for i in range(start, start + count)]
+    with sqlite3.connect(path) as conn:
+        conn.executemany("INSERT INTO seen (key, expires_at) VALUES (?, ?)", rows)
+
+
+def test_bound_holds_with_several_connections(tmp_path: Path) -> None:
+    """Four connections filling one store pass its bound by an interval each at most."""
+    clock = FakeClock()
+    store = SqliteReplayStore(tmp_path / "replay.sqlite3", max_entries=256, clock=clock)
+    barrier = threading.Barrier(4)
+
+    def fill(thread: int) -> int:
+        barrier.wait()
+        return sum(store.add(f"orders/{thread}-{i}", clock.now + 60) for i in range(200))
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        accepted = sum(pool.map(fill, range(4)))
+    assert 256 <= accepted <= 256 + 4 * (256 // 16)
+    assert not store.add("orders/late", clock.now + 60)
+
+
+def test_recount_interval_grows_with_the_table_but_not_past_the_room(tmp_path: Path) -> None:
+    """A connection that counted 160,000 of 320,000 ids inserts 160,000 // 64 before counting again.
+
+    Another process fills the table meanwhile: this connection notices only at its next
+    count, so the ids it accepts in between are its interval, more than 1024 (counting is
+    rare on a big table) and at most a sixty-fourth of the room it saw (the bound holds).
+    """
+    clock = FakeClock()
+    path = tmp_path / "replay.sqlite3"
+    store = SqliteReplayStore(path, max_entries=320_000, clock=clock)
+    assert store.add("orders/first", clock.now + 60)  # creates the table
+    store.close()
+    _fill(path, 160_000 - 1)
+    assert store.add("orders/opens", clock.now + 60)  # counts 160,000
+    _fill(path, 160_000, start=160_000)
+    accepted = 1
+    while store.add(f"orders/{accepted}", clock.now + 60):
+        accepted += 1
+    assert 1024 < accepted <= 160_000 // 64
+
+
+def test_purging_scans_the_table_rarely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Filling an empty store with 20,000 ids purges a handful of times, not every 1024 ids."""
+    statements: list[str] = []
+    connect = sqlite3.connect
+
+    def traced(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn: sqlite3.Connection = connect(*args, **kwargs)
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", traced)
+    clock = FakeClock()
+    store = SqliteReplayStore(tmp_path / "replay.sqlite3", clock=clock)
+    assert all(store.add(f"orders/{i}", clock.now + 60) for i in range(20_000))
+    purges = [s for s in statements if s.startswith("DELETE")]
+    # On opening, then after 1024, 2048, 4096, 8192 and 16384 ids.
+    assert len(purges) == 6
+
+
+def test_expired_ids_never_outnumber_the_rest_for_long(tmp_path: Path) -> None:
+    """With ids living 10 s, the table holds about the live ids, not every id ever seen."""
+    clock = FakeClock()
+    path = tmp_path / "replay.sqlite3"
+    store = SqliteReplayStore(path, clock=clock)
+    for i in range(30_000):
+        assert store.add(f"orders/{i}", clock.now + 10)
+        clock.now += 0.005  # 200 ids a second: 2,000 live at any time
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT count(*) FROM seen").fetchone()[0]
+    assert rows <= 2 * 2_000 + 1024
+
+
+def test_close_in_a_forked_child_leaves_the_parents_connection(tmp_path: Path) -> None:
+    """close() on a connection inherited across fork() abandons it; both processes go on."""
+    store = SqliteReplayStore(tmp_path / "replay.sqlite3")
+    assert store.add("orders/parent", 4_000_000_000.0)
+    ctx = multiprocessing.get_context("fork")
+    queue: multiprocessing.Queue[bool] = ctx.Queue()
+    child = ctx.Process(target=_child_close_then_add, args=(store, "orders/child", queue))
+    child.start()
+    child.join(30)
+    assert child.exitcode == 0
+    assert queue.get(timeout=10)
+    assert not store.add("orders/child", 4_000_000_000.0)
+    assert store.add("orders/parent-again", 4_000_000_000.0)
+
+
+def _child_close_then_add(
+    store: SqliteReplayStore, key: str, queue: multiprocessing.Queue[bool]
+) -> None:
+    store.close()
+    queue.put(store.add(key, 4_000_000_000.0))
 
 
 def test_sqlite_store_rejects_a_bound_below_one(tmp_path: Path) -> None:

@@ -55,6 +55,20 @@ def test_expired_entries_are_evicted() -> None:
     assert store.add("m0", T0 + 20) is True
 
 
+def test_readded_id_keeps_its_new_expiry() -> None:
+    """An id added again after it expired is remembered until its new expiry, not its old one."""
+    clock = FakeClock()
+    store = MemoryReplayStore(clock=clock)
+    assert store.add("m", T0 + 10)
+    clock.now = T0 + 11
+    assert store.add("m", T0 + 100)
+    clock.now = T0 + 50
+    assert store.add("m", T0 + 100) is False
+    assert len(store) == 1
+    clock.now = T0 + 100
+    assert store.add("m", T0 + 200) is True
+
+
 def test_store_is_bounded_and_fails_closed_when_full() -> None:
     """A full store refuses new ids instead of forgetting unexpired ones."""
     clock = FakeClock()
