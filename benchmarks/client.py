@@ -1,27 +1,40 @@
 """End-to-end round trips: plain requests.Session vs MicroServiceClient.
 
-One Flask handler echoes the request body. One real waitress server on
-127.0.0.1 (werkzeug's development server closes every connection, so it
-cannot show keep-alive) serves it twice over: plaintext requests reach the handler
-directly, sealed requests reach it through EncryptionMiddleware (with its
-default host-wide replay store). A plain ``requests.Session`` and a
-``MicroServiceClient`` each keep one keep-alive connection to it; their calls
-alternate one by one, and each size reports the median (p50) of each side,
-their ratio and the microseconds the client, the envelope and the middleware
-add together. The bar is a ratio of at most 1.10 at every size; the goal 1.05.
+One Flask handler echoes the request body (``benchmarks/echo_app.py``):
+plaintext requests reach it directly, sealed requests reach it through
+EncryptionMiddleware (with its default host-wide replay store). A plain
+``requests.Session`` and a ``MicroServiceClient`` each keep one keep-alive
+connection to the same server; their calls alternate one by one, and each
+size reports the median (p50) of each side, their ratio and the microseconds
+the client, the envelope and the middleware add together. The bar is a ratio
+of at most 1.10 at every size; the goal 1.05.
+
+It runs twice, on two real servers on 127.0.0.1:
+
+* waitress, in this process (one CPU for client and server: every
+  microsecond of either side shows);
+* gunicorn with one ``gthread`` worker, in its own process (what our users
+  run; client and server work on two cores).
+
+werkzeug's development server closes every connection, so it cannot show
+keep-alive.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import requests
 
@@ -29,39 +42,20 @@ from mscomm_sync.client import MicroServiceClient
 from mscomm_sync.envelope import Envelope, target_from_url
 from mscomm_sync.keyring import Keyring, generate_key
 from mscomm_sync.registry import FileRegistry
-from mscomm_sync.wsgi import EncryptionMiddleware
+
+from . import echo_app
 
 SIZES = ((1024, "1 KiB", 800), (64 * 1024, "64 KiB", 500), (1024 * 1024, "1 MiB", 60))
 BAR = 1.10
 GOAL = 1.05
 
 
-def _app(keyring: Keyring) -> Callable[..., Any]:
-    from flask import Flask, request
-
-    flask_app = Flask("bench")
-
-    @flask_app.post("/echo")
-    def echo() -> Any:
-        return flask_app.response_class(request.get_data(), mimetype="application/octet-stream")
-
-    plain = flask_app.wsgi_app
-    sealed = EncryptionMiddleware(plain, "billing", keyring=keyring)
-
-    def dispatch(environ: dict[str, Any], start_response: Any) -> Any:
-        if "HTTP_X_ENCRYPTED_PAYLOAD" in environ:
-            return sealed(environ, start_response)
-        return plain(environ, start_response)
-
-    return dispatch
-
-
 @contextlib.contextmanager
-def _serve(app: Callable[..., Any]) -> Iterator[str]:
+def _waitress(keyring: Keyring) -> Iterator[str]:
     from waitress.server import create_server
 
     server = create_server(
-        app,
+        echo_app.create(keyring),
         host="127.0.0.1",
         port=0,
         threads=4,
@@ -90,6 +84,41 @@ def _serve(app: Callable[..., Any]) -> Iterator[str]:
         server.task_dispatcher.shutdown()
 
 
+@contextlib.contextmanager
+def _gunicorn(keys: dict[str, str]) -> Iterator[str]:
+    """Serve the echo app with gunicorn (one gthread worker, keep-alive) on 127.0.0.1."""
+    root = Path(__file__).resolve().parent.parent
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    env.update({f"{name.upper()}_ENCRYPTION_KEY": key for name, key in keys.items()})
+    argv = [sys.executable, "-m", "gunicorn", "--bind", f"fd://{sock.fileno()}"]
+    argv += ["--workers", "1", "--worker-class", "gthread", "--threads", "4"]
+    argv += ["--keep-alive", "60", "--log-level", "warning", "benchmarks.echo_app:create()"]
+    proc = subprocess.Popen(argv, env=env, cwd=str(root), pass_fds=(sock.fileno(),))
+    base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+    try:
+        for _ in range(300):  # up to 30 s
+            if proc.poll() is not None:
+                raise RuntimeError(f"gunicorn exited with {proc.returncode}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.post(base + "/echo", data=b"up", timeout=2).ok:
+                    break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError("gunicorn did not answer within 30 s")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(15)
+        sock.close()
+
+
 def _p50s(contenders: list[Callable[[], float]], number: int) -> list[float]:
     """Alternate the contenders call by call; return each one's median seconds."""
     for _ in range(5):
@@ -103,11 +132,30 @@ def _p50s(contenders: list[Callable[[], float]], number: int) -> list[float]:
 
 
 def main() -> None:
-    """Run the comparison at 1 KiB, 64 KiB and 1 MiB and print p50s and ratios."""
-    keyring = Keyring.from_mapping({"orders": generate_key(), "billing": generate_key()})
+    """Run the comparison at 1 KiB, 64 KiB and 1 MiB on both servers; print p50s and ratios."""
+    keys = {"orders": generate_key(), "billing": generate_key()}
+    keyring = Keyring.from_mapping(keys)
+    worst = 0.0
+    for name, serve in (
+        ("waitress, in this process", lambda: _waitress(keyring)),
+        ("gunicorn gthread, its own process", lambda: _gunicorn(keys)),
+    ):
+        print(f"\n{name}:")
+        with serve() as base:
+            worst = max(worst, _compare(base, keyring))
+    print(f"\nworst ratio {worst:.3f} (bar {BAR}, goal {GOAL})")
+    print(
+        "server+wire: a plain Session sending pre-sealed requests, minus plain (the "
+        "middleware and envelope headers);\nclient: MicroServiceClient minus that "
+        "(sealing, opening and the call loop, net of the Session machinery it skips)."
+    )
+
+
+def _compare(base: str, keyring: Keyring) -> float:
+    """Print one server's table; return its worst ratio."""
     orders = Envelope("orders", keyring=keyring)
     clock = time.perf_counter
-    with tempfile.TemporaryDirectory() as tmp, _serve(_app(keyring)) as base:
+    with tempfile.TemporaryDirectory() as tmp:
         registry = FileRegistry(Path(tmp) / "registry.json")
         registry.register("billing", base)
         session = requests.Session()
@@ -169,12 +217,7 @@ def main() -> None:
             session.close()
             sealed_session.close()
             registry.close()
-        print(f"worst ratio {worst:.3f} (bar {BAR}, goal {GOAL})")
-        print(
-            "server+wire: a plain Session sending pre-sealed requests, minus plain (the "
-            "middleware and envelope headers);\nclient: MicroServiceClient minus that "
-            "(sealing, opening and the call loop, net of the Session machinery it skips)."
-        )
+    return worst
 
 
 if __name__ == "__main__":
