@@ -7,9 +7,10 @@ record the id in the replay store, run the app, seal its 1 KiB answer. The
 difference is what the middleware adds. Requests are sealed before timing (that
 is the client's cost), one per call, so the replay store sees fresh ids.
 
-The replay store is measured on its own too: one ``add()`` of a fresh id, in
-memory, in SQLite on tmpfs (``/dev/shm``, the default) and in SQLite on disk
-(both with the default ``synchronous=OFF``).
+The replay store is measured on its own too: one ``add()`` of a fresh id in
+the shared-memory table on tmpfs (``/dev/shm``, the default store), in memory,
+in SQLite on tmpfs and on disk (both with the default ``synchronous=OFF``),
+and in the shared-memory table on disk.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any, Callable
 from mscomm_sync import Envelope, Keyring, generate_key
 from mscomm_sync.envelope import target_from_url
 from mscomm_sync.replay import MemoryReplayStore, ReplayStore, SqliteReplayStore
+from mscomm_sync.replay_shm import ShmReplayStore
 from mscomm_sync.wsgi import EncryptionMiddleware
 
 from .timing import interleaved
@@ -113,9 +115,11 @@ def _caller(wsgi: Any, environs: Iterator[dict[str, Any]]) -> Callable[[], objec
 
 def _stores(workdir: Path) -> list[tuple[str, Callable[[], ReplayStore]]]:
     return [
+        ("shm tmpfs", lambda: ShmReplayStore(_tmpfs_dir(workdir) / "replay.table")),
         ("memory", MemoryReplayStore),
         ("sqlite tmpfs", lambda: SqliteReplayStore(_tmpfs_dir(workdir) / "replay.sqlite3")),
         ("sqlite disk", lambda: SqliteReplayStore(workdir / "replay.sqlite3")),
+        ("shm disk", lambda: ShmReplayStore(workdir / "replay.table")),
     ]
 
 

@@ -39,6 +39,7 @@ from .registry import (
     reset_registry,
 )
 from .replay import MemoryReplayStore, ReplayStore, SqliteReplayStore, default_replay_store
+from .replay_shm import ShmReplayStore
 from .wsgi import EncryptionMiddleware
 
 if _TYPE_CHECKING:
@@ -74,6 +75,7 @@ __all__ = [
     "RetryPolicy",
     "ServiceNotFoundError",
     "ServiceUnavailableError",
+    "ShmReplayStore",
     "SqliteReplayStore",
     "TimeoutPolicy",
     "__version__",

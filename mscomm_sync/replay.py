@@ -8,9 +8,11 @@ atomic insert-if-absent: of many concurrent deliveries of one message id,
 exactly one may see ``True``.
 
 A store only ever holds opaque message ids and expiry times, never keys or
-plaintext. :class:`SqliteReplayStore` keeps them in a file that every process
-of the host's user shares; it is created readable and writable by that user
-only, because anyone who can write it can erase the memory of a message.
+plaintext. The host-wide stores, :class:`~mscomm_sync.replay_shm.ShmReplayStore`
+(the default, a hash table in a shared memory map) and :class:`SqliteReplayStore`,
+keep them in a file that every process of the host's user shares; it is
+created readable and writable by that user only, because anyone who can write
+it can erase the memory of a message.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ from .errors import ConfigurationError
 if TYPE_CHECKING:
     import sqlite3
 
+    from .replay_shm import ShmReplayStore
+
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
     "REPLAY_DB_ENV",
@@ -40,7 +44,7 @@ __all__ = [
 ]
 
 DEFAULT_MAX_ENTRIES = 1_000_000
-#: The environment variable that names the host-wide replay database file.
+#: The environment variable that names the file of the host-wide default replay store.
 REPLAY_DB_ENV = "MSCOMM_REPLAY_DB"
 _MIN_INTERVAL = 1024
 # Between counts a connection inserts at most this share of the room it saw left.
@@ -135,11 +139,13 @@ class MemoryReplayStore:
 
 
 def default_replay_path() -> Path:
-    """Return where the host-wide replay database lives by default.
+    """Return the file of the host-wide default replay store.
 
     ``$MSCOMM_REPLAY_DB`` when set; otherwise a per-user file in ``/dev/shm``
-    (tmpfs, so an insert costs microseconds, not a disk sync) when that
-    directory exists, else in the temporary directory.
+    (tmpfs, so the table lives in memory) when that directory exists, else in
+    the temporary directory: ``mscomm-replay-<uid>.table``, or
+    ``mscomm-replay-<uid>.sqlite3`` where the default store is SQLite (see
+    :func:`default_replay_store`).
     """
     configured = os.environ.get(REPLAY_DB_ENV)
     if configured:
@@ -147,15 +153,64 @@ def default_replay_path() -> Path:
     shm = Path("/dev/shm")  # noqa: S108 - tmpfs is the point; the file is per user, mode 0600
     base = shm if shm.is_dir() and os.access(shm, os.W_OK) else Path(tempfile.gettempdir())
     uid = os.getuid() if hasattr(os, "getuid") else 0
-    return base / f"mscomm-replay-{uid}.sqlite3"
+    suffix = "table" if _can_map_shared() else "sqlite3"
+    return base / f"mscomm-replay-{uid}.{suffix}"
 
 
-def default_replay_store() -> SqliteReplayStore:
-    """Return the store used when none is given: SQLite at :func:`default_replay_path`.
+def default_replay_store() -> Union[ShmReplayStore, SqliteReplayStore]:
+    """Return the store used when none is given, at :func:`default_replay_path`.
 
-    It holds at most :data:`DEFAULT_MAX_ENTRIES` ids (about 100 MB of RAM on tmpfs).
+    On POSIX systems it is a :class:`~mscomm_sync.replay_shm.ShmReplayStore`
+    holding :data:`DEFAULT_MAX_ENTRIES` ids (48 MB of RAM on tmpfs, reserved
+    when the file is created); elsewhere (no ``fcntl``) a
+    :class:`SqliteReplayStore` with the same bound (up to about 100 MB).
+    Either is shared by every process of the user on the host.
     """
-    return SqliteReplayStore(default_replay_path())
+    path = default_replay_path()
+    if _can_map_shared():
+        from .replay_shm import ShmReplayStore
+
+        return ShmReplayStore(path)
+    return SqliteReplayStore(path)
+
+
+def _can_map_shared() -> bool:
+    """Return whether this platform has what ShmReplayStore needs (flock and mmap)."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(name) is not None for name in ("fcntl", "mmap"))
+
+
+def _open_private_file(path: Path) -> int:
+    """Open (creating it, mode 0600) a store's file that must be the caller's own.
+
+    The file is opened with ``O_NOFOLLOW``: in a shared directory such as
+    ``/dev/shm``, another user could plant a symlink under our file's name.
+
+    Args:
+        path: the file to open read-write.
+
+    Returns:
+        The open file descriptor; the caller closes it.
+
+    Raises:
+        ConfigurationError: the file belongs to another user.
+        OSError: it cannot be opened (a symlink in its place raises ``ELOOP``).
+    """
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, flags, 0o600)
+    try:
+        if hasattr(os, "getuid") and os.fstat(fd).st_uid != os.getuid():
+            raise ConfigurationError(
+                f"replay store file {path} belongs to another user; "
+                f"set {REPLAY_DB_ENV} to a file of your own",
+                variable=REPLAY_DB_ENV,
+                reason="foreign owner",
+            )
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
 
 
 class _Connection:
@@ -323,20 +378,7 @@ class SqliteReplayStore:
     def _open(self) -> sqlite3.Connection:
         import sqlite3
 
-        # O_NOFOLLOW: in a shared directory such as /dev/shm, another user could
-        # plant a symlink under our file's name.
-        flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0)
-        fd = os.open(self.path, flags, 0o600)
-        try:
-            if hasattr(os, "getuid") and os.fstat(fd).st_uid != os.getuid():
-                raise ConfigurationError(
-                    f"replay database {self.path} belongs to another user; "
-                    f"set {REPLAY_DB_ENV} to a file of your own",
-                    variable=REPLAY_DB_ENV,
-                    reason="foreign owner",
-                )
-        finally:
-            os.close(fd)
+        os.close(_open_private_file(self.path))
         conn = sqlite3.connect(
             str(self.path), timeout=self._timeout, isolation_level=None, check_same_thread=True
         )

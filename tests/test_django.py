@@ -18,7 +18,7 @@ from mscomm_sync.keyring import env_var_name
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornServer]:
     env = {env_var_name(name): key for name, key in KEYS.items()}
-    env["MSCOMM_REPLAY_DB"] = str(tmp_path_factory.mktemp("django") / "replay.sqlite3")
+    env["MSCOMM_REPLAY_DB"] = str(tmp_path_factory.mktemp("django") / "replay.table")
     env["DJANGO_SETTINGS_MODULE"] = "django_project.settings"
     with GunicornServer(
         "django_project.wsgi:application", workers=2, env=env, ready_path="/health/"

@@ -22,7 +22,7 @@ ROUNDS = 5
 
 def server_env(tmp_path: Path) -> dict[str, str]:
     env = {env_var_name(name): key for name, key in KEYS.items()}
-    env.update(SERVICE_NAME="billing", MSCOMM_REPLAY_DB=str(tmp_path / "replay.sqlite3"))
+    env.update(SERVICE_NAME="billing", MSCOMM_REPLAY_DB=str(tmp_path / "replay.table"))
     env[DELIVERY_LOG_ENV] = str(delivery_log(tmp_path))
     return env
 

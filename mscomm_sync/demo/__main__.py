@@ -186,7 +186,7 @@ def run(workdir: str, procs: list[ServiceProcess]) -> None:
     env["MSCOMM_REGISTRY"] = location
     # The instances share one replay store of their own, not the host's
     # default one that other programs on this machine may be using.
-    env.setdefault(REPLAY_DB_ENV, os.path.join(workdir, "replay.sqlite3"))
+    env.setdefault(REPLAY_DB_ENV, os.path.join(workdir, "replay.table"))
 
     heading(1, f"Start 4 instances under gunicorn and register them ({location})")
     billing = [ServiceProcess("billing", f"billing-{i}", env) for i in (1, 2)]

@@ -11,7 +11,7 @@ USE_TZ = True
 LOGGING_CONFIG = None
 
 # Keys come from BILLING_ENCRYPTION_KEY and its callers' variables; the replay
-# database from MSCOMM_REPLAY_DB.
+# store's file from MSCOMM_REPLAY_DB.
 MSCOMM = {
     "service_name": "billing",
     "exempt_paths": ["/health/"],

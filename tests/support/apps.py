@@ -1,7 +1,7 @@
 """WSGI apps that tests serve from a separate server process (gunicorn).
 
 Each is a factory, so importing this module does nothing; keys, the service
-name and the replay database come from the environment the test sets.
+name and the replay store's file come from the environment the test sets.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def whoami(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 
 
 def replay_app() -> Callable[..., Iterable[bytes]]:
-    """The billing service with the default (host-wide SQLite) replay store.
+    """The billing service with the default (host-wide, shared-memory) replay store.
 
     With ``$MSCOMM_TEST_DELIVERY_LOG`` set, it is wrapped in :class:`DeliveryLog`.
     """
