@@ -138,10 +138,13 @@ class Sealed(NamedTuple):
         return f"<Sealed id={self.message_id} bytes={len(self.body)}>"
 
 
-class Opened(NamedTuple):
+class Opened:
     """A verified, decrypted message.
 
-    Immutable, like :class:`Sealed`. Its ``repr`` shows no plaintext.
+    Immutable. Deliberately not a tuple, unlike :class:`Sealed`: error
+    reporters that walk sequences (and serialise the locals of a failing
+    frame) would list a tuple's fields, plaintext included. Its ``repr``
+    shows no plaintext either.
 
     Attributes:
         sender: the verified sending service.
@@ -152,6 +155,8 @@ class Opened(NamedTuple):
         timestamp: the Unix time it was sealed.
     """
 
+    __slots__ = ("body", "content_type", "key_id", "message_id", "sender", "timestamp")
+
     sender: str
     body: bytes
     content_type: Optional[str]
@@ -159,8 +164,50 @@ class Opened(NamedTuple):
     key_id: str
     timestamp: int
 
+    def __init__(
+        self,
+        sender: str,
+        body: bytes,
+        content_type: Optional[str],
+        message_id: str,
+        key_id: str,
+        timestamp: int,
+    ) -> None:
+        _fill_opened(self, sender, body, content_type, message_id, key_id, timestamp)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Opened is immutable (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Opened is immutable (cannot delete {name!r})")
+
     def __repr__(self) -> str:
         return f"<Opened sender={self.sender!r} id={self.message_id} bytes={len(self.body)}>"
+
+
+# The slots' own setters bypass the refusing __setattr__: the one way to fill one.
+_SENDER, _BODY, _CONTENT_TYPE, _MESSAGE_ID, _KEY_ID, _TIMESTAMP = (
+    getattr(Opened, name).__set__
+    for name in ("sender", "body", "content_type", "message_id", "key_id", "timestamp")
+)
+
+
+def _fill_opened(
+    target: Opened,
+    sender: str,
+    body: bytes,
+    content_type: Optional[str],
+    message_id: str,
+    key_id: str,
+    timestamp: int,
+) -> Opened:
+    _SENDER(target, sender)
+    _BODY(target, body)
+    _CONTENT_TYPE(target, content_type)
+    _MESSAGE_ID(target, message_id)
+    _KEY_ID(target, key_id)
+    _TIMESTAMP(target, timestamp)
+    return target
 
 
 class Envelope:
@@ -435,7 +482,9 @@ class Envelope:
             plaintext = aead.decrypt(BODY_NONCE, body, aad)
         except (InvalidTag, UnicodeDecodeError):
             raise reject("bad tag") from None
-        return tuple.__new__(Opened, (sender, plaintext, content_type or None, mid, kid, ts))
+        return _fill_opened(
+            object.__new__(Opened), sender, plaintext, content_type or None, mid, kid, ts
+        )
 
     @staticmethod
     def _reject(

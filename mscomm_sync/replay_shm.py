@@ -23,6 +23,7 @@ looks free, and the kernel drops its file lock.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import logging
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from .errors import ConfigurationError
+from .forking import reset_after_fork
 from .replay import DEFAULT_MAX_ENTRIES, REPLAY_DB_ENV, _open_private_file
 
 if TYPE_CHECKING:
@@ -57,7 +59,8 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _EXPIRIES = struct.Struct(f"<{_SLOTS}d").unpack_from
 _EXPIRY = struct.Struct("<d").pack_into
 _HALVES = struct.Struct("<QQ").unpack
-_FAILURES = (OSError, ValueError, struct.error)
+# ImportError: a platform without fcntl or mmap (default_replay_store() avoids it there).
+_FAILURES = (OSError, ValueError, struct.error, ImportError)
 _REPORT_INTERVAL = 5.0  # seconds between two error lines of one store in one process
 _LOCK_TIMEOUT = 5.0  # seconds to wait for another process's file lock
 
@@ -117,6 +120,7 @@ class ShmReplayStore:
         self._table: Optional[_Table] = None
         self._abandoned: list[_Table] = []  # inherited across fork(); see _attach
         self._report = _Throttle()
+        reset_after_fork(self)
 
     def add(self, key: str, expires_at: float) -> bool:
         table = self._table
@@ -145,7 +149,11 @@ class ShmReplayStore:
         return fresh
 
     def __len__(self) -> int:
-        """Return how many unexpired ids the table holds (scans it whole).
+        """Return about how many unexpired ids the table holds.
+
+        It scans the whole table (about a third of a second for the default
+        size) without the file lock, so it never stalls the host's adds; the
+        count may be off by the adds that ran meanwhile.
 
         Raises:
             ConfigurationError: the file is not a usable table.
@@ -156,15 +164,10 @@ class ShmReplayStore:
             table = self._attach()
         now = float(self._clock())
         end = _HEADER_SIZE + table.buckets * _BUCKET
-        with table.lock:
-            table.lock_file()
-            try:
-                return sum(
-                    sum(map(now.__lt__, _EXPIRIES(table.mm, offset)))
-                    for offset in range(_HEADER_SIZE + _DIGESTS, end, _BUCKET)
-                )
-            finally:
-                table.unlock_file()
+        return sum(
+            sum(map(now.__lt__, _EXPIRIES(table.mm, offset)))
+            for offset in range(_HEADER_SIZE + _DIGESTS, end, _BUCKET)
+        )
 
     def close(self) -> None:
         """Unmap the table in this process; the next :meth:`add` maps it again.
@@ -178,6 +181,17 @@ class ShmReplayStore:
                 table.close()
             else:
                 self._abandoned.append(table)
+
+    def _reset_after_fork(self) -> None:
+        # In the child, right after fork(): the inherited file shares its flock
+        # with the parent's, so if a parent thread held it, the child's copy
+        # would keep it held after the parent died. Close the child's copies
+        # (the parent's stay open); the next add() maps the table afresh.
+        table, self._table = self._table, None
+        for inherited in (table, *self._abandoned):
+            if inherited is not None:
+                inherited.forget()
+        self._abandoned.clear()
 
     def _attach(self) -> _Table:
         """Map the table in this process (once, whichever thread gets here first)."""
@@ -284,6 +298,20 @@ class _Table:
                 os.close(self.fd)
                 self.fd = -1
 
+    def forget(self) -> None:
+        """Close this process's copies of an inherited file and mapping, without locking.
+
+        Only for a forked child, where a thread that held :attr:`lock` may be
+        gone; closing the child's copies leaves the parent's untouched.
+        """
+        self.lock_file = self.unlock_file = _closed
+        fd, self.fd = self.fd, -1
+        with contextlib.suppress(BufferError, ValueError):
+            self.mm.close()
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
     def __del__(self, _getpid: Callable[[], int] = os.getpid) -> None:
         if self.fd >= 0 and self.pid == _getpid():  # dropped unclosed, in its own process
             self.close()
@@ -370,8 +398,9 @@ def _prepare(fd: int, path: Path, buckets: int) -> tuple[int, bytes]:
     """
     size = os.fstat(fd).st_size
     head = os.pread(fd, _HEADER.size, 0)
-    if not head[: len(_MAGIC)].strip(b"\x00"):
-        # Empty, or a creator died before writing the magic: nobody used it.
+    if size == 0 or (_table_sized(size) and not os.pread(fd, _HEADER_SIZE, 0).strip(b"\x00")):
+        # Empty, or a creator died before writing the header's magic (it sizes
+        # the file first): nobody used it. Any other file is left alone.
         key = os.urandom(_DIGEST_SIZE)
         os.ftruncate(fd, 0)
         _reserve(fd, _HEADER_SIZE + buckets * _BUCKET)
@@ -407,6 +436,11 @@ def _prepare(fd: int, path: Path, buckets: int) -> tuple[int, bytes]:
         variable=REPLAY_DB_ENV,
         reason="bad header",
     )
+
+
+def _table_sized(size: int) -> bool:
+    """Return whether a file of ``size`` bytes has the size of some table."""
+    return size > _HEADER_SIZE and (size - _HEADER_SIZE) % _BUCKET == 0
 
 
 def _reserve(fd: int, size: int) -> None:

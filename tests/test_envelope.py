@@ -1138,6 +1138,40 @@ def test_max_body_size_must_not_be_negative(size: int) -> None:
 # -- reprs ---------------------------------------------------------------------------
 
 
+def test_opened_cannot_be_walked_as_a_sequence_or_changed(
+    alpha: Envelope, billing: Envelope
+) -> None:
+    """Error reporters serialise tuples and lists field by field, so an Opened (which holds
+    plaintext) is neither, has no __dict__ to dump, and refuses changes."""
+    opened = open_json(billing, seal_json(alpha, body=b"plaintext-marker"))
+    assert not isinstance(opened, (tuple, list))
+    with pytest.raises(TypeError):
+        iter(opened)  # type: ignore[call-overload]
+    assert not hasattr(opened, "__dict__")
+    with pytest.raises(AttributeError):
+        opened.body = b"changed"  # type: ignore[misc]
+    with pytest.raises(AttributeError):
+        del opened.sender
+    assert opened.body == b"plaintext-marker"
+    assert (opened.sender, opened.content_type) == ("alpha", "application/json")
+
+
+def test_long_targets_do_not_fill_the_associated_data_cache() -> None:
+    """The cache of associated-data heads is reached before the tag is checked, so a
+    forger could fill it: only targets of at most 512 characters are cached."""
+    from mscomm_sync import crypto
+
+    crypto._aad_head.cache_clear()
+    fields = ("1", "0123456789abcdef", "request", "alpha", "billing", "GET")
+    long_target = "/x?" + "q" * 600
+    assert crypto.message_aad(*fields, long_target, "1", "m", "", "") == crypto.aad_of(
+        (*fields, long_target, "1", "m", "", "")
+    )
+    assert crypto._aad_head.cache_info().currsize == 0
+    crypto.message_aad(*fields, "/short", "1", "m", "", "")
+    assert crypto._aad_head.cache_info().currsize == 1
+
+
 def test_reprs_show_no_plaintext_or_key(alpha: Envelope, billing: Envelope) -> None:
     """Sealed, Opened and Envelope reprs show neither plaintext nor key material."""
     sealed = seal_json(alpha, body=b"plaintext-marker")

@@ -274,6 +274,73 @@ def test_a_lock_held_too_long_refuses_instead_of_hanging(
     assert store.add("orders/while-held", FOREVER)  # the refused id was never recorded
 
 
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (an orphan that exited may linger as a zombie: not running)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat_file:
+            return stat_file.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _wait_for(release: Any) -> None:
+    release.wait(30)
+
+
+def _fork_while_a_thread_holds_the_lock(path: str, ready: Any, release: Any, pids: Any) -> None:
+    """Map the table, have a thread take the file lock, fork a long-lived child, then die."""
+    store = ShmReplayStore(path, max_entries=1000)
+    assert store.add("orders/parent", FOREVER)
+    table = store._table
+    assert table is not None
+    held = threading.Event()
+
+    def hold() -> None:
+        table.lock_file()
+        held.set()
+        time.sleep(60)
+
+    threading.Thread(target=hold, daemon=True).start()
+    assert held.wait(30)
+    child = FORK.Process(target=_wait_for, args=(release,))
+    child.start()
+    pids.value = child.pid  # shared memory: set before we die, unlike a queue's put()
+    ready.set()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_a_forked_child_does_not_keep_a_dead_parents_lock(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child forked while a parent thread held the file lock closes its copy of the file:
+    when the parent dies, the lock is free for everyone else though the child lives on."""
+    monkeypatch.setattr(replay_shm, "_LOCK_TIMEOUT", 2.0)
+    ready, release, pids = FORK.Event(), FORK.Event(), FORK.Value("i", 0)
+    parent = FORK.Process(
+        target=_fork_while_a_thread_holds_the_lock, args=(str(path), ready, release, pids)
+    )
+    parent.start()
+    child_pid = None
+    try:
+        assert ready.wait(30)
+        child_pid = pids.value
+        # Not join(): the child holds the parent's sentinel pipe open.
+        for _ in range(300):
+            if parent.exitcode is not None:
+                break
+            time.sleep(0.1)
+        assert parent.exitcode == -signal.SIGKILL
+        assert _alive(child_pid)
+        assert ShmReplayStore(path, max_entries=1000).add("orders/after", FOREVER)
+    finally:
+        release.set()
+        if child_pid is not None:
+            for _ in range(300):  # it exits on release; not our child, so poll
+                if not _alive(child_pid):
+                    break
+                time.sleep(0.1)
+
+
 def _die_mid_add(store: ShmReplayStore, path: str, key: str) -> None:
     """Take the file lock, write only the digest of ``key`` into a free slot, and be killed."""
     assert store.add("orders/child-warm-up", FOREVER)
@@ -439,11 +506,31 @@ def test_an_sqlite_database_is_refused_with_a_hint(
 
 def test_a_table_whose_creator_died_is_created_again(path: Path) -> None:
     """A sized file without the committing magic (its creator was killed) is initialised anew."""
-    path.write_bytes(bytes(10_000))
+    path.write_bytes(bytes(_HEADER_SIZE + 5 * _BUCKET))  # sized, then killed
     path.chmod(0o600)
     store = ShmReplayStore(path, max_entries=8)
     assert store.add("orders/a", FOREVER)
     assert path.stat().st_size == _HEADER_SIZE + 2 * _BUCKET
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        bytes(9_999) + b"\x01",  # zeros at first, not a table's size
+        bytes(16) + b"\x02" + bytes(_HEADER_SIZE + 5 * _BUCKET - 17),  # data in the header
+    ],
+    ids=["odd-size", "header-not-blank"],
+)
+def test_another_file_starting_with_zeros_is_left_alone(
+    path: Path, content: bytes, replay_log: pytest.LogCaptureFixture
+) -> None:
+    """A file MSCOMM_REPLAY_DB names by mistake is never truncated: only an empty file, or
+    one of a table's size whose header is all zeros, is set up as a table."""
+    path.write_bytes(content)
+    path.chmod(0o600)
+    assert not ShmReplayStore(path, max_entries=8).add("orders/a", FOREVER)
+    assert path.read_bytes() == content
+    assert "not a replay table" in replay_log.text
 
 
 def test_the_store_recovers_once_a_bad_file_is_replaced(path: Path) -> None:

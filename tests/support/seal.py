@@ -1,6 +1,6 @@
 """Read and tamper with the ``X-Mscomm-Seal`` header in tests.
 
-The header is ``v=1;kid=<16 hex>;ts=<decimal>;id=<32 hex>;ct=<base64url>``:
+The header is ``v=1;kid=<16 hex>;ts=<decimal>;id=<32 hex>;ct=<hex>``:
 five ``name=value`` fields in that order, separated by ``;``. These helpers
 parse it without trusting the package's own regex, so a test that checks the
 wire format does not just agree with the code under test.
