@@ -95,8 +95,9 @@ _SEAL = re.compile(
     r"v=1;kid=([0-9a-f]{16});ts=(0|[1-9][0-9]{0,11});id=([0-9a-f]{32});ct=([0-9a-f]{32,2080})\Z"
 )
 _METHOD = re.compile(r"[A-Z]{1,16}\Z")
-#: Methods known valid, so the common ones skip ``upper()`` and the regex.
-_COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+#: Methods already in the upper-case form bound into a seal, so the common
+#: ones skip ``upper()`` and the regex (here and in the middleware).
+COMMON_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 
 
 def claimed_ids(seal: Optional[str]) -> tuple[Optional[str], Optional[str]]:
@@ -323,7 +324,7 @@ class Envelope:
         status: Optional[int],
         reply_to: str,
     ) -> Sealed:
-        if method not in _COMMON_METHODS:
+        if method not in COMMON_METHODS:
             method = method.upper()
             if not _METHOD.match(method):
                 raise ConfigurationError("method must be 1-16 letters", reason="invalid method")
@@ -439,7 +440,7 @@ class Envelope:
         if kid is None or mid is None or len(sealed_ct) & 1:
             version = seal.partition(";")[0]
             raise reject("malformed envelope" if version == "v=1" else "unsupported version")
-        if method not in _COMMON_METHODS:
+        if method not in COMMON_METHODS:
             method = method.upper()
             if not _METHOD.match(method):
                 raise reject("malformed envelope")

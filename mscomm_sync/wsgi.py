@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
 from .envelope import (
+    COMMON_METHODS,
     ENVELOPE_HEADERS,
     HEADER_ENCRYPTED,
     HEADER_SEAL,
@@ -81,8 +82,6 @@ _SEALED_ONLY = (
     "HTTP_TRANSFER_ENCODING",
     "HTTP_CONTENT_ENCODING",
 )
-#: Methods already in the upper-case form the envelope binds.
-_UPPER_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
 #: The canonical-path cache: entries, and the longest path it keeps.
 _MAX_CACHED_PATHS = 256
 _MAX_CACHED_PATH_LENGTH = 512
@@ -196,7 +195,7 @@ class EncryptionMiddleware:
             log_refusal(exc.status, exc.reason, environ)
             return _refuse(exc.status, start_response)
         method = environ.get("REQUEST_METHOD", "GET")
-        if method.__class__ is not str or method not in _UPPER_METHODS:
+        if method.__class__ is not str or method not in COMMON_METHODS:
             method = str(method).upper()
         target = self._target(environ)
         headers = _envelope_headers(environ)
