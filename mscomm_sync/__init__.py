@@ -38,8 +38,9 @@ from .registry import (
     register_from_env,
     reset_registry,
 )
-from .replay import MemoryReplayStore, ReplayStore, SqliteReplayStore, default_replay_store
+from .replay import MemoryReplayStore, ReplayStore, default_replay_store
 from .replay_shm import ShmReplayStore
+from .replay_sqlite import SqliteReplayStore
 from .wsgi import EncryptionMiddleware
 
 if _TYPE_CHECKING:

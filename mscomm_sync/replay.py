@@ -9,7 +9,8 @@ exactly one may see ``True``.
 
 A store only ever holds opaque message ids and expiry times, never keys or
 plaintext. The host-wide stores, :class:`~mscomm_sync.replay_shm.ShmReplayStore`
-(the default, a hash table in a shared memory map) and :class:`SqliteReplayStore`,
+(the default, a hash table in a shared memory map) and
+:class:`~mscomm_sync.replay_sqlite.SqliteReplayStore`,
 keep them in a file that every process of the host's user shares; it is
 created readable and writable by that user only, because anyone who can write
 it can erase the memory of a message.
@@ -24,21 +25,19 @@ import threading
 import time
 from heapq import heappop, heappush
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional, Protocol, Union, runtime_checkable
+from typing import TYPE_CHECKING, Callable, Protocol, Union, runtime_checkable
 
 from .errors import ConfigurationError
 
 if TYPE_CHECKING:
-    import sqlite3
-
     from .replay_shm import ShmReplayStore
+    from .replay_sqlite import SqliteReplayStore
 
 __all__ = [
     "DEFAULT_MAX_ENTRIES",
     "REPLAY_DB_ENV",
     "MemoryReplayStore",
     "ReplayStore",
-    "SqliteReplayStore",
     "default_replay_path",
     "default_replay_store",
 ]
@@ -46,21 +45,6 @@ __all__ = [
 DEFAULT_MAX_ENTRIES = 1_000_000
 #: The environment variable that names the file of the host-wide default replay store.
 REPLAY_DB_ENV = "MSCOMM_REPLAY_DB"
-_MIN_INTERVAL = 1024
-# Between counts a connection inserts at most this share of the room it saw left.
-_ROOM_SHARE = 64
-# WAL pages between checkpoints (SQLite's default is 1000): each checkpoint
-# copies every page changed since the last one, so fewer checkpoints copy
-# fewer pages. The WAL grows to about this many 4 KiB pages (16 MiB).
-_WAL_AUTOCHECKPOINT = 4096
-_INSERT = (
-    "INSERT INTO seen (key, expires_at) VALUES (?, ?) "
-    "ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at "
-    "WHERE seen.expires_at <= ?"
-)
-_PURGE = "DELETE FROM seen WHERE expires_at <= ?"
-_COUNT = "SELECT count(*) FROM seen"
-
 log = logging.getLogger("mscomm_sync.replay")
 
 
@@ -163,7 +147,7 @@ def default_replay_store() -> Union[ShmReplayStore, SqliteReplayStore]:
     On POSIX systems it is a :class:`~mscomm_sync.replay_shm.ShmReplayStore`
     holding :data:`DEFAULT_MAX_ENTRIES` ids (48 MB of RAM on tmpfs, reserved
     when the file is created); elsewhere (no ``fcntl``) a
-    :class:`SqliteReplayStore` with the same bound (up to about 100 MB).
+    :class:`~mscomm_sync.replay_sqlite.SqliteReplayStore` with the same bound (up to about 100 MB).
     Either is shared by every process of the user on the host.
     """
     path = default_replay_path()
@@ -171,6 +155,8 @@ def default_replay_store() -> Union[ShmReplayStore, SqliteReplayStore]:
         from .replay_shm import ShmReplayStore
 
         return ShmReplayStore(path)
+    from .replay_sqlite import SqliteReplayStore
+
     return SqliteReplayStore(path)
 
 
@@ -211,185 +197,3 @@ def _open_private_file(path: Path) -> int:
         os.close(fd)
         raise
     return fd
-
-
-class _Connection:
-    """One thread's connection to the database in one process, and what it last counted there."""
-
-    __slots__ = ("conn", "execute", "full", "left", "pid", "recheck_at", "size")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.execute = conn.cursor().execute
-        self.pid = os.getpid()
-        self.left = 0  # fresh ids to insert before purging and counting again
-        self.size = 0  # ids left at the last count
-        self.full = False
-        self.recheck_at = 0.0
-
-
-class _ThreadState(threading.local):
-    """This thread's connection, once it has opened one."""
-
-    current: Optional[_Connection] = None
-
-
-class SqliteReplayStore:
-    """A replay store shared by every process and thread on one host.
-
-    It keeps ids in an SQLite database in WAL mode. :meth:`add` is one
-    ``INSERT ... ON CONFLICT DO UPDATE ... WHERE expired`` statement, so the
-    check and the insert are one atomic write: of concurrent deliveries of
-    one id, in any processes, exactly one sees ``True``.
-
-    The database is bounded: each connection purges expired ids and counts
-    the rest when it opens, and again once it has inserted an *interval* of
-    fresh ids: as many as it counted, but at most a sixty-fourth of the room
-    then left under ``max_entries`` and at least ``min(1024, max_entries //
-    16)``. While the count is at ``max_entries`` it refuses new ids (fails
-    closed, re-checking at most once a second) rather than grow or forget ids
-    that could still be replayed. Purging and counting scan the whole table;
-    spreading them out this way keeps their share of an insert small at any
-    size, while expired ids never outnumber the rest for long. The price is
-    that the table may pass the bound by up to one interval per connection
-    before every connection notices.
-
-    Writes use ``PRAGMA synchronous=OFF`` unless ``durable=True``: an app
-    crash loses nothing, but an OS crash or power loss may lose recent ids
-    (replayable only within the window they were sealed for) or damage the
-    file, after which the store refuses everything until the file is removed.
-    On tmpfs, the default location, the file does not survive a reboot anyway.
-
-    Connections are opened lazily, one per thread and process, so a store
-    created before ``fork()`` (gunicorn ``--preload``) works in every child;
-    a connection inherited from a parent is abandoned, never used or closed.
-
-    Any database error fails closed: :meth:`add` returns ``False`` and logs.
-
-    Args:
-        path: the database file; created (mode 0600) if absent.
-        max_entries: the most unexpired ids kept (approximately; see above).
-        clock: wall-clock time source, injectable for tests.
-        timeout: seconds to wait for another process's write lock.
-        durable: keep SQLite's ``synchronous=NORMAL`` (for a disk-backed file
-            that must survive power loss) instead of ``OFF``.
-
-    Raises:
-        ConfigurationError: the path is empty.
-        ValueError: ``max_entries`` is below 1.
-    """
-
-    def __init__(
-        self,
-        path: Union[str, os.PathLike[str]],
-        *,
-        max_entries: int = DEFAULT_MAX_ENTRIES,
-        clock: Callable[[], float] = time.time,
-        timeout: float = 5.0,
-        durable: bool = False,
-    ) -> None:
-        import sqlite3  # here, not at module import: `import mscomm_sync` stays light
-
-        if not str(path):
-            raise ConfigurationError("the replay database path is empty", variable=REPLAY_DB_ENV)
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        self.path = Path(path)
-        self.max_entries = max_entries
-        self._min_interval = max(1, min(_MIN_INTERVAL, max_entries // 16))
-        self._clock = clock
-        self._timeout = timeout
-        self._synchronous = "NORMAL" if durable else "OFF"
-        self._failures = (sqlite3.Error, OSError, ConfigurationError)
-        self._local = _ThreadState()
-        self._abandoned: list[sqlite3.Connection] = []
-
-    def add(self, key: str, expires_at: float) -> bool:
-        now = self._clock()
-        try:
-            state = self._local.current  # _state(), inlined: this is the hot path
-            if state is None or state.pid != os.getpid():
-                state = self._connect()
-            if state.full and not self._has_room(state, now):
-                log.error("replay store %s is full (%d ids), refusing", self.path, state.size)
-                return False
-            if state.execute(_INSERT, (key, expires_at, now)).rowcount != 1:
-                return False
-            state.left -= 1
-            if state.left <= 0:
-                self._measure(state, now)
-            return True
-        except self._failures as exc:
-            log.error("replay store %s failed, refusing: %s", self.path, exc)
-            return False
-
-    def __len__(self) -> int:
-        """Return how many unexpired ids the database holds."""
-        execute = self._state().execute
-        row = execute("SELECT count(*) FROM seen WHERE expires_at > ?", (self._clock(),)).fetchone()
-        return int(row[0])
-
-    def close(self) -> None:
-        """Close this thread's connection, if this process opened it."""
-        local = self._local
-        if local.current is not None:
-            if local.current.pid == os.getpid():
-                local.current.conn.close()
-            else:
-                self._abandoned.append(local.current.conn)  # see _connect
-        local.current = None
-
-    def _has_room(self, state: _Connection, now: float) -> bool:
-        # While full, purge and recount at most once a second: refusals stay cheap.
-        if now >= state.recheck_at:
-            self._measure(state, now)
-            state.recheck_at = now + 1.0
-        return not state.full
-
-    def _measure(self, state: _Connection, now: float) -> None:
-        execute = state.execute
-        execute(_PURGE, (now,))
-        size = state.size = int(execute(_COUNT).fetchone()[0])
-        state.full = size >= self.max_entries
-        state.left = self._interval(size)
-
-    def _interval(self, size: int) -> int:
-        """Return how many fresh ids to insert before purging and counting again."""
-        room = self.max_entries - size
-        return max(self._min_interval, min(size, room // _ROOM_SHARE))
-
-    def _state(self) -> _Connection:
-        state = self._local.current
-        if state is None or state.pid != os.getpid():
-            state = self._connect()
-        return state
-
-    def _connect(self) -> _Connection:
-        local = self._local
-        if local.current is not None:
-            # Inherited across fork(): SQLite forbids using or closing it here.
-            self._abandoned.append(local.current.conn)
-            local.current = None
-        state = _Connection(self._open())
-        self._measure(state, self._clock())
-        local.current = state
-        return state
-
-    def _open(self) -> sqlite3.Connection:
-        import sqlite3
-
-        os.close(_open_private_file(self.path))
-        conn = sqlite3.connect(
-            str(self.path), timeout=self._timeout, isolation_level=None, check_same_thread=True
-        )
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
-        conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT}")
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS seen "
-            "(key TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID"
-        )
-        return conn
-
-    def __repr__(self) -> str:
-        return f"<SqliteReplayStore path={str(self.path)!r} max={self.max_entries}>"

@@ -20,10 +20,10 @@ from mscomm_sync.replay import (
     DEFAULT_MAX_ENTRIES,
     MemoryReplayStore,
     ReplayStore,
-    SqliteReplayStore,
     default_replay_path,
     default_replay_store,
 )
+from mscomm_sync.replay_sqlite import SqliteReplayStore
 
 
 class FakeClock:

@@ -22,8 +22,9 @@ import pytest
 
 from mscomm_sync import ShmReplayStore, replay_shm
 from mscomm_sync.errors import ConfigurationError
-from mscomm_sync.replay import REPLAY_DB_ENV, ReplayStore, SqliteReplayStore
+from mscomm_sync.replay import REPLAY_DB_ENV, ReplayStore
 from mscomm_sync.replay_shm import _BUCKET, _DIGESTS, _HEADER, _HEADER_SIZE
+from mscomm_sync.replay_sqlite import SqliteReplayStore
 
 FOREVER = 4_000_000_000.0
 FORK = multiprocessing.get_context("fork")
