@@ -45,6 +45,9 @@ __all__ = ["ServiceCaller"]
 
 log = logging.getLogger("mscomm_sync.client")
 
+#: Instances whose proxy and CA settings are remembered (then forgotten all at once).
+_MAX_ENVIRONMENTS = 1024
+
 
 class ServiceCaller:
     """Runs calls for one client; holds its per-target breakers and budgets.
@@ -85,7 +88,7 @@ class ServiceCaller:
         self._trust_env = trust_env
         self._breakers: dict[str, CircuitBreaker] = {}
         self._budgets: dict[str, RetryBudget] = {}
-        self._env: dict[str, tuple[dict[str, str], Union[bool, str]]] = {}
+        self._env: dict[tuple[str, bool], tuple[dict[str, str], Union[bool, str]]] = {}
         self._lock = threading.Lock()
 
     def breaker(self, service: str) -> CircuitBreaker:
@@ -273,16 +276,21 @@ class ServiceCaller:
     def _environment(self, base_url: str) -> tuple[dict[str, str], Union[bool, str]]:
         # requests re-reads proxies, netrc and CA settings from the environment
         # on every call; an instance's settings are read once and cached.
-        found = self._env.get(base_url)
+        # Keyed by trust_env too, so turning it off (or on) later takes effect;
+        # bounded, so a registry that churns through instances cannot grow it.
+        trust = self._trust_env()
+        found = self._env.get((base_url, trust))
         if found is not None:
             return found
         proxies: dict[str, str] = {}
         verify: Union[bool, str] = True
-        if self._trust_env():
+        if trust:
             proxies = dict(get_environ_proxies(base_url))
             bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
             verify = bundle if bundle else True
-        self._env[base_url] = (proxies, verify)
+        if len(self._env) >= _MAX_ENVIRONMENTS:
+            self._env.clear()
+        self._env[(base_url, trust)] = (proxies, verify)
         return proxies, verify
 
     def __repr__(self) -> str:

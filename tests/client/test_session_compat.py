@@ -117,3 +117,22 @@ def test_url_form_quotes_path(serve: Callable[..., Any], make_client: Callable[.
     wsgi_path = "/a b/é".encode().decode("latin-1")  # PEP 3333: bytes as latin-1
     serve(sealed(json_app(recorder, {wsgi_path: echo})))
     assert make_client().get("mscomm://billing/a b/é").json()["caller"] == "orders"
+
+
+def test_instance_environment_follows_trust_env_and_stays_bounded(
+    make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Proxy settings read from the environment are cached per instance, but turning
+    trust_env off afterwards takes effect, and the cache does not grow without bound."""
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    client = make_client()
+    environment = client._caller._environment
+    assert environment("http://10.0.0.7:8001")[0].get("http") == "http://127.0.0.1:9"
+    client.trust_env = False
+    assert environment("http://10.0.0.7:8001") == ({}, True)
+    client.trust_env = True
+    for port in range(3000):
+        environment(f"http://10.0.0.7:{port}")
+    assert len(client._caller._env) <= 1024
