@@ -167,6 +167,22 @@ def _can_map_shared() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("fcntl", "mmap"))
 
 
+def _store_path(path: Union[str, os.PathLike[str]], max_entries: int) -> Path:
+    """Check the arguments every host-wide store takes; return the path.
+
+    Raises:
+        ConfigurationError: the path is empty.
+        ValueError: ``max_entries`` is below 1.
+    """
+    if not os.fspath(path):
+        raise ConfigurationError(
+            "the replay store path is empty", variable=REPLAY_DB_ENV, reason="empty path"
+        )
+    if max_entries < 1:
+        raise ValueError("max_entries must be at least 1")
+    return Path(path)
+
+
 def _open_private_file(path: Path) -> int:
     """Open (creating it, mode 0600) a store's file that must be the caller's own.
 

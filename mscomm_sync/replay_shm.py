@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from .errors import ConfigurationError
 from .forking import reset_after_fork
-from .replay import DEFAULT_MAX_ENTRIES, REPLAY_DB_ENV, _open_private_file
+from .replay import DEFAULT_MAX_ENTRIES, REPLAY_DB_ENV, _open_private_file, _store_path
 
 if TYPE_CHECKING:
     import mmap
@@ -107,13 +107,7 @@ class ShmReplayStore:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not os.fspath(path):
-            raise ConfigurationError(
-                "the replay store path is empty", variable=REPLAY_DB_ENV, reason="empty path"
-            )
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        self.path = Path(path)
+        self.path = _store_path(path, max_entries)
         self.max_entries = max_entries
         self._buckets = -(-max_entries // _IDS_PER_BUCKET)
         self._clock = clock

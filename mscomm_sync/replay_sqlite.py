@@ -11,11 +11,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from .errors import ConfigurationError
-from .replay import DEFAULT_MAX_ENTRIES, REPLAY_DB_ENV, _open_private_file, log
+from .replay import DEFAULT_MAX_ENTRIES, _open_private_file, _store_path, log
 
 if TYPE_CHECKING:
     import sqlite3
@@ -115,11 +114,7 @@ class SqliteReplayStore:
     ) -> None:
         import sqlite3  # here, not at module import: `import mscomm_sync` stays light
 
-        if not str(path):
-            raise ConfigurationError("the replay database path is empty", variable=REPLAY_DB_ENV)
-        if max_entries < 1:
-            raise ValueError("max_entries must be at least 1")
-        self.path = Path(path)
+        self.path = _store_path(path, max_entries)
         self.max_entries = max_entries
         self._min_interval = max(1, min(_MIN_INTERVAL, max_entries // 16))
         self._clock = clock

@@ -54,11 +54,13 @@ def check_passthrough_body(environ: dict[str, Any], limit: int) -> None:
 
 def _declared_length(environ: dict[str, Any], limit: int) -> Optional[int]:
     declared = environ.get("CONTENT_LENGTH")
-    if not declared:
-        return None
-    declared = str(declared).strip()
-    if not declared:
-        return None
+    if declared.__class__ is not str or not declared.isdigit():
+        # Not the usual plain decimal string: tidy it up before judging it.
+        if not declared:
+            return None
+        declared = str(declared).strip()
+        if not declared:
+            return None
     if not declared.isdigit() or not declared.isascii() or len(declared) > _MAX_LENGTH_DIGITS:
         raise BodyRefused(400, "malformed Content-Length")
     length = int(declared)
@@ -83,19 +85,6 @@ def read_body(environ: dict[str, Any], limit: int) -> bytes:
     """
     stream: IO[bytes] = environ["wsgi.input"]
     encoding = environ.get("HTTP_TRANSFER_ENCODING")
-    if encoding is None:
-        # The usual request: a plain decimal Content-Length, checked inline.
-        declared = environ.get("CONTENT_LENGTH")
-        if (
-            declared.__class__ is str
-            and declared.isascii()
-            and declared.isdigit()
-            and len(declared) <= _MAX_LENGTH_DIGITS
-        ):
-            declared_length = int(declared)
-            if declared_length > limit:
-                raise BodyRefused(413, "Content-Length above limit")
-            return _read_exactly(stream, declared_length)
     chunked = encoding is not None and "chunked" in str(encoding).lower()
     if not chunked:
         length = _declared_length(environ, limit)

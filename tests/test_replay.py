@@ -16,8 +16,10 @@ from typing import Any, Callable
 import pytest
 
 from mscomm_sync import ShmReplayStore, replay
+from mscomm_sync.errors import ConfigurationError
 from mscomm_sync.replay import (
     DEFAULT_MAX_ENTRIES,
+    REPLAY_DB_ENV,
     MemoryReplayStore,
     ReplayStore,
     default_replay_path,
@@ -335,6 +337,14 @@ def test_sqlite_store_rejects_a_bound_below_one(tmp_path: Path) -> None:
     """max_entries=0 would refuse everything; it is a configuration error."""
     with pytest.raises(ValueError, match="max_entries"):
         SqliteReplayStore(tmp_path / "replay.sqlite3", max_entries=0)
+
+
+def test_sqlite_store_names_the_variable_for_an_empty_path() -> None:
+    """An empty path is refused as the shared-memory store refuses it, naming the variable."""
+    with pytest.raises(ConfigurationError) as raised:
+        SqliteReplayStore("")
+    assert raised.value.variable == REPLAY_DB_ENV
+    assert raised.value.reason == "empty path"
 
 
 def test_importing_the_package_does_not_import_sqlite3() -> None:
