@@ -196,11 +196,15 @@ class ServiceAdapter(HTTPAdapter):
         attempt.body = sealed.body
         attempt.hooks = {"response": []}
         response = super().send(attempt, False, timeout, verify, cert, proxies)
-        # Read here, so a reset mid-body fails this attempt.
-        data = read_body(response, deadline=deadline, read_timeout=timeout[1])
         status = response.status_code
         headers = response.headers
-        if (headers.get(HEADER_ENCRYPTED) or "").lower() != "true":
+        sealed_reply = (headers.get(HEADER_ENCRYPTED) or "").lower() == "true"
+        # Read here, so a reset mid-body fails this attempt. A sealed answer
+        # is only opened, so it may be read into a bytearray.
+        data = read_body(
+            response, deadline=deadline, read_timeout=timeout[1], into_buffer=sealed_reply
+        )
+        if not sealed_reply:
             if allow_plaintext:
                 log.debug("plaintext reply accepted (service=%s status=%d)", service, status)
                 return response

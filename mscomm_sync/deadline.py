@@ -11,20 +11,36 @@ connection.
 
 ``HTTPResponse.read1`` arrived in urllib3 2.3, the lowest release we support.
 A response without it (a test double) is read in one go.
+
+A sealed answer of 64 KiB or more with a ``Content-Length`` is read straight
+into one ``bytearray`` instead (``readinto1`` on the buffered socket file of
+the ``http.client`` response urllib3 wraps, again one socket read per turn,
+with the same timeouts): no pieces to join, and half the
+memory. Pieces cost a second copy, and the extra megabytes made glibc hand
+memory back and fault it in again on every call (see
+``docs/performance.md``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import http.client
+import socket
 import time
 from collections.abc import Iterator
-from typing import Any, Callable, Optional, cast
+from typing import Any, Callable, Optional, Union, cast
 
 import attrs
 import requests
 from requests import Response
 from requests.exceptions import ChunkedEncodingError, ContentDecodingError
-from urllib3.exceptions import DecodeError, ProtocolError, ReadTimeoutError, SSLError
+from urllib3.exceptions import (
+    DecodeError,
+    IncompleteRead,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from .errors import DeadlineExceededError
 
@@ -34,6 +50,8 @@ __all__ = ["Deadline", "read_body"]
 #: it reads, so asking for a whole 1 MiB body per piece costs more than
 #: the copy a few 256 KiB pieces add (measured on loopback).
 _PIECE = 256 * 1024
+#: Smallest sealed answer read straight into one buffer (``into_buffer``).
+_INTO_BUFFER_MIN = 64 * 1024
 
 
 @attrs.frozen(kw_only=True)
@@ -66,7 +84,8 @@ def read_body(
     *,
     deadline: Optional[Deadline] = None,
     read_timeout: Optional[float] = None,
-) -> bytes:
+    into_buffer: bool = False,
+) -> Union[bytes, bytearray]:
     """Read ``response``'s whole body, within ``deadline``.
 
     Args:
@@ -75,6 +94,9 @@ def read_body(
             timeout as it is.
         read_timeout: the attempt's timeout per socket read; the deadline
             caps it.
+        into_buffer: the caller only reads the body (a sealed answer it
+            opens): a large one with a ``Content-Length`` may come back as
+            a ``bytearray``, read with one copy.
 
     Returns:
         The body (also stored as the response's content).
@@ -88,11 +110,14 @@ def read_body(
     raw = response.raw
     if not hasattr(raw, "stream"):
         return response.content
-    connection = getattr(raw, "connection", None)
-    sock = getattr(connection, "sock", None)
+    sock = _socket_of(raw)
     try:
         read1 = _reader(raw) if deadline is not None and sock is not None else None
-        if deadline is not None and read1 is not None:
+        into = _into(raw) if into_buffer and read1 is not None else None
+        data: Union[bytes, bytearray]
+        if deadline is not None and into is not None:
+            data = _read_into(response, into, sock, deadline, read_timeout)
+        elif deadline is not None and read1 is not None:
             data = _read_pieces(response, read1, sock, deadline, read_timeout)
         else:
             # No deadline, or no socket to bound (a mocked response): one read.
@@ -101,9 +126,22 @@ def read_body(
     except BaseException:
         response.close()
         raise
-    response._content = data
+    # A bytearray stands in until the caller puts the opened body there.
+    cast(Any, response)._content = data
     cast(Any, response)._content_consumed = True
     return data
+
+
+def _socket_of(raw: Any) -> Any:
+    """Return the socket ``raw``'s body arrives on, or ``None`` (a test double)."""
+    sock = getattr(getattr(raw, "connection", None), "sock", None)
+    if sock is None:
+        # An answer with "Connection: close": http.client has already let go
+        # of the connection's socket, and only the answer's socket file
+        # holds it. Without it the body would be read with no deadline.
+        socket_io = getattr(getattr(getattr(raw, "_fp", None), "fp", None), "raw", None)
+        sock = getattr(socket_io, "_sock", None)
+    return sock if isinstance(sock, socket.socket) else None
 
 
 def _reader(raw: Any) -> Optional[Callable[[int], bytes]]:
@@ -111,6 +149,68 @@ def _reader(raw: Any) -> Optional[Callable[[int], bytes]]:
     if hasattr(raw, "read1"):
         return lambda amount: cast(bytes, raw.read1(amount, decode_content=True))
     return None
+
+
+def _into(raw: Any) -> Optional[http.client.HTTPResponse]:
+    """Return the ``http.client`` response under ``raw`` if its body can be read directly."""
+    fp = getattr(raw, "_fp", None)
+    length = getattr(raw, "length_remaining", None)
+    if (
+        not isinstance(fp, http.client.HTTPResponse)
+        or not hasattr(fp.fp, "readinto1")
+        or length.__class__ is not int
+        or length < _INTO_BUFFER_MIN
+        or fp.length != length  # nothing read yet
+        or fp.chunked
+        or raw.headers.get("Content-Encoding", "identity").lower() != "identity"
+    ):
+        return None
+    return fp
+
+
+def _read_into(
+    response: Response,
+    fp: http.client.HTTPResponse,
+    sock: Any,
+    deadline: Deadline,
+    read_timeout: Optional[float],
+) -> bytearray:
+    raw = response.raw
+    length = cast(int, raw.length_remaining)
+    body = bytearray(length)
+    got = 0
+    with memoryview(body) as view, _requests_errors(response, timeouts=False):
+        while got < length:
+            left = deadline.remaining()
+            if left <= 0:
+                raise deadline.exceeded()
+            by_deadline = read_timeout is None or left <= read_timeout
+            sock.settimeout(left if by_deadline else read_timeout)
+            try:
+                # At most one socket read per turn (what the timeout bounds):
+                # what http.client has buffered, else one recv_into.
+                with view[got:] as rest:
+                    n = fp.fp.readinto1(rest)
+            except socket.timeout as exc:
+                if by_deadline:
+                    raise deadline.exceeded() from exc
+                timeout = ReadTimeoutError(None, None, "Read timed out.")  # type: ignore[arg-type]
+                raise requests.ConnectionError(timeout, request=response.request) from exc
+            except OSError as exc:  # as urllib3 reports a connection broken mid-body
+                raise ProtocolError(f"Connection broken: {exc!r}", exc) from exc
+            if not n:
+                short = IncompleteRead(got, length - got)
+                raise ProtocolError(f"Connection broken: {short!r}", short)
+            got += n
+    # Leave http.client and urllib3 as if they had read the body themselves:
+    # http.client closes its file, urllib3 returns the connection to the pool.
+    fp.length = 0
+    fp.read()
+    raw.length_remaining = 0
+    if hasattr(raw, "_fp_bytes_read"):
+        raw._fp_bytes_read += length
+    raw.release_conn()
+    return body
 
 
 def _read_pieces(

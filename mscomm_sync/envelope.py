@@ -29,7 +29,7 @@ import os
 import re
 import time
 from collections.abc import Mapping
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional, Union
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -364,7 +364,12 @@ class Envelope:
     # -- opening ---------------------------------------------------------
 
     def open_request(
-        self, *, method: str, target: str, headers: Mapping[str, str], body: bytes
+        self,
+        *,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: Union[bytes, bytearray],
     ) -> Opened:
         """Verify and open a request addressed to this service.
 
@@ -376,7 +381,7 @@ class Envelope:
             target: its canonical target (:func:`target_from_environ`).
             headers: its headers; lookups use the names in
                 :data:`ENVELOPE_HEADERS` (a case-insensitive mapping works).
-            body: the sealed body.
+            body: the sealed body (a ``bytearray`` is read, never kept).
 
         Raises:
             IntegrityError: for every reason it cannot be accepted.
@@ -396,7 +401,7 @@ class Envelope:
         status: int,
         reply_to: str,
         headers: Mapping[str, str],
-        body: bytes,
+        body: Union[bytes, bytearray],
     ) -> Opened:
         """Verify and open the response to a request this service sealed.
 
@@ -421,7 +426,7 @@ class Envelope:
         method: str,
         target: str,
         headers: Mapping[str, str],
-        body: bytes,
+        body: Union[bytes, bytearray],
         status: Optional[int],
         reply_to: str,
     ) -> Opened:

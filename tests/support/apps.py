@@ -62,3 +62,22 @@ def replay_app() -> Callable[..., Iterable[bytes]]:
     app = EncryptionMiddleware(whoami)
     path = os.environ.get(DELIVERY_LOG_ENV)
     return DeliveryLog(app, path) if path else app
+
+
+_echoed = [0]
+
+
+def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Answer with the request body; ``/count`` answers how many bodies were echoed."""
+    if environ["PATH_INFO"] == "/count":
+        body = str(_echoed[0]).encode()
+    else:
+        _echoed[0] += 1
+        body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    start_response("200 OK", [("Content-Type", "application/octet-stream")])
+    return [body]
+
+
+def echo_app() -> Callable[..., Iterable[bytes]]:
+    """The billing service echoing bodies, with ``/health`` and ``/count`` left plaintext."""
+    return EncryptionMiddleware(echo, exempt_paths=("/health", "/count"))

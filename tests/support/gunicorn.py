@@ -24,7 +24,7 @@ ROOT = TESTS.parent
 
 
 class GunicornServer:
-    """A gunicorn master with ``workers`` sync workers serving ``app``.
+    """A gunicorn master with ``workers`` workers serving ``app``.
 
     Args:
         app: the gunicorn app spec, e.g. ``"support.apps:replay_app()"``; it is
@@ -32,6 +32,9 @@ class GunicornServer:
         workers: how many worker processes.
         env: extra environment variables for the server.
         preload: pass ``--preload`` (load the app in the master, then fork).
+        worker_class: ``"sync"`` (one request at a time, no keep-alive) or
+            ``"gthread"`` (``threads`` threads, keep-alive).
+        threads: threads per gthread worker.
         ready_path: a plaintext path that answers 200 once a worker is up.
         startup_timeout: seconds to wait for ``ready_path``.
     """
@@ -43,6 +46,8 @@ class GunicornServer:
         workers: int = 3,
         env: Optional[dict[str, str]] = None,
         preload: bool = False,
+        worker_class: str = "sync",
+        threads: int = 1,
         ready_path: str = "/health",
         startup_timeout: float = 60.0,
     ) -> None:
@@ -50,6 +55,8 @@ class GunicornServer:
         self.workers = workers
         self.env = dict(env or {})
         self.preload = preload
+        self.worker_class = worker_class
+        self.threads = threads
         self.ready_path = ready_path
         self.startup_timeout = startup_timeout
         self.port = 0
@@ -78,7 +85,9 @@ class GunicornServer:
             "--workers",
             str(self.workers),
             "--worker-class",
-            "sync",
+            self.worker_class,
+            "--threads",
+            str(self.threads),
             "--graceful-timeout",
             "5",
             "--timeout",
@@ -134,4 +143,7 @@ class GunicornServer:
         self.stop()
 
     def __repr__(self) -> str:
-        return f"<GunicornServer {self.app} workers={self.workers} port={self.port}>"
+        return (
+            f"<GunicornServer {self.app} {self.worker_class} workers={self.workers}"
+            f" port={self.port}>"
+        )
