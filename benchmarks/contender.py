@@ -28,8 +28,9 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import requests
 
@@ -41,6 +42,8 @@ from mscomm_sync.registry import FileRegistry
 from . import echo_app
 
 KINDS = ("plain", "ours", "presealed")
+#: The CPU gunicorn is pinned to, when set (``benchmarks/client.py`` sets it).
+SERVER_CPU_ENV = "MSCOMM_BENCH_SERVER_CPU"
 SERVERS = ("waitress", "gunicorn")
 
 
@@ -80,17 +83,23 @@ def waitress_server(keyring: Keyring) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def gunicorn_server() -> Iterator[str]:
-    """Serve the echo app with gunicorn (one gthread worker, keep-alive) on 127.0.0.1."""
+def gunicorn_server(environ: dict[str, str]) -> Iterator[str]:
+    """Serve the echo app with gunicorn (one gthread worker, keep-alive) on 127.0.0.1.
+
+    ``environ`` is gunicorn's environment; it must hold the services' keys.
+    With ``MSCOMM_BENCH_SERVER_CPU`` in it, gunicorn runs on that CPU only.
+    """
     root = Path(__file__).resolve().parent.parent
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(64)
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    env = {**environ, "PYTHONPATH": str(root)}
+    cpu = environ.get(SERVER_CPU_ENV)
+    pin = None if cpu is None else partial(os.sched_setaffinity, 0, {int(cpu)})
     argv = [sys.executable, "-m", "gunicorn", "--bind", f"fd://{sock.fileno()}"]
     argv += ["--workers", "1", "--worker-class", "gthread", "--threads", "4"]
     argv += ["--keep-alive", "60", "--log-level", "warning", "benchmarks.echo_app:create()"]
-    proc = subprocess.Popen(argv, env=env, cwd=str(root), pass_fds=(sock.fileno(),))
+    proc = subprocess.Popen(argv, env=env, cwd=str(root), pass_fds=(sock.fileno(),), preexec_fn=pin)
     base = f"http://127.0.0.1:{sock.getsockname()[1]}"
     try:
         for _ in range(300):  # up to 30 s
@@ -111,6 +120,13 @@ def gunicorn_server() -> Iterator[str]:
             proc.kill()
             proc.wait(15)
         sock.close()
+
+
+def server_for(server: str, keyring: Keyring, environ: dict[str, str]) -> Any:
+    """Return the context manager that runs ``server`` and yields its base URL."""
+    if server == "waitress":
+        return waitress_server(keyring)
+    return gunicorn_server(environ)
 
 
 def caller(
@@ -182,7 +198,7 @@ def main(argv: list[str]) -> int:
     keyring = Keyring()
     gc.disable()  # a collection inside one timed call is noise
     with contextlib.ExitStack() as stack:
-        serve = waitress_server(keyring) if server == "waitress" else gunicorn_server()
+        serve = server_for(server, keyring, dict(os.environ))
         call = caller(kind, stack.enter_context(serve), keyring, stack)
         print("ready", flush=True)
         for line in sys.stdin:
