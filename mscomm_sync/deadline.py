@@ -15,7 +15,8 @@ A response without it (a test double) is read in one go.
 A sealed answer of 64 KiB or more with a ``Content-Length`` is read straight
 into one ``bytearray`` instead (``readinto1`` on the buffered socket file of
 the ``http.client`` response urllib3 wraps, again one socket read per turn,
-with the same timeouts): no pieces to join, and half the
+with the same timeouts; the buffer grows as the bytes arrive, see
+:mod:`mscomm_sync.body_buffer`): no pieces to join, and half the
 memory. Pieces cost a second copy, and the extra megabytes made glibc hand
 memory back and fault it in again on every call (see
 ``docs/performance.md``).
@@ -26,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import socket
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any, Callable, Optional, Union, cast
@@ -42,6 +44,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from .body_buffer import BodyBuffer
 from .errors import DeadlineExceededError
 
 __all__ = ["Deadline", "read_body"]
@@ -177,10 +180,9 @@ def _read_into(
 ) -> bytearray:
     raw = response.raw
     length = cast(int, raw.length_remaining)
-    body = bytearray(length)
-    got = 0
-    with memoryview(body) as view, _requests_errors(response, timeouts=False):
-        while got < length:
+    buffer = BodyBuffer(length)  # grows as the bytes arrive, not to the declared length
+    with _requests_errors(response, timeouts=False):
+        while buffer.missing:
             left = deadline.remaining()
             if left <= 0:
                 raise deadline.exceeded()
@@ -189,19 +191,22 @@ def _read_into(
             try:
                 # At most one socket read per turn (what the timeout bounds):
                 # what http.client has buffered, else one recv_into.
-                with view[got:] as rest:
-                    n = fp.fp.readinto1(rest)
+                with buffer.space() as space:
+                    n = fp.fp.readinto1(space)
             except socket.timeout as exc:
                 if by_deadline:
                     raise deadline.exceeded() from exc
-                timeout = ReadTimeoutError(None, None, "Read timed out.")  # type: ignore[arg-type]
+                pool: Any = getattr(raw, "_pool", None)
+                timeout = ReadTimeoutError(pool, None, "Read timed out.")
                 raise requests.ConnectionError(timeout, request=response.request) from exc
+            except ssl.SSLError as exc:
+                raise requests.exceptions.SSLError(exc, request=response.request) from exc
             except OSError as exc:  # as urllib3 reports a connection broken mid-body
                 raise ProtocolError(f"Connection broken: {exc!r}", exc) from exc
             if not n:
-                short = IncompleteRead(got, length - got)
+                short = IncompleteRead(buffer.got, buffer.missing)
                 raise ProtocolError(f"Connection broken: {short!r}", short)
-            got += n
+            buffer.filled(n)
     # Leave http.client and urllib3 as if they had read the body themselves:
     # http.client closes its file, urllib3 returns the connection to the pool.
     fp.length = 0
@@ -210,7 +215,7 @@ def _read_into(
     if hasattr(raw, "_fp_bytes_read"):
         raw._fp_bytes_read += length
     raw.release_conn()
-    return body
+    return buffer.body
 
 
 def _read_pieces(

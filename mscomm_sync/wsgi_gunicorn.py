@@ -10,7 +10,8 @@ faults too). See ``docs/performance.md``.
 
 For a body with a ``Content-Length`` that nothing has read yet, this module
 takes the bytes gunicorn has already buffered and then ``recv_into``-s the
-rest straight from the socket into one ``bytearray``, leaving gunicorn's
+rest straight from the socket into one ``bytearray`` that grows as the bytes
+arrive (:class:`~mscomm_sync.body_buffer.BodyBuffer`), leaving gunicorn's
 reader as if it had read the body itself: nothing left to read, and anything
 past the body (a pipelined request) pushed back into its buffer.
 
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import io
 from typing import Any, Optional
+
+from .body_buffer import BodyBuffer
 
 __all__ = ["read_gunicorn_body"]
 
@@ -68,24 +71,23 @@ def read_gunicorn_body(stream: Any, length: int) -> Optional[bytearray]:
         or not isinstance(ahead, io.BytesIO)
     ):
         return None
-    body = bytearray(length)
-    with memoryview(body) as view:
-        held = ahead.getvalue()
-        taken = min(len(held), length)
-        view[:taken] = held[:taken]
-        unreader.buf = io.BytesIO()
-        unreader.buf.write(held[taken:])
-        reader.length = length - taken
-        try:
-            while taken < length:
-                got = sock.recv_into(view[taken:])
-                if not got:
-                    raise EOFError("the client closed the connection inside the body")
-                taken += got
-                reader.length = length - taken
-        except BaseException:
-            # Where the next request starts is unknown now: gunicorn 22+
-            # reads this flag and does not reuse the connection.
-            stream.failed = True
-            raise
-    return body
+    held = ahead.getvalue()
+    buffer = BodyBuffer(length, held)
+    unreader.buf = io.BytesIO()
+    unreader.buf.write(held[buffer.got :])  # what lies past the body: the next request
+    reader.length = buffer.missing
+    try:
+        while buffer.missing:
+            with buffer.space() as space:
+                got = sock.recv_into(space)
+            if not got:
+                raise EOFError("the client closed the connection inside the body")
+            buffer.filled(got)
+            reader.length = buffer.missing
+    except BaseException:
+        # Where the next request starts is unknown now. gunicorn builds that
+        # read this flag close the connection; the others drain what is left
+        # of the body, which reader.length keeps exact.
+        stream.failed = True
+        raise
+    return buffer.body

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import socket
 import threading
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,22 @@ def test_truncated_body_is_refused_and_the_connection_marked_unusable(
     sender.join(30)
 
 
+def test_memory_follows_the_bytes_that_arrived(pair: tuple[socket.socket, socket.socket]) -> None:
+    """Headers declaring 8 MiB, followed by 300 kB, never make the server hold 8 MiB."""
+    server, client = pair
+    sender = feed(client, raw_request(b"m" * 300_000, length=8 << 20), then_close=True)
+    req = next(RequestParser(Config(), server, ("127.0.0.1", 1)))
+    tracemalloc.start()
+    try:
+        with pytest.raises(BodyRefused):
+            read_body(environ_of(req), limit=16 << 20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 << 20
+    sender.join(30)
+
+
 def test_declines_a_body_already_partly_read(pair: tuple[socket.socket, socket.socket]) -> None:
     """Bytes an app (or another middleware) has read are not read again."""
     server, client = pair
@@ -153,18 +170,28 @@ def gunicorn(
         yield server
 
 
-def echoed(server: GunicornServer) -> int:
-    return int(requests.get(server.url + "/count", timeout=30).text)
+def counts(server: GunicornServer) -> dict[str, int]:
+    """How many bodies the app echoed, and how many the fast path read."""
+    answer: dict[str, int] = requests.get(server.url + "/count", timeout=30).json()
+    return answer
 
 
 def test_sealed_bodies_of_every_size_on_one_connection(gunicorn: GunicornServer) -> None:
-    """Each size verifies and echoes exactly, call after call on one keep-alive connection."""
+    """Each size verifies and echoes exactly, call after call on one keep-alive connection.
+
+    Every body came through the fast path, not gunicorn's own reader.
+    """
+    before = counts(gunicorn)
     with requests.Session() as session:
         for size in SIZES + SIZES[::-1]:
             body = bytes([size % 251]) * size
             call = send(session, gunicorn.url + "/echo", body=body)
             assert call.response.status_code == 200
             assert open_reply(call).body == body
+    after = counts(gunicorn)
+    calls = 2 * len(SIZES)
+    assert after["echoed"] - before["echoed"] == calls
+    assert after["fast"] - before["fast"] == calls
 
 
 def read_response(stream: Any) -> tuple[int, bytes]:
@@ -213,7 +240,7 @@ def test_truncated_sealed_body_never_reaches_the_app(gunicorn: GunicornServer) -
     """A body cut short is refused with a 400 and the app never runs."""
     prepared, _, _ = prepare(gunicorn.url + "/echo", body=b"c" * 150_000)
     assert isinstance(prepared.body, bytes)
-    before = echoed(gunicorn)
+    before = counts(gunicorn)
     head = f"POST /echo HTTP/1.1\r\nHost: 127.0.0.1:{gunicorn.port}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in prepared.headers.items()) + "\r\n"
     with socket.create_connection(("127.0.0.1", gunicorn.port), timeout=30) as sock:
@@ -221,4 +248,6 @@ def test_truncated_sealed_body_never_reaches_the_app(gunicorn: GunicornServer) -
         sock.shutdown(socket.SHUT_WR)
         answer = sock.makefile("rb").readline()
     assert answer.split()[1:2] in ([b"400"], [])  # 400, or closed without a word
-    assert echoed(gunicorn) == before
+    after = counts(gunicorn)
+    assert after["echoed"] == before["echoed"]
+    assert after["fast"] == before["fast"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+import tracemalloc
 from typing import Any, Callable
 
 import attrs
@@ -131,6 +132,21 @@ def test_only_large_sealed_answers_come_as_a_buffer(length: int) -> None:
             assert data == b"s" * length
             direct = into_buffer and length >= INTO_BUFFER
             assert isinstance(data, bytearray if direct else bytes)
+
+
+def test_memory_follows_the_bytes_that_arrived() -> None:
+    """An answer declaring 8 MiB that stops after 300 kB never makes the client hold 8 MiB."""
+    with SealedTrickleServer(8 << 20, burst=300_000, hang_up=True) as server:
+        resp = requests.get(server.url + "/x", stream=True, timeout=10)
+        deadline = Deadline(service="billing", at=time.monotonic() + 10, seconds=10)
+        tracemalloc.start()
+        try:
+            with pytest.raises(requests.exceptions.ChunkedEncodingError):
+                read_body(resp, deadline=deadline, into_buffer=True)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert peak < 2 << 20
 
 
 @pytest.mark.parametrize("close", [False, True], ids=["keep-alive", "connection-close"])

@@ -64,20 +64,36 @@ def replay_app() -> Callable[..., Iterable[bytes]]:
     return DeliveryLog(app, path) if path else app
 
 
-_echoed = [0]
+_counts = {"echoed": 0, "fast": 0}
 
 
 def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    """Answer with the request body; ``/count`` answers how many bodies were echoed."""
+    """Answer with the request body; ``/count`` answers the counts as JSON."""
     if environ["PATH_INFO"] == "/count":
-        body = str(_echoed[0]).encode()
+        body = json.dumps(_counts).encode()
     else:
-        _echoed[0] += 1
+        _counts["echoed"] += 1
         body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     start_response("200 OK", [("Content-Type", "application/octet-stream")])
     return [body]
 
 
 def echo_app() -> Callable[..., Iterable[bytes]]:
-    """The billing service echoing bodies, with ``/health`` and ``/count`` left plaintext."""
+    """The billing service echoing bodies, with ``/health`` and ``/count`` left plaintext.
+
+    ``/count`` also says how many request bodies the gunicorn fast path
+    (:func:`~mscomm_sync.wsgi_gunicorn.read_gunicorn_body`) read, counted
+    by wrapping it in this worker.
+    """
+    from mscomm_sync import wsgi_body
+
+    read = wsgi_body.read_gunicorn_body
+
+    def counted(stream: Any, length: int) -> Any:
+        body = read(stream, length)
+        if body is not None:
+            _counts["fast"] += 1
+        return body
+
+    wsgi_body.read_gunicorn_body = counted  # type: ignore[assignment]
     return EncryptionMiddleware(echo, exempt_paths=("/health", "/count"))
