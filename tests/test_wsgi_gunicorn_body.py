@@ -102,9 +102,9 @@ def test_truncated_body_is_refused_and_the_connection_marked_unusable(
 
 
 def test_memory_follows_the_bytes_that_arrived(pair: tuple[socket.socket, socket.socket]) -> None:
-    """Headers declaring 8 MiB, followed by 300 kB, never make the server hold 8 MiB."""
+    """Headers declaring 16 MiB, followed by 300 kB, never make the server hold 16 MiB."""
     server, client = pair
-    sender = feed(client, raw_request(b"m" * 300_000, length=8 << 20), then_close=True)
+    sender = feed(client, raw_request(b"m" * 300_000, length=16 << 20), then_close=True)
     req = next(RequestParser(Config(), server, ("127.0.0.1", 1)))
     tracemalloc.start()
     try:
@@ -113,7 +113,7 @@ def test_memory_follows_the_bytes_that_arrived(pair: tuple[socket.socket, socket
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert peak < 2 << 20
+    assert peak < 4 << 20  # a buffer of 2 MiB, not the 16 MiB declared
     sender.join(30)
 
 

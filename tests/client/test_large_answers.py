@@ -135,8 +135,8 @@ def test_only_large_sealed_answers_come_as_a_buffer(length: int) -> None:
 
 
 def test_memory_follows_the_bytes_that_arrived() -> None:
-    """An answer declaring 8 MiB that stops after 300 kB never makes the client hold 8 MiB."""
-    with SealedTrickleServer(8 << 20, burst=300_000, hang_up=True) as server:
+    """An answer declaring 16 MiB that stops after 300 kB never makes the client hold 16 MiB."""
+    with SealedTrickleServer(16 << 20, burst=300_000, hang_up=True) as server:
         resp = requests.get(server.url + "/x", stream=True, timeout=10)
         deadline = Deadline(service="billing", at=time.monotonic() + 10, seconds=10)
         tracemalloc.start()
@@ -146,7 +146,7 @@ def test_memory_follows_the_bytes_that_arrived() -> None:
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
-    assert peak < 2 << 20
+    assert peak < 4 << 20  # a buffer of 2 MiB, not the 16 MiB declared
 
 
 @pytest.mark.parametrize("close", [False, True], ids=["keep-alive", "connection-close"])
