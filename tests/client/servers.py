@@ -157,6 +157,84 @@ class SocketServer:
         raise NotImplementedError
 
 
+class TrickleServer(SocketServer):
+    """Answers each connection's one request with ``length`` body bytes, slowly.
+
+    It sends the status line, ``headers`` and ``burst`` bytes of body at
+    once, then one byte per ``interval`` seconds, at most ``most`` of them,
+    and hangs up. ``trickled`` counts the bytes sent one by one; ``done`` is
+    set when the connection is finished with.
+    """
+
+    def __init__(
+        self,
+        length: int = 20,
+        interval: float = 0.2,
+        *,
+        headers: bytes = b"Content-Type: text/plain\r\n",
+        burst: int = 0,
+        most: Optional[int] = None,
+    ) -> None:
+        super().__init__()
+        self.length = length
+        self.interval = interval
+        self.headers = headers
+        self.burst = burst
+        self.most = length - burst if most is None else min(most, length - burst)
+        self.trickled = 0
+        self.done = threading.Event()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                self._answer(conn)
+        finally:
+            self.done.set()
+
+    def _answer(self, conn: socket.socket) -> None:
+        conn.settimeout(5)
+        head = b""
+        for _ in range(64):
+            if b"\r\n\r\n" in head:
+                break
+            chunk = conn.recv(65536)
+            if not chunk:
+                return
+            head += chunk
+        self._count()
+        status = b"HTTP/1.1 200 OK\r\n" + self.headers
+        conn.sendall(status + b"Content-Length: %d\r\n\r\n" % self.length + b"s" * self.burst)
+        for _ in range(self.most):
+            if self._stop.wait(self.interval):
+                return
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                return  # the client gave up
+            self.trickled += 1
+
+
+def sealed_trickle(
+    length: int,
+    *,
+    burst: int,
+    interval: float = 0.2,
+    hang_up: bool = False,
+    close: bool = False,
+) -> TrickleServer:
+    """A server answering as a sealed reply of ``length`` bytes: ``burst`` at once, then slowly.
+
+    After the burst it sends at most 50 bytes, one per ``interval`` seconds,
+    and hangs up (at once with ``hang_up``): a client that ignores its
+    deadline then fails in seconds rather than hanging the suite. It answers
+    one request per connection; ``close`` says so in a ``Connection: close``.
+    """
+    headers = b"X-Encrypted-Payload: true\r\n"
+    if close:
+        headers += b"Connection: close\r\n"
+    return TrickleServer(length, interval, headers=headers, burst=burst, most=0 if hang_up else 50)
+
+
 class RawServer(SocketServer):
     """A socket server on 127.0.0.1 that answers with scripted bytes.
 
