@@ -199,8 +199,8 @@ def _read_into(
                 pool: Any = getattr(raw, "_pool", None)
                 timeout = ReadTimeoutError(pool, None, "Read timed out.")
                 raise requests.ConnectionError(timeout, request=response.request) from exc
-            except ssl.SSLError as exc:
-                raise requests.exceptions.SSLError(exc, request=response.request) from exc
+            except ssl.SSLError as exc:  # as urllib3 reports it, mapped below
+                raise SSLError(exc) from exc
             except OSError as exc:  # as urllib3 reports a connection broken mid-body
                 raise ProtocolError(f"Connection broken: {exc!r}", exc) from exc
             if not n:

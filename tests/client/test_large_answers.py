@@ -8,6 +8,8 @@ the same bytes, return the connection to the pool, and fail the same way.
 
 from __future__ import annotations
 
+import io
+import ssl
 import time
 import tracemalloc
 from typing import Any, Callable
@@ -54,7 +56,7 @@ def test_answers_of_every_size_open_on_one_connection(
     assert len(ports) == 5 and len(set(ports)) == 1, ports
 
 
-@pytest.mark.parametrize("length", [PIECES, INTO_BUFFER, 300_000])
+@pytest.mark.parametrize("length", [PIECES, INTO_BUFFER, 300_000, 5 * 1024 * 1024 + 5])
 def test_only_large_sealed_answers_come_as_a_buffer(length: int) -> None:
     """read_body's one-copy path is taken exactly when asked and the answer is large."""
     with sealed_trickle(length, burst=length) as server:
@@ -65,6 +67,27 @@ def test_only_large_sealed_answers_come_as_a_buffer(length: int) -> None:
             assert data == b"s" * length
             direct = into_buffer and length >= INTO_BUFFER
             assert isinstance(data, bytearray if direct else bytes)
+
+
+def test_tls_failure_inside_the_answer_keeps_its_type() -> None:
+    """A TLS error while reading into the buffer is a requests SSLError, as in pieces."""
+
+    class BrokenTLS(io.BufferedIOBase):
+        """The TLS layer under http.client failing on the next read."""
+
+        def readinto1(self, buffer: Any) -> int:
+            raise ssl.SSLError("decryption failed or bad record mac")
+
+    with sealed_trickle(200_000, burst=60_000, hang_up=True) as server:
+        resp = requests.get(server.url + "/x", stream=True, timeout=10)
+        answer: Any = resp.raw._fp  # the http.client response urllib3 wraps
+        real, answer.fp = answer.fp, BrokenTLS()
+        deadline = Deadline(service="billing", at=time.monotonic() + 10, seconds=10)
+        try:
+            with pytest.raises(requests.exceptions.SSLError):
+                read_body(resp, deadline=deadline, into_buffer=True)
+        finally:
+            real.close()
 
 
 def test_memory_follows_the_bytes_that_arrived() -> None:
