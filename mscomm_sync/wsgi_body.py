@@ -75,7 +75,8 @@ def read_body(environ: dict[str, Any], limit: int) -> Union[bytes, bytearray]:
     """Read the whole request body, refusing one longer than ``limit`` bytes.
 
     Under gunicorn, a body with a ``Content-Length`` comes straight from the
-    socket in one copy (:mod:`mscomm_sync.wsgi_gunicorn`), as a ``bytearray``.
+    socket (:mod:`mscomm_sync.wsgi_gunicorn`) as a ``bytearray``: one copy up
+    to 2 MiB, a few more for larger bodies as the buffer grows.
 
     Args:
         environ: the WSGI environ; ``wsgi.input`` is consumed.
