@@ -169,9 +169,18 @@ def run_demo(location: str, *, interrupt_after_step_1: bool = False) -> Iterator
     run = DemoRun(location)
     try:
         run.wait_for("[2] ")  # step 1 has printed the registry table
-        seen_running = processes_marked(run.marker)
         if interrupt_after_step_1:
-            run.proc.send_signal(signal.SIGINT)
+            # Hold the demo still while /proc is scanned: on a busy machine
+            # the scan can outlast the rest of the demo, and the Ctrl-C would
+            # then come after the end.
+            run.proc.send_signal(signal.SIGSTOP)
+            try:
+                seen_running = processes_marked(run.marker)
+                run.proc.send_signal(signal.SIGINT)
+            finally:
+                run.proc.send_signal(signal.SIGCONT)
+        else:
+            seen_running = processes_marked(run.marker)
         status = run.finish()
         yield Outcome(run, status, seen_running)
     finally:
