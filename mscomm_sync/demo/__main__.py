@@ -242,6 +242,9 @@ def main() -> int:
     )
     say("mscomm_sync demo: sealed, resilient calls between real services on 127.0.0.1")
     signal.signal(signal.SIGTERM, _terminate)
+    # Ctrl-C ends the demo cleanly even when it was started with SIGINT
+    # ignored (a background job of a script or CI runner passes that on).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     procs: list[ServiceProcess] = []
     started = time.monotonic()
     status = 0

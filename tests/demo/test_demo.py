@@ -71,19 +71,31 @@ def leftovers(marker: str) -> dict[int, str]:
     return found
 
 
+#: ``python -m mscomm_sync.demo``, started with SIGINT ignored.
+IGNORING_SIGINT = (
+    "import runpy, signal; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+    "runpy.run_module('mscomm_sync.demo', run_name='__main__', alter_sys=True)"
+)
+
+
 class DemoRun:
     """One ``python -m mscomm_sync.demo`` subprocess, its output read line by line.
 
     Args:
         location: the ``MSCOMM_REGISTRY`` it runs with; unique per run, it also
             marks the run's processes.
+        sigint_ignored: start it with SIGINT ignored, as a background job is.
     """
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, *, sigint_ignored: bool = False) -> None:
         self.marker = location
         env = dict(os.environ, MSCOMM_REGISTRY=location, PYTHONUNBUFFERED="1")
+        argv = [sys.executable, "-m", "mscomm_sync.demo"]
+        if sigint_ignored:
+            # As a script's background job or a CI runner may start it.
+            argv[1:] = ["-c", IGNORING_SIGINT]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "mscomm_sync.demo"],
+            argv,
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -165,8 +177,12 @@ class Outcome:
 
 
 def run_demo(location: str, *, interrupt_after_step_1: bool = False) -> Iterator[Outcome]:
-    """Run the demo (interrupting it with SIGINT once step 1 has printed) and yield the outcome."""
-    run = DemoRun(location)
+    """Run the demo (interrupting it with SIGINT once step 1 has printed) and yield the outcome.
+
+    The interrupted run starts with SIGINT ignored, the hardest case: the
+    demo must still end cleanly on Ctrl-C.
+    """
+    run = DemoRun(location, sigint_ignored=interrupt_after_step_1)
     try:
         run.wait_for("[2] ")  # step 1 has printed the registry table
         if interrupt_after_step_1:
