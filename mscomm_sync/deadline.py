@@ -99,7 +99,7 @@ def read_body(
             caps it.
         into_buffer: the caller only reads the body (a sealed answer it
             opens): a large one with a ``Content-Length`` may come back as
-            a ``bytearray``, read with one copy.
+            a ``bytearray``, read with one copy (a few more past 2 MiB).
 
     Returns:
         The body (also stored as the response's content).

@@ -1,4 +1,4 @@
-"""Read a request body of known length from gunicorn's socket in one copy.
+"""Read a request body of known length straight from gunicorn's socket.
 
 gunicorn's ``wsgi.input.read(n)`` gathers a large body through two
 ``BytesIO`` buffers and slices them, so a 1 MiB body is copied three or four
