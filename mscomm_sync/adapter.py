@@ -31,6 +31,7 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
+from .body_buffer import BufferPool
 from .deadline import Deadline, read_body
 from .envelope import (
     ENVELOPE_HEADERS,
@@ -60,6 +61,9 @@ HEADER_REQUEST_ID = "X-Request-Id"
 #: Unsealed statuses that mean the peer's middleware refused the request.
 REFUSAL_STATUSES = frozenset({400, 401, 403, 413})
 DEFAULT_POOL_MAXSIZE = 32
+#: A sealed request body this large or larger is let go once sent, so
+#: ``resp.request.body`` is ``None`` after such a call.
+RELEASE_SENT_BODY = 64 * 1024
 
 _STRIP = (*ENVELOPE_HEADERS, HEADER_SEALED_BODY, "Content-Length")
 Timeout = Union[None, float, tuple[Optional[float], Optional[float]]]
@@ -86,6 +90,8 @@ class ServiceAdapter(HTTPAdapter):
         super().__init__(pool_connections=pool_connections, pool_maxsize=pool_maxsize)
         self.pool_maxsize = pool_maxsize
         self.caller = caller
+        #: Buffers that large sealed answers are read into (ciphertext only).
+        self.buffers = BufferPool()
 
     def send(
         self,
@@ -196,13 +202,24 @@ class ServiceAdapter(HTTPAdapter):
         attempt.body = sealed.body
         attempt.hooks = {"response": []}
         response = super().send(attempt, False, timeout, verify, cert, proxies)
+        reply_to = sealed.message_id
+        # Sent: a large sealed body is not kept while the answer is read and
+        # opened, nor in resp.request for as long as the caller holds the
+        # answer (see BufferPool for what holding it cost).
+        del sealed
+        if len(attempt.body) >= RELEASE_SENT_BODY:
+            attempt.body = None
         status = response.status_code
         headers = response.headers
         sealed_reply = (headers.get(HEADER_ENCRYPTED) or "").lower() == "true"
         # Read here, so a reset mid-body fails this attempt. A sealed answer
-        # is only opened, so it may be read into a bytearray.
+        # is only opened, so it may be read into a kept buffer.
         data = read_body(
-            response, deadline=deadline, read_timeout=timeout[1], into_buffer=sealed_reply
+            response,
+            deadline=deadline,
+            read_timeout=timeout[1],
+            into_buffer=sealed_reply,
+            buffers=self.buffers,
         )
         if not sealed_reply:
             if allow_plaintext:
@@ -223,15 +240,20 @@ class ServiceAdapter(HTTPAdapter):
             raise InsecureResponseError(service=service, status=status)
         if not data and HEADER_SEALED_BODY in headers:
             data = _unb64(headers[HEADER_SEALED_BODY], service)
-        opened = envelope.open_response(
-            sender=service,
-            method=method,
-            target=target,
-            status=status,
-            reply_to=sealed.message_id,
-            headers=headers,
-            body=data,
-        )
+        try:
+            opened = envelope.open_response(
+                sender=service,
+                method=method,
+                target=target,
+                status=status,
+                reply_to=reply_to,
+                headers=headers,
+                body=data,
+            )
+        finally:
+            if not isinstance(data, bytes):  # read into a buffer: offer it for the next answer
+                response._content = b""
+                self.buffers.give(data)
         for name in _STRIP:
             headers.pop(name, None)
         if opened.content_type is not None:
@@ -243,6 +265,11 @@ class ServiceAdapter(HTTPAdapter):
         response._content = opened.body
         response.encoding = get_encoding_from_headers(headers)
         return response
+
+    def close(self) -> None:
+        """Close the connection pools and drop the kept read buffers."""
+        super().close()
+        self.buffers.clear()
 
     def __repr__(self) -> str:
         return f"<ServiceAdapter pool_maxsize={self.pool_maxsize}>"

@@ -24,6 +24,7 @@ from requests.utils import requote_uri
 
 from .adapter import DEFAULT_POOL_MAXSIZE, SCHEME, ServiceAdapter, Timeout
 from .balancer import PowerOfTwoBalancer
+from .body_buffer import BufferPool
 from .breaker import CircuitBreaker, Listener
 from .call import ServiceCaller
 from .envelope import HEADER_ENCRYPTED, Envelope
@@ -260,6 +261,7 @@ class MicroServiceClient(requests.Session):
                 adapter.proxy_manager = {}
             if isinstance(adapter, ServiceAdapter):
                 adapter.caller = self._caller
+                adapter.buffers = BufferPool()  # its lock may be held by a parent's thread
 
     def _new_caller(self) -> ServiceCaller:
         return ServiceCaller(

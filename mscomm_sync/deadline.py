@@ -44,7 +44,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from .body_buffer import BodyBuffer
+from .body_buffer import BodyBuffer, BufferPool
 from .errors import DeadlineExceededError
 
 __all__ = ["Deadline", "read_body"]
@@ -88,7 +88,8 @@ def read_body(
     deadline: Optional[Deadline] = None,
     read_timeout: Optional[float] = None,
     into_buffer: bool = False,
-) -> Union[bytes, bytearray]:
+    buffers: Optional[BufferPool] = None,
+) -> Union[bytes, bytearray, memoryview]:
     """Read ``response``'s whole body, within ``deadline``.
 
     Args:
@@ -100,6 +101,9 @@ def read_body(
         into_buffer: the caller only reads the body (a sealed answer it
             opens): a large one with a ``Content-Length`` may come back as
             a ``bytearray``, read with one copy (a few more past 2 MiB).
+        buffers: with ``into_buffer``, where to take a used buffer to read
+            into; the body is then a ``memoryview`` of it, which the caller
+            gives back to the pool once it is done with it.
 
     Returns:
         The body (also stored as the response's content).
@@ -117,9 +121,9 @@ def read_body(
     try:
         read1 = _reader(raw) if deadline is not None and sock is not None else None
         into = _into(raw) if into_buffer and read1 is not None else None
-        data: Union[bytes, bytearray]
+        data: Union[bytes, bytearray, memoryview]
         if deadline is not None and into is not None:
-            data = _read_into(response, into, sock, deadline, read_timeout)
+            data = _read_into(response, into, sock, deadline, read_timeout, buffers)
         elif deadline is not None and read1 is not None:
             data = _read_pieces(response, read1, sock, deadline, read_timeout)
         else:
@@ -177,10 +181,13 @@ def _read_into(
     sock: Any,
     deadline: Deadline,
     read_timeout: Optional[float],
-) -> bytearray:
+    buffers: Optional[BufferPool],
+) -> Union[bytearray, memoryview]:
     raw = response.raw
     length = cast(int, raw.length_remaining)
-    buffer = BodyBuffer(length)  # grows as the bytes arrive, not to the declared length
+    # A kept buffer if one fits; else one that grows as the bytes arrive,
+    # not to the declared length.
+    buffer = BodyBuffer(length, reuse=None if buffers is None else buffers.take(length))
     with _requests_errors(response, timeouts=False):
         while buffer.missing:
             left = deadline.remaining()
@@ -215,7 +222,7 @@ def _read_into(
     if hasattr(raw, "_fp_bytes_read"):
         raw._fp_bytes_read += length
     raw.release_conn()
-    return buffer.body
+    return buffer.contents()
 
 
 def _read_pieces(

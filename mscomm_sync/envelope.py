@@ -369,7 +369,7 @@ class Envelope:
         method: str,
         target: str,
         headers: Mapping[str, str],
-        body: Union[bytes, bytearray],
+        body: Union[bytes, bytearray, memoryview],
     ) -> Opened:
         """Verify and open a request addressed to this service.
 
@@ -381,7 +381,7 @@ class Envelope:
             target: its canonical target (:func:`target_from_environ`).
             headers: its headers; lookups use the names in
                 :data:`ENVELOPE_HEADERS` (a case-insensitive mapping works).
-            body: the sealed body (a ``bytearray`` is read, never kept).
+            body: the sealed body (a ``bytearray`` or ``memoryview`` is read, never kept).
 
         Raises:
             IntegrityError: for every reason it cannot be accepted.
@@ -401,7 +401,7 @@ class Envelope:
         status: int,
         reply_to: str,
         headers: Mapping[str, str],
-        body: Union[bytes, bytearray],
+        body: Union[bytes, bytearray, memoryview],
     ) -> Opened:
         """Verify and open the response to a request this service sealed.
 
@@ -426,7 +426,7 @@ class Envelope:
         method: str,
         target: str,
         headers: Mapping[str, str],
-        body: Union[bytes, bytearray],
+        body: Union[bytes, bytearray, memoryview],
         status: Optional[int],
         reply_to: str,
     ) -> Opened:

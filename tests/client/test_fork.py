@@ -28,15 +28,20 @@ def test_client_works_after_fork(
     assert client.request(target_service="billing", endpoint="/echo").status_code == 200
     parent_pools = client.get_adapter("mscomm://billing").poolmanager
     parent_caller = client._caller
+    parent_buffers = client.get_adapter("mscomm://billing").buffers
     pid = os.fork()
     if pid == 0:  # the child: report through the exit status only
         code = 1
         try:
             resp = client.request(target_service="billing", endpoint="/echo", method="POST",
-                                  payload={"from": "child"})  # fmt: skip
-            fresh = client.get_adapter("mscomm://billing").poolmanager is not parent_pools
+                                  payload={"from": "child", "pad": "x" * 100_000})  # fmt: skip
+            adapter = client.get_adapter("mscomm://billing")
+            fresh = adapter.poolmanager is not parent_pools
+            # The kept read buffers too: their lock may be held by a parent thread.
+            fresh = fresh and adapter.buffers is not parent_buffers and len(adapter.buffers) == 1
             rebuilt = client._caller is not parent_caller
-            code = 0 if (resp.status_code == 200 and fresh and rebuilt) else 2
+            large = len(resp.content) > 100_000 and b"child" in resp.content
+            code = 0 if (resp.status_code == 200 and fresh and rebuilt and large) else 2
         except BaseException:
             code = 3
         finally:

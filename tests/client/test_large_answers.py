@@ -9,16 +9,18 @@ the same bytes, return the connection to the pool, and fail the same way.
 from __future__ import annotations
 
 import io
+import os
 import ssl
 import time
 import tracemalloc
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 import pytest
 import requests
 
 from mscomm_sync.deadline import Deadline, read_body
-from mscomm_sync.errors import DeadlineExceededError, ServiceUnavailableError
+from mscomm_sync.errors import DeadlineExceededError, IntegrityError, ServiceUnavailableError
 from mscomm_sync.registry import FileRegistry
 
 from .servers import WaitressServer, sealed, sealed_trickle
@@ -140,3 +142,140 @@ def test_hang_up_inside_the_answer(
             client.request(target_service="billing", endpoint="/x", method="POST")
         assert isinstance(info.value.last_error, requests.exceptions.ChunkedEncodingError)
         assert (info.value.attempts, server.requests) == (1, 1)
+
+
+def flip_large_answers(inner: Callable[..., Any]) -> Callable[..., Any]:
+    """Serve ``inner``, but flip one byte of every answer body on ``/tamper``."""
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        body = b"".join(inner(environ, start_response))
+        if environ["PATH_INFO"] == "/tamper" and body:
+            body = body[:-40] + bytes([body[-40] ^ 1]) + body[-39:]
+        return [body]
+
+    return app
+
+
+def test_kept_buffer_serves_answers_in_turn_without_mixing(
+    registry: FileRegistry, make_client: Callable[..., Any]
+) -> None:
+    """Answers read into the kept buffer, larger and smaller in turn, each come back exact.
+
+    The buffer holds the previous answer's ciphertext when the next one is
+    read into it; a body that read or opened past its own length would show
+    here as wrong bytes or a failed tag.
+    """
+    ports: list[str] = []
+    with WaitressServer(sealed(echo_with_port(ports))) as server:
+        registry.register("billing", server.url)
+        client = make_client(clock=time.monotonic, sleep=time.sleep)
+        adapter = client.get_adapter("mscomm://billing/")
+        sizes = (1024 * 1024 + 3, INTO_BUFFER, 70_000, 2 * 1024 * 1024, 900_000, INTO_BUFFER + 7)
+        for size in sizes:
+            body = os.urandom(size)
+            resp = client.request(
+                target_service="billing", endpoint="/echo", method="POST", payload=body
+            )
+            assert type(resp.content) is bytes and resp.content == body
+            assert resp.headers["Content-Length"] == str(size)
+            assert 1 <= len(adapter.buffers) <= 2  # only what did not fit adds a buffer
+    assert len(set(ports)) == 1
+
+
+def test_one_buffer_is_read_into_again_and_again(
+    registry: FileRegistry, make_client: Callable[..., Any]
+) -> None:
+    """After the first large answer, later ones that fit land in the same buffer."""
+    with WaitressServer(sealed(echo_with_port([]))) as server:
+        registry.register("billing", server.url)
+        client = make_client(clock=time.monotonic, sleep=time.sleep)
+        adapter = client.get_adapter("mscomm://billing/")
+        client.request(
+            target_service="billing", endpoint="/echo", method="POST", payload=bytes(500_000)
+        )
+        (first,) = adapter.buffers._free
+        for size in (400_000, INTO_BUFFER, 500_000):
+            body = os.urandom(size)
+            resp = client.request(
+                target_service="billing", endpoint="/echo", method="POST", payload=body
+            )
+            assert resp.content == body
+            (again,) = adapter.buffers._free
+            assert again is first
+        # Larger than anything kept: read into a new buffer, which is then kept.
+        client.request(
+            target_service="billing", endpoint="/echo", method="POST", payload=bytes(600_000)
+        )
+        (bigger,) = [b for b in adapter.buffers._free if len(b) >= 600_016]
+        assert bigger is not first
+        # Past the largest kept size: not kept.
+        client.request(
+            target_service="billing", endpoint="/echo", method="POST", payload=bytes(3 << 20)
+        )
+        assert all(len(b) <= adapter.buffers.largest for b in adapter.buffers._free)
+        client.close()
+        assert len(adapter.buffers) == 0
+
+
+def test_sent_body_is_let_go_only_when_large(
+    registry: FileRegistry, make_client: Callable[..., Any]
+) -> None:
+    """resp.request.body: the sealed bytes for a small call, None once a large one is sent."""
+    with WaitressServer(sealed(echo_with_port([]))) as server:
+        registry.register("billing", server.url)
+        client = make_client(clock=time.monotonic, sleep=time.sleep)
+        small = client.request(
+            target_service="billing", endpoint="/echo", method="POST", payload=b"a" * 1000
+        )
+        assert isinstance(small.request.body, bytes)
+        assert len(small.request.body) == 1016 and b"a" * 32 not in small.request.body
+        large = client.request(
+            target_service="billing", endpoint="/echo", method="POST", payload=b"b" * INTO_BUFFER
+        )
+        assert large.request.body is None
+        assert large.content == b"b" * INTO_BUFFER
+        assert large.request.headers["Content-Length"] == str(INTO_BUFFER + 16)
+
+
+def test_tampered_large_answer_is_refused_and_the_buffer_kept(
+    registry: FileRegistry, make_client: Callable[..., Any]
+) -> None:
+    """A large answer that fails its tag raises IntegrityError; the next call still works."""
+    with WaitressServer(flip_large_answers(sealed(echo_with_port([])))) as server:
+        registry.register("billing", server.url)
+        client = make_client(clock=time.monotonic, sleep=time.sleep)
+        adapter = client.get_adapter("mscomm://billing/")
+        with pytest.raises(IntegrityError):
+            client.request(
+                target_service="billing", endpoint="/tamper", method="POST", payload=bytes(200_000)
+            )
+        assert len(adapter.buffers) == 1
+        body = os.urandom(150_000)
+        resp = client.request(
+            target_service="billing", endpoint="/echo", method="POST", payload=body
+        )
+        assert resp.content == body
+
+
+def test_threads_sharing_a_client_each_get_their_own_answer(
+    registry: FileRegistry, make_client: Callable[..., Any]
+) -> None:
+    """Eight threads making large calls through one client: every answer is its own."""
+    with WaitressServer(sealed(echo_with_port([])), threads=8) as server:
+        registry.register("billing", server.url)
+        client = make_client(clock=time.monotonic, sleep=time.sleep)
+
+        def calls(seed: int) -> int:
+            for turn in range(6):
+                size = INTO_BUFFER + 10_000 * ((seed * 5 + turn) % 20)
+                body = os.urandom(size)
+                resp = client.request(
+                    target_service="billing", endpoint="/echo", method="POST", payload=body
+                )
+                assert resp.content == body
+            return seed
+
+        with ThreadPoolExecutor(8) as executor:
+            assert sorted(executor.map(calls, range(8), timeout=120)) == list(range(8))
+        adapter = client.get_adapter("mscomm://billing/")
+        assert 1 <= len(adapter.buffers) <= adapter.buffers.keep
