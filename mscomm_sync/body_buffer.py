@@ -16,12 +16,13 @@ copies of growing, up to about four thirds of the body more. (gunicorn
 itself lets one request's headers hold up to about 800 KiB: 100 fields of
 8 KiB.)
 
-A client reading many large answers can also hand the buffer a used one
-from a :class:`BufferPool`, so that its reads land in memory the process
-already has: see the pool for why that matters.
 Starting smaller was measured: with a 256 KiB or 1 MiB start, a sealed
 1 MiB body (1 MiB and 16 bytes) grows once, and the extra allocation and
 copy cost more than the one-copy read saves.
+
+A client reading many large answers can also hand the buffer a used one
+from a :class:`BufferPool`, so that its reads land in memory the process
+already has: see the pool for why that matters.
 """
 
 from __future__ import annotations
