@@ -91,6 +91,15 @@ class BodyBuffer:
         """Return the body: the buffer itself, or a view of its first ``length`` bytes if reused."""
         if len(self.body) == self.length:
             return self.body
+        return self.view()
+
+    def view(self) -> memoryview:
+        """Return a view of the body, to give back to a :class:`BufferPool` when done.
+
+        Releasing the view (``BufferPool.give`` does) makes every reference
+        to it unreadable, so nothing that kept it (a traceback's locals, say)
+        can later read the next body written into the buffer.
+        """
         return memoryview(self.body)[: self.length]
 
     def __repr__(self) -> str:

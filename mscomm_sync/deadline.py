@@ -100,10 +100,12 @@ def read_body(
             caps it.
         into_buffer: the caller only reads the body (a sealed answer it
             opens): a large one with a ``Content-Length`` may come back as
-            a ``bytearray``, read with one copy (a few more past 2 MiB).
+            a ``bytearray`` (or a ``memoryview``, with ``buffers``), read
+            with one copy (a few more past 2 MiB).
         buffers: with ``into_buffer``, where to take a used buffer to read
-            into; the body is then a ``memoryview`` of it, which the caller
-            gives back to the pool once it is done with it.
+            into; a body read into a buffer is then always a ``memoryview``,
+            which the caller gives back to the pool once it is done with it
+            (a failed read gives its buffer back itself).
 
     Returns:
         The body (also stored as the response's content).
@@ -133,7 +135,7 @@ def read_body(
     except BaseException:
         response.close()
         raise
-    # A bytearray stands in until the caller puts the opened body there.
+    # The buffer stands in until the caller puts the opened body there.
     cast(Any, response)._content = data
     cast(Any, response)._content_consumed = True
     return data
@@ -188,6 +190,32 @@ def _read_into(
     # A kept buffer if one fits; else one that grows as the bytes arrive,
     # not to the declared length.
     buffer = BodyBuffer(length, reuse=None if buffers is None else buffers.take(length))
+    try:
+        _fill(response, fp, sock, deadline, read_timeout, buffer)
+    except BaseException:
+        if buffers is not None:  # nothing else holds it yet: keep it for the next answer
+            buffers.give(buffer.body)
+        raise
+    # Leave http.client and urllib3 as if they had read the body themselves:
+    # http.client closes its file, urllib3 returns the connection to the pool.
+    fp.length = 0
+    fp.read()
+    raw.length_remaining = 0
+    if hasattr(raw, "_fp_bytes_read"):
+        raw._fp_bytes_read += length
+    raw.release_conn()
+    return buffer.contents() if buffers is None else buffer.view()
+
+
+def _fill(
+    response: Response,
+    fp: http.client.HTTPResponse,
+    sock: Any,
+    deadline: Deadline,
+    read_timeout: Optional[float],
+    buffer: BodyBuffer,
+) -> None:
+    raw = response.raw
     with _requests_errors(response, timeouts=False):
         while buffer.missing:
             left = deadline.remaining()
@@ -214,15 +242,6 @@ def _read_into(
                 short = IncompleteRead(buffer.got, buffer.missing)
                 raise ProtocolError(f"Connection broken: {short!r}", short)
             buffer.filled(n)
-    # Leave http.client and urllib3 as if they had read the body themselves:
-    # http.client closes its file, urllib3 returns the connection to the pool.
-    fp.length = 0
-    fp.read()
-    raw.length_remaining = 0
-    if hasattr(raw, "_fp_bytes_read"):
-        raw._fp_bytes_read += length
-    raw.release_conn()
-    return buffer.contents()
 
 
 def _read_pieces(

@@ -142,6 +142,9 @@ def test_hang_up_inside_the_answer(
             client.request(target_service="billing", endpoint="/x", method="POST")
         assert isinstance(info.value.last_error, requests.exceptions.ChunkedEncodingError)
         assert (info.value.attempts, server.requests) == (1, 1)
+        # A read that failed into a buffer keeps the buffer for the next answer.
+        kept = len(client.get_adapter("mscomm://billing/").buffers)
+        assert kept == (1 if length >= INTO_BUFFER else 0)
 
 
 def flip_large_answers(inner: Callable[..., Any]) -> Callable[..., Any]:
@@ -229,6 +232,15 @@ def test_sent_body_is_let_go_only_when_large(
         )
         assert isinstance(small.request.body, bytes)
         assert len(small.request.body) == 1016 and b"a" * 32 not in small.request.body
+        # The line is drawn on the sealed body: 16 bytes longer than the payload.
+        below = client.request(
+            target_service="billing", endpoint="/echo", method="POST", payload=b"c" * 65_519
+        )
+        assert isinstance(below.request.body, bytes) and len(below.request.body) == 65_535
+        at = client.request(
+            target_service="billing", endpoint="/echo", method="POST", payload=b"d" * 65_520
+        )
+        assert at.request.body is None and at.content == b"d" * 65_520
         large = client.request(
             target_service="billing", endpoint="/echo", method="POST", payload=b"b" * INTO_BUFFER
         )
