@@ -314,6 +314,18 @@ class WaitressServer:
 
     def __exit__(self, *exc: object) -> None:
         self._stopping.set()
-        self._server.close()
+        server: Any = self._server
+        dispatchers: list[Any] = []
+
+        def stop() -> None:
+            # On the loop's own thread: with its map empty the loop returns at
+            # once, even with clients' keep-alive connections still open.
+            dispatchers.extend(server._map.values())
+            server._map.clear()
+
+        server.trigger.pull_trigger(stop)
         self._thread.join(10)
-        self._server.task_dispatcher.shutdown()
+        for dispatcher in dispatchers:  # the loop has ended: no other thread uses them
+            dispatcher.close()
+        server.close()
+        server.task_dispatcher.shutdown()
