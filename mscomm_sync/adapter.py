@@ -251,7 +251,7 @@ class ServiceAdapter(HTTPAdapter):
                 body=data,
             )
         finally:
-            if not isinstance(data, bytes):  # read into a buffer: offer it for the next answer
+            if isinstance(data, memoryview):  # read into a kept buffer: offer it back
                 response._content = b""
                 self.buffers.give(data)
         for name in _STRIP:

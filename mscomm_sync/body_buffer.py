@@ -41,7 +41,8 @@ class BodyBuffer:
     """Collects exactly ``length`` bytes, handed out as writable space to fill.
 
     Use :meth:`space` to get a view to read into, :meth:`filled` to say how
-    many bytes went in, and :meth:`contents` once :attr:`missing` is 0.
+    many bytes went in, and :attr:`body` once :attr:`missing` is 0 (or
+    :meth:`view` when the buffer was reused and may be longer than the body).
 
     Args:
         length: the body's declared length.
@@ -86,12 +87,6 @@ class BodyBuffer:
     def filled(self, count: int) -> None:
         """Record that ``count`` more bytes were written into the last :meth:`space`."""
         self.got += count
-
-    def contents(self) -> Union[bytearray, memoryview]:
-        """Return the body: the buffer itself, or a view of its first ``length`` bytes if reused."""
-        if len(self.body) == self.length:
-            return self.body
-        return self.view()
 
     def view(self) -> memoryview:
         """Return a view of the body, to give back to a :class:`BufferPool` when done.
@@ -145,7 +140,7 @@ class BufferPool:
             return self._free.pop(min(fitting, key=lambda i: len(self._free[i])))
 
     def give(self, data: Union[bytearray, memoryview]) -> None:
-        """Offer back a buffer (or a view of one from :meth:`BodyBuffer.contents`) for reuse.
+        """Offer back a buffer (or a view of one from :meth:`BodyBuffer.view`) for reuse.
 
         Nothing may use ``data`` afterwards; a view is released here. A
         buffer larger than ``largest`` is dropped, and when the pool is full

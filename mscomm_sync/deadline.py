@@ -204,7 +204,8 @@ def _read_into(
     if hasattr(raw, "_fp_bytes_read"):
         raw._fp_bytes_read += length
     raw.release_conn()
-    return buffer.contents() if buffers is None else buffer.view()
+    # Without reuse the buffer ends exactly as long as the body.
+    return buffer.body if buffers is None else buffer.view()
 
 
 def _fill(
