@@ -20,8 +20,8 @@ import os
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from mscomm_sync import Envelope, Keyring, generate_key
-from mscomm_sync.crypto import derive_message_key
 from mscomm_sync.envelope import target_from_url
+from mscomm_sync.envelope.crypto import derive_message_key
 
 from .timing import interleaved
 

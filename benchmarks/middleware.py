@@ -25,8 +25,8 @@ from typing import Any, Callable
 from mscomm_sync import Envelope, Keyring, generate_key
 from mscomm_sync.envelope import target_from_url
 from mscomm_sync.replay import MemoryReplayStore, ReplayStore
-from mscomm_sync.replay_shm import ShmReplayStore
-from mscomm_sync.replay_sqlite import SqliteReplayStore
+from mscomm_sync.replay.shm import ShmReplayStore
+from mscomm_sync.replay.sqlite import SqliteReplayStore
 from mscomm_sync.wsgi import EncryptionMiddleware
 
 from .timing import interleaved

@@ -10,8 +10,9 @@ Celery or the etcd backend.
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 from typing import Any as _Any
 
-from .breaker import CircuitBreaker
 from .client import MicroServiceClient
+from .client.breaker import CircuitBreaker
+from .client.policies import BreakerPolicy, BudgetPolicy, CallPolicy, RetryPolicy, TimeoutPolicy
 from .envelope import Envelope
 from .errors import (
     CircuitOpenError,
@@ -26,7 +27,6 @@ from .errors import (
     ServiceUnavailableError,
 )
 from .keyring import Keyring, env_var_name, generate_key
-from .policies import BreakerPolicy, BudgetPolicy, CallPolicy, RetryPolicy, TimeoutPolicy
 from .registry import (
     FileRegistry,
     HealthCheckConfig,
@@ -38,9 +38,13 @@ from .registry import (
     register_from_env,
     reset_registry,
 )
-from .replay import MemoryReplayStore, ReplayStore, default_replay_store
-from .replay_shm import ShmReplayStore
-from .replay_sqlite import SqliteReplayStore
+from .replay import (
+    MemoryReplayStore,
+    ReplayStore,
+    ShmReplayStore,
+    SqliteReplayStore,
+    default_replay_store,
+)
 from .wsgi import EncryptionMiddleware
 
 if _TYPE_CHECKING:

@@ -27,8 +27,8 @@ from typing import Any, Callable, Optional, TypeVar
 
 from .errors import ConfigurationError
 from .wsgi import CALLER_KEY, EncryptionMiddleware
-from .wsgi_config import MIDDLEWARE_OPTIONS, reject_unknown_options
-from .wsgi_response import WSGIApp
+from .wsgi.options import MIDDLEWARE_OPTIONS, reject_unknown_options
+from .wsgi.response import WSGIApp
 
 __all__ = ["OPTIONS", "caller", "caller_required", "settings_options", "wrap"]
 
@@ -44,7 +44,7 @@ def settings_options() -> dict[str, Any]:
     Raises:
         ConfigurationError: ``MSCOMM`` is not a dict or has unknown keys.
     """
-    from django.conf import settings  # type: ignore[import-untyped]
+    from django.conf import settings
 
     configured = getattr(settings, "MSCOMM", {})
     if not isinstance(configured, dict):
@@ -101,7 +101,7 @@ def caller_required(*allowed: str) -> Callable[[F], F]:
         def wrapper(request: Any, *args: Any, **kwargs: Any) -> Any:
             found = caller(request)
             if found is None or (allowed and found not in allowed):
-                from django.http import JsonResponse  # type: ignore[import-untyped]
+                from django.http import JsonResponse
 
                 return JsonResponse({"error": "forbidden"}, status=403)
             return view(request, *args, **kwargs)

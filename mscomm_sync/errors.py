@@ -119,17 +119,28 @@ class ServiceUnavailableError(MscommError, requests.ConnectionError):
     Attributes:
         service: the target service.
         attempts: how many attempts were made.
-        last_error: the last transport error, or ``None``.
+        last_error: the exception that failed the last attempt, as it reached
+            the client (from sending, a requests exception; from reading the
+            answer, the socket or urllib3 error), or ``None``.
+        reason: a short name for that failure (``connection refused``,
+            ``ConnectTimeout``, ``ReadTimeout``, ``ConnectionResetError``, ...).
     """
 
     def __init__(
-        self, service: str, attempts: int, last_error: Optional[BaseException] = None
+        self,
+        service: str,
+        attempts: int,
+        last_error: Optional[BaseException] = None,
+        *,
+        reason: Optional[str] = None,
     ) -> None:
-        cause = type(last_error).__name__ if last_error is not None else "no attempt possible"
-        super().__init__(f"service {service!r} unavailable after {attempts} attempt(s): {cause}")
+        if reason is None:
+            reason = type(last_error).__name__ if last_error is not None else "no attempt possible"
+        super().__init__(f"service {service!r} unavailable after {attempts} attempt(s): {reason}")
         self.service = service
         self.attempts = attempts
         self.last_error = last_error
+        self.reason = reason
 
 
 class DeadlineExceededError(MscommError, requests.Timeout):

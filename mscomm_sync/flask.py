@@ -27,7 +27,7 @@ import attrs
 
 from .errors import ConfigurationError
 from .wsgi import CALLER_KEY, EncryptionMiddleware
-from .wsgi_config import MIDDLEWARE_OPTIONS, reject_unknown_options
+from .wsgi.options import MIDDLEWARE_OPTIONS, reject_unknown_options
 
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Flask

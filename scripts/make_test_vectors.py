@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:
 
 from mscomm_sync import envelope  # noqa: E402
 from mscomm_sync.envelope import Envelope, target_from_url  # noqa: E402
+from mscomm_sync.envelope import envelope as envelope_core  # noqa: E402
 from mscomm_sync.keyring import Key, Keyring  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "test-vectors.json"
@@ -110,7 +111,7 @@ def seal(case: dict[str, Any], ring: Keyring) -> envelope.Sealed:
     sender = Envelope(case["sender"], keyring=ring, clock=lambda: float(case["timestamp"]))
     target = target_from_url(case["url"])
     pinned = bytes.fromhex(case["message_id"])
-    with mock.patch.object(envelope, "_new_message_id", lambda: pinned):
+    with mock.patch.object(envelope_core, "_new_message_id", lambda: pinned):
         if case["direction"] == "request":
             return sender.seal_request(
                 recipient=case["recipient"],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mscomm_sync.body_buffer import BodyBuffer
+from mscomm_sync.buffers import BodyBuffer
 
 FIRST = 2 * 1024 * 1024 + 16
 

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from mscomm_sync.body_buffer import BodyBuffer, BufferPool
+from mscomm_sync.buffers import BodyBuffer, BufferPool
 
 FIRST = 2 * 1024 * 1024 + 16
 

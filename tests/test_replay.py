@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import pytest
 
-from mscomm_sync import ShmReplayStore, replay
+from mscomm_sync import ShmReplayStore
 from mscomm_sync.errors import ConfigurationError
 from mscomm_sync.replay import (
     DEFAULT_MAX_ENTRIES,
@@ -25,7 +25,8 @@ from mscomm_sync.replay import (
     default_replay_path,
     default_replay_store,
 )
-from mscomm_sync.replay_sqlite import SqliteReplayStore
+from mscomm_sync.replay import default as replay
+from mscomm_sync.replay.sqlite import SqliteReplayStore
 
 
 class FakeClock:

@@ -20,11 +20,12 @@ from typing import Any
 
 import pytest
 
-from mscomm_sync import ShmReplayStore, replay_shm
+from mscomm_sync import ShmReplayStore
 from mscomm_sync.errors import ConfigurationError
 from mscomm_sync.replay import REPLAY_DB_ENV, ReplayStore
-from mscomm_sync.replay_shm import _BUCKET, _DIGESTS, _HEADER, _HEADER_SIZE
-from mscomm_sync.replay_sqlite import SqliteReplayStore
+from mscomm_sync.replay import shm as replay_shm
+from mscomm_sync.replay.shm import _BUCKET, _DIGESTS, _HEADER, _HEADER_SIZE
+from mscomm_sync.replay.sqlite import SqliteReplayStore
 
 FOREVER = 4_000_000_000.0
 FORK = multiprocessing.get_context("fork")
@@ -588,7 +589,7 @@ def test_close_then_add_maps_the_table_again(path: Path) -> None:
 
 def test_importing_the_package_does_not_import_mmap() -> None:
     """`import mscomm_sync` stays light: mmap is imported only when a table is mapped."""
-    code = "import sys, mscomm_sync, mscomm_sync.replay_shm; print('mmap' in sys.modules)"
+    code = "import sys, mscomm_sync, mscomm_sync.replay.shm; print('mmap' in sys.modules)"
     done = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )

@@ -16,8 +16,9 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from mscomm_sync import envelope as envelope_module
+from mscomm_sync import envelope as envelope_api
 from mscomm_sync.envelope import Envelope, Opened, Sealed, target_from_url
+from mscomm_sync.envelope import envelope as envelope_module
 from mscomm_sync.errors import IntegrityError
 from mscomm_sync.keyring import Keyring
 from mscomm_sync.replay import MemoryReplayStore
@@ -192,11 +193,9 @@ def test_vector_intermediates_match_the_implementation(vector: dict[str, Any]) -
     """The message key and associated data in the file are what the package computes."""
     key = ring().keys_for(vector["sender"]).sealing
     assert key.kid == vector["key_id"]
-    message_key = envelope_module.derive_message_key(
-        key.secret, bytes.fromhex(vector["message_id"])
-    )
+    message_key = envelope_api.derive_message_key(key.secret, bytes.fromhex(vector["message_id"]))
     assert message_key.hex() == vector["message_key_hex"]
-    aad = envelope_module.associated_data(
+    aad = envelope_api.associated_data(
         kid=vector["key_id"],
         direction=vector["direction"],
         sender=vector["sender"],

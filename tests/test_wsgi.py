@@ -17,7 +17,7 @@ from mscomm_sync.errors import ConfigurationError
 from mscomm_sync.replay import MemoryReplayStore
 from mscomm_sync.testing import LiveServer
 from mscomm_sync.wsgi import EncryptionMiddleware
-from mscomm_sync.wsgi_config import MIDDLEWARE_OPTIONS
+from mscomm_sync.wsgi.options import MIDDLEWARE_OPTIONS
 
 REFUSED_401 = {"error": "unauthorized"}
 

@@ -14,18 +14,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from support.sealing import keyring, open_reply, send
 
-from mscomm_sync import wsgi, wsgi_response
 from mscomm_sync.envelope import target_from_environ
 from mscomm_sync.replay import MemoryReplayStore
 from mscomm_sync.wsgi import EncryptionMiddleware
-from mscomm_sync.wsgi_body import BodyRefused, read_body
-from mscomm_sync.wsgi_response import (
+from mscomm_sync.wsgi import middleware as middleware_module
+from mscomm_sync.wsgi import response as response_module
+from mscomm_sync.wsgi.body import BodyRefused, read_request_body
+from mscomm_sync.wsgi.response import (
     AppResponseError,
     collect,
     refusal,
-    served_body,
     status_code,
 )
+from mscomm_sync.wsgi.waitress import served_body
 
 LARGE = 1024 * 1024 + 7
 
@@ -62,17 +63,19 @@ def test_cached_target_is_the_canonical_target(script: Any, path: Any, query: An
     assert middleware._target(environ) == expected  # from the cache this time
 
 
-def test_target_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The path cache never outgrows its bound, and keeps answering right when full."""
-    monkeypatch.setattr(wsgi, "_MAX_CACHED_PATHS", 4)
+def test_target_cache_is_bounded() -> None:
+    """The path cache never outgrows its bound, keeps answering right when full,
+    and never holds a path longer than 512 characters."""
+    cache = middleware_module._canonical_path
     middleware = protect()
-    for i in range(20):
+    for i in range(600):
         environ = {"SCRIPT_NAME": "", "PATH_INFO": f"/p {i}", "QUERY_STRING": f"i={i}"}
         assert middleware._target(environ) == target_from_environ(environ)
-        assert len(middleware._paths) <= 4
-    long_path = {"PATH_INFO": "/" + "x" * wsgi._MAX_CACHED_PATH_LENGTH}
+    assert cache.cache_info().currsize == cache.cache_info().maxsize == 256
+    cache.cache_clear()
+    long_path = {"PATH_INFO": "/" + "x" * 512}
     assert middleware._target(long_path) == target_from_environ(long_path)
-    assert long_path["PATH_INFO"] not in middleware._paths
+    assert cache.cache_info().currsize == 0
 
 
 # -- the request body ----------------------------------------------------
@@ -82,7 +85,7 @@ def test_target_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_declared_length_is_read_once(declared: str) -> None:
     """A plain decimal Content-Length, padded or not, reads exactly that many bytes."""
     environ = {"CONTENT_LENGTH": declared, "wsgi.input": io.BytesIO(b"abcdef")}
-    assert read_body(environ, 10) == b"abc"
+    assert read_request_body(environ, 10) == b"abc"
 
 
 @pytest.mark.parametrize(
@@ -92,7 +95,7 @@ def test_declared_length_refusals(declared: str, status: int) -> None:
     """Above the limit is 413; anything but plain ASCII digits is 400; nothing is read."""
     environ = {"CONTENT_LENGTH": declared, "wsgi.input": io.BytesIO(b"x" * 64)}
     with pytest.raises(BodyRefused) as refused:
-        read_body(environ, 10)
+        read_request_body(environ, 10)
     assert refused.value.status == status
     assert environ["wsgi.input"].tell() == 0
 
@@ -101,7 +104,7 @@ def test_body_read_in_one_piece_is_not_copied() -> None:
     """A body the stream hands over whole is returned as it is."""
     data = b"y" * LARGE
     environ = {"CONTENT_LENGTH": str(LARGE), "wsgi.input": io.BytesIO(data)}
-    assert read_body(environ, LARGE) is data
+    assert read_request_body(environ, LARGE) is data
 
 
 # -- the app's response --------------------------------------------------
@@ -130,10 +133,11 @@ def test_status_code_is_stable(line: str) -> None:
 def test_bad_status_lines_stay_bad(line: str) -> None:
     """Malformed lines are refused every time, never remembered."""
     status_code("200 OK")
+    before = response_module._known_status.cache_info().currsize
     for _ in range(2):
         with pytest.raises(AppResponseError):
             status_code(line)
-    assert line not in wsgi_response._STATUS_CODES
+    assert response_module._known_status.cache_info().currsize == before
 
 
 def test_bytes_status_line_is_refused() -> None:
@@ -144,9 +148,10 @@ def test_bytes_status_line_is_refused() -> None:
 
 def test_remembered_status_lines_are_bounded() -> None:
     """An app inventing status lines cannot grow the remembered set past its bound."""
-    for i in range(wsgi_response._MAX_STATUS_CODES * 2):
+    cache = response_module._known_status
+    for i in range(cache.cache_info().maxsize * 2):
         assert status_code(f"200 Fine {i}") == 200
-    assert len(wsgi_response._STATUS_CODES) <= wsgi_response._MAX_STATUS_CODES
+    assert cache.cache_info().currsize == cache.cache_info().maxsize == 128
 
 
 def test_refusals_are_fresh_lists() -> None:

@@ -24,8 +24,8 @@ from support.gunicorn import GunicornServer
 from support.sealing import KEYS, open_reply, prepare, send
 
 from mscomm_sync.keyring import env_var_name
-from mscomm_sync.wsgi_body import BodyRefused, read_body
-from mscomm_sync.wsgi_gunicorn import read_gunicorn_body
+from mscomm_sync.wsgi.body import BodyRefused, read_request_body
+from mscomm_sync.wsgi.gunicorn import read_gunicorn_body
 
 SIZES = [1, 100, 8191, 8192, 65_537, 1024 * 1024 + 3, 5 * 1024 * 1024 + 5]
 
@@ -77,7 +77,7 @@ def test_body_comes_whole_and_gunicorn_reader_is_left_exact(
     sender = feed(client, raw_request(body) + raw_request(follower, "/next"))
     parser = RequestParser(Config(), server, ("127.0.0.1", 1))
     first = next(parser)
-    got = read_body(environ_of(first), limit=2 * size)
+    got = read_request_body(environ_of(first), limit=2 * size)
     assert isinstance(got, bytearray), "the fast path was not taken"
     assert got == body
     assert first.body.read() == b""
@@ -95,7 +95,7 @@ def test_truncated_body_is_refused_and_the_connection_marked_unusable(
     sender = feed(client, raw_request(b"x" * 70_000, length=100_000), then_close=True)
     req = next(RequestParser(Config(), server, ("127.0.0.1", 1)))
     with pytest.raises(BodyRefused) as refused:
-        read_body(environ_of(req), limit=1 << 20)
+        read_request_body(environ_of(req), limit=1 << 20)
     assert refused.value.status == 400
     assert req.body.failed is True
     sender.join(30)
@@ -109,7 +109,7 @@ def test_memory_follows_the_bytes_that_arrived(pair: tuple[socket.socket, socket
     tracemalloc.start()
     try:
         with pytest.raises(BodyRefused):
-            read_body(environ_of(req), limit=16 << 20)
+            read_request_body(environ_of(req), limit=16 << 20)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -139,7 +139,7 @@ def test_declines_chunked_bodies(pair: tuple[socket.socket, socket.socket]) -> N
     req = next(RequestParser(Config(), server, ("127.0.0.1", 1)))
     assert read_gunicorn_body(req.body, 5) is None
     environ = {"wsgi.input": req.body, "HTTP_TRANSFER_ENCODING": "chunked"}
-    assert read_body(environ, limit=100) == b"hello"
+    assert read_request_body(environ, limit=100) == b"hello"
     sender.join(30)
 
 
@@ -148,7 +148,7 @@ def test_declines_other_streams() -> None:
     Body = type("Body", (io.BytesIO,), {})  # a look-alike of gunicorn's class name
     for stream in (io.BytesIO(b"abc"), Body(b"abc")):
         assert read_gunicorn_body(stream, 3) is None
-        assert read_body({"wsgi.input": stream, "CONTENT_LENGTH": "3"}, limit=10) == b"abc"
+        assert read_request_body({"wsgi.input": stream, "CONTENT_LENGTH": "3"}, limit=10) == b"abc"
 
 
 # -- a real gunicorn -----------------------------------------------------

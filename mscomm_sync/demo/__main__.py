@@ -25,8 +25,8 @@ import requests
 
 from .. import CircuitOpenError, MscommError, ServiceUnavailableError, generate_key
 from ..client import MicroServiceClient
+from ..client.policies import BreakerPolicy, CallPolicy, RetryPolicy, TimeoutPolicy
 from ..keyring import env_var_name
-from ..policies import BreakerPolicy, CallPolicy, RetryPolicy, TimeoutPolicy
 from ..registry import Registry, initialize_registry, reset_registry
 from ..replay import REPLAY_DB_ENV
 from .processes import ServiceProcess

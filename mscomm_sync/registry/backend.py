@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import random
+import random as _random
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -32,7 +32,7 @@ class BaseRegistry:
     Args:
         health_check: health-check settings used by :meth:`start_health_checks`.
         clock: a monotonic clock in seconds, shared with the poller.
-        rng: returns a float in ``[0, 1)``; drives jitter.
+        random: returns a float in ``[0, 1)``; drives jitter.
     """
 
     location: str = ""
@@ -42,11 +42,11 @@ class BaseRegistry:
         *,
         health_check: Optional[HealthCheckConfig] = None,
         clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
+        random: Callable[[], float] = _random.random,
     ) -> None:
         self.health_check = health_check if health_check is not None else HealthCheckConfig()
         self._clock = clock
-        self._rng = rng
+        self._random = random
         self._catalogue = Catalogue()
         self._poller: Optional[HealthPoller] = None
         self._poller_lock = threading.Lock()
@@ -166,7 +166,7 @@ class BaseRegistry:
             config=config if config is not None else self.health_check,
             on_change=self._catalogue.set_unhealthy,
             clock=self._clock,
-            rng=self._rng,
+            random=self._random,
         )
 
     def stop_health_checks(self, timeout: Optional[float] = 5.0) -> bool:

@@ -18,7 +18,7 @@ import json
 import logging
 import math
 import os
-import random
+import random as _random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -63,7 +63,7 @@ class EtcdRegistry(BaseRegistry):
         health_check: health-check settings.
         health_check_interval: if given, start health checks at once.
         clock: a monotonic clock in seconds.
-        rng: returns a float in ``[0, 1)``; drives jitter.
+        random: returns a float in ``[0, 1)``; drives jitter.
 
     Raises:
         ConfigurationError: an argument is invalid.
@@ -81,9 +81,9 @@ class EtcdRegistry(BaseRegistry):
         health_check: Optional[HealthCheckConfig] = None,
         health_check_interval: Optional[float] = None,
         clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
+        random: Callable[[], float] = _random.random,
     ) -> None:
-        super().__init__(health_check=health_check, clock=clock, rng=rng)
+        super().__init__(health_check=health_check, clock=clock, random=random)
         if isinstance(endpoints, str):
             endpoints, prefix = parse_location(endpoints)
         ttl = DEFAULT_LEASE_TTL if lease_ttl is None else lease_ttl
@@ -112,7 +112,7 @@ class EtcdRegistry(BaseRegistry):
             run_immediately=False,
             restart_after_fork=False,  # the lease belongs to the process that took it
             clock=clock,
-            rng=rng,
+            random=random,
         )
         self._refresher = PeriodicWorker(
             self.poll_once,
@@ -121,7 +121,7 @@ class EtcdRegistry(BaseRegistry):
             jitter=0.1,
             run_immediately=False,
             clock=clock,
-            rng=rng,
+            random=random,
         )
         try:
             self.refresh()

@@ -14,7 +14,7 @@ import contextlib
 import fcntl
 import logging
 import os
-import random
+import random as _random
 import stat
 import tempfile
 import threading
@@ -46,7 +46,7 @@ class FileRegistry(BaseRegistry):
         health_check_interval: if given, start health checks at once with
             this interval in seconds.
         clock: a monotonic clock in seconds.
-        rng: returns a float in ``[0, 1)``; drives jitter.
+        random: returns a float in ``[0, 1)``; drives jitter.
 
     Raises:
         RegistryError: the file cannot be created, or exists and is not a
@@ -60,9 +60,9 @@ class FileRegistry(BaseRegistry):
         health_check: Optional[HealthCheckConfig] = None,
         health_check_interval: Optional[float] = None,
         clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
+        random: Callable[[], float] = _random.random,
     ) -> None:
-        super().__init__(health_check=health_check, clock=clock, rng=rng)
+        super().__init__(health_check=health_check, clock=clock, random=random)
         self.path = os.path.abspath(os.fspath(path))
         self.location = self.path
         self.lock_path = self.path + ".lock"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-import random
+import random as _random
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -92,7 +92,7 @@ class HealthPoller(PeriodicWorker):
             whenever that set changes.
         clock: a monotonic clock in seconds (drives scheduling and
             ``checked_at``).
-        rng: returns a float in ``[0, 1)``; drives the jitter.
+        random: returns a float in ``[0, 1)``; drives the jitter.
         session_factory: makes the ``requests.Session`` each probe thread uses.
     """
 
@@ -103,7 +103,7 @@ class HealthPoller(PeriodicWorker):
         config: Optional[HealthCheckConfig] = None,
         on_change: Optional[Callable[[frozenset[Key]], None]] = None,
         clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
+        random: Callable[[], float] = _random.random,
         session_factory: Callable[[], requests.Session] = requests.Session,
     ) -> None:
         self.config = config if config is not None else HealthCheckConfig()
@@ -125,7 +125,7 @@ class HealthPoller(PeriodicWorker):
             interval=self.config.interval,
             jitter=self.config.jitter,
             clock=clock,
-            rng=rng,
+            random=random,
         )
 
     def stop(self, timeout: Optional[float] = 5.0) -> bool:

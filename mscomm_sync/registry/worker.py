@@ -11,7 +11,7 @@ next use (see :func:`fork_generation`), and owners renew their locks.
 from __future__ import annotations
 
 import logging
-import random
+import random as _random
 import threading
 import time
 from collections.abc import Callable
@@ -37,7 +37,7 @@ class PeriodicWorker:
         run_immediately: run the first step as soon as the thread starts.
         restart_after_fork: whether a forked child restarts the worker.
         clock: a monotonic clock in seconds.
-        rng: returns a float in ``[0, 1)``; drives the jitter.
+        random: returns a float in ``[0, 1)``; drives the jitter.
     """
 
     def __init__(
@@ -50,7 +50,7 @@ class PeriodicWorker:
         run_immediately: bool = True,
         restart_after_fork: bool = True,
         clock: Callable[[], float] = time.monotonic,
-        rng: Callable[[], float] = random.random,
+        random: Callable[[], float] = _random.random,
     ) -> None:
         if interval <= 0:
             raise ValueError("interval must be positive")
@@ -63,7 +63,7 @@ class PeriodicWorker:
         self._run_immediately = run_immediately
         self._restart_after_fork = restart_after_fork
         self._clock = clock
-        self._rng = rng
+        self._random = random
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
@@ -78,7 +78,7 @@ class PeriodicWorker:
 
     def next_delay(self) -> float:
         """Return the next jittered delay in seconds."""
-        return self.interval * (1.0 + self.jitter * (2.0 * self._rng() - 1.0))
+        return self.interval * (1.0 + self.jitter * (2.0 * self._random() - 1.0))
 
     def start(self) -> None:
         """Start the thread; does nothing if it is already running."""

@@ -265,7 +265,7 @@ class ServiceMock:
         self, method: str, url: str, request: requests.PreparedRequest, was_sealed: bool
     ) -> tuple[Wire, Optional[MockRequest]]:
         raw = request.body or b""
-        data = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)  # type: ignore[arg-type]
+        data = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
         headers = CaseInsensitiveDict(dict(request.headers))
         if not was_sealed:
             if (urlsplit(url).path or "/") not in self.exempt_paths:

@@ -7,8 +7,8 @@ byte-for-byte what a real service sends.
 
 from __future__ import annotations
 
-from ..envelope import Envelope, Opened
-from ..wsgi_response import BODILESS_STATUSES, refusal, sealed_response, without_envelope_headers
+from ..envelope import Envelope, Opened, Sealed
+from ..wsgi.response import BODILESS_STATUSES, refusal, sealed_response, without_envelope_headers
 from .mock_types import MockReply
 
 __all__ = ["Wire", "plaintext", "refused", "sealed"]
@@ -62,6 +62,11 @@ def sealed(
         content_type=reply.content_type,
     )
     if tamper:
-        seal = seal._replace(body=bytes([seal.body[0] ^ 0x01]) + seal.body[1:])
+        seal = Sealed(
+            seal.headers,
+            bytes([seal.body[0] ^ 0x01]) + seal.body[1:],
+            seal.message_id,
+            seal.timestamp,
+        )
     headers, chunks = sealed_response(f"{status} -", reply.headers.items(), seal, bodiless=bodiless)
     return status, headers, b"".join(chunks)

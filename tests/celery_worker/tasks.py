@@ -16,8 +16,8 @@ import time
 from typing import Any
 
 from mscomm_sync.client import MicroServiceClient
+from mscomm_sync.client.policies import BreakerPolicy, CallPolicy, RetryPolicy
 from mscomm_sync.errors import CircuitOpenError, ServiceUnavailableError
-from mscomm_sync.policies import BreakerPolicy, CallPolicy, RetryPolicy
 from mscomm_sync.registry import initialize_registry
 
 from .app import app_from_env

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mscomm_sync.balancer import PowerOfTwoBalancer
+from mscomm_sync.client.balancer import PowerOfTwoBalancer
 from mscomm_sync.registry.base import Instance
 
 from .servers import FakeClock

@@ -9,10 +9,10 @@ from typing import Any, Callable
 import attrs
 import pytest
 
-from mscomm_sync.balancer import DEFAULT_EJECTION
-from mscomm_sync.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from mscomm_sync.client.balancer import DEFAULT_EJECTION
+from mscomm_sync.client.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from mscomm_sync.client.policies import BreakerPolicy, CallPolicy, RetryPolicy
 from mscomm_sync.errors import CircuitOpenError, InsecureResponseError, ServiceUnavailableError
-from mscomm_sync.policies import BreakerPolicy, CallPolicy, RetryPolicy
 from mscomm_sync.registry import FileRegistry
 
 from .servers import FakeClock, Recorder, dead_url, echo, json_app, sealed

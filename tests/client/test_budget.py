@@ -11,9 +11,9 @@ import attrs
 import pytest
 import requests
 
-from mscomm_sync.budget import RetryBudget
+from mscomm_sync.client.budget import RetryBudget
+from mscomm_sync.client.policies import BudgetPolicy, CallPolicy, TimeoutPolicy
 from mscomm_sync.errors import ServiceUnavailableError
-from mscomm_sync.policies import BudgetPolicy, CallPolicy, TimeoutPolicy
 from mscomm_sync.registry import FileRegistry
 
 from .servers import FakeClock, dead_url

@@ -9,6 +9,7 @@ import attrs
 import pytest
 
 from mscomm_sync.client import MicroServiceClient
+from mscomm_sync.client.policies import CallPolicy
 from mscomm_sync.errors import (
     ConfigurationError,
     InsecureResponseError,
@@ -17,7 +18,6 @@ from mscomm_sync.errors import (
     ServiceNotFoundError,
 )
 from mscomm_sync.keyring import Keyring, generate_key
-from mscomm_sync.policies import CallPolicy
 from mscomm_sync.registry import FileRegistry, initialize_registry, reset_registry
 
 from .servers import KEYS, Recorder, echo, json_app, sealed

@@ -26,20 +26,22 @@ def test_client_works_after_fork(
     serve(sealed(json_app(recorder, {"/echo": echo})))
     client = make_client()
     assert client.request(target_service="billing", endpoint="/echo").status_code == 200
-    parent_pools = client.get_adapter("mscomm://billing").poolmanager
-    parent_caller = client._caller
-    parent_buffers = client.get_adapter("mscomm://billing").buffers
+    parent_pools = client.get_adapter("mscomm://billing").transport.poolmanager
+    parent_breaker = client.breaker("billing")
+    parent_buffers = client.get_adapter("mscomm://billing").transport.buffers
     pid = os.fork()
     if pid == 0:  # the child: report through the exit status only
         code = 1
         try:
             resp = client.request(target_service="billing", endpoint="/echo", method="POST",
                                   payload={"from": "child", "pad": "x" * 100_000})  # fmt: skip
-            adapter = client.get_adapter("mscomm://billing")
-            fresh = adapter.poolmanager is not parent_pools
+            transport = client.get_adapter("mscomm://billing").transport
+            fresh = transport.poolmanager is not parent_pools
             # The kept read buffers too: their lock may be held by a parent thread.
-            fresh = fresh and adapter.buffers is not parent_buffers and len(adapter.buffers) == 1
-            rebuilt = client._caller is not parent_caller
+            fresh = (
+                fresh and transport.buffers is not parent_buffers and len(transport.buffers) == 1
+            )
+            rebuilt = client.breaker("billing") is not parent_breaker
             large = len(resp.content) > 100_000 and b"child" in resp.content
             code = 0 if (resp.status_code == 200 and fresh and rebuilt and large) else 2
         except BaseException:

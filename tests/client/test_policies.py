@@ -5,7 +5,7 @@ from __future__ import annotations
 import attrs
 import pytest
 
-from mscomm_sync.policies import (
+from mscomm_sync.client.policies import (
     BreakerPolicy,
     BudgetPolicy,
     CallPolicy,

@@ -11,12 +11,12 @@ import attrs
 import pytest
 import requests
 
+from mscomm_sync.client.policies import BudgetPolicy, CallPolicy, RetryPolicy, TimeoutPolicy
 from mscomm_sync.errors import (
     DeadlineExceededError,
     InsecureResponseError,
     ServiceUnavailableError,
 )
-from mscomm_sync.policies import BudgetPolicy, CallPolicy, RetryPolicy, TimeoutPolicy
 from mscomm_sync.registry import FileRegistry
 
 from .servers import FakeClock, RawServer, Recorder, dead_url, echo, json_app, sealed

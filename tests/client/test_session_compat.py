@@ -9,7 +9,7 @@ import pytest
 import requests
 import responses
 
-from mscomm_sync.errors import ConfigurationError, InsecureResponseError
+from mscomm_sync.errors import ConfigurationError, InsecureResponseError, ServiceUnavailableError
 from mscomm_sync.registry import FileRegistry
 from mscomm_sync.testing import LiveServer
 
@@ -120,19 +120,22 @@ def test_url_form_quotes_path(serve: Callable[..., Any], make_client: Callable[.
 
 
 def test_instance_environment_follows_trust_env_and_stays_bounded(
-    make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+    serve: Callable[..., Any], make_client: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Proxy settings read from the environment are cached per instance, but turning
     trust_env off afterwards takes effect, and the cache does not grow without bound."""
-    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    serve(sealed(json_app(Recorder(), {"/echo": echo})))
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nothing listens there
     monkeypatch.delenv("NO_PROXY", raising=False)
     monkeypatch.delenv("no_proxy", raising=False)
     client = make_client()
-    environment = client._caller._environment
-    assert environment("http://10.0.0.7:8001")[0].get("http") == "http://127.0.0.1:9"
+    with pytest.raises(ServiceUnavailableError):  # the call went to the dead proxy
+        client.request(target_service="billing", endpoint="/echo")
     client.trust_env = False
-    assert environment("http://10.0.0.7:8001") == ({}, True)
-    client.trust_env = True
+    assert client.request(target_service="billing", endpoint="/echo").status_code == 200
+    environment = client.get_adapter("mscomm://billing").transport._environment
+    assert environment("http://10.0.0.7:8001", True)[0].get("http") == "http://127.0.0.1:9"
+    assert environment("http://10.0.0.7:8001", False) == ({}, True)
     for port in range(3000):
-        environment(f"http://10.0.0.7:{port}")
-    assert len(client._caller._env) <= 1024
+        environment(f"http://10.0.0.7:{port}", True)
+    assert environment.cache_info().currsize <= 1024

@@ -44,5 +44,5 @@ def test_sixteen_threads_share_a_client(
         client.close()
     assert errors == []
     assert recorder.hits["/echo"] == 160
-    balancer = client._caller.balancer
+    balancer = client.get_adapter("mscomm://billing").balancer
     assert all(balancer.in_flight(i.url) == 0 for i in registry.get_instances("billing"))

@@ -219,7 +219,7 @@ def test_run_due_waits_for_the_jittered_interval(server: LiveServer, switch: Swi
         lambda: [inst],
         config=HealthCheckConfig(interval=10.0, jitter=0.5),
         clock=clock,
-        rng=lambda: 1.0,  # the longest delay: 10 * (1 + 0.5)
+        random=lambda: 1.0,  # the longest delay: 10 * (1 + 0.5)
     )
     try:
         assert poller.run_due() is True

@@ -22,7 +22,7 @@ def test_jitter_stays_within_its_fraction() -> None:
     """Delays range over interval * (1 +/- jitter) as the random source moves."""
     for value, expected in ((0.0, 8.0), (0.5, 10.0), (0.999999, 12.0)):
         worker = PeriodicWorker(
-            lambda: None, name="w", interval=10, jitter=0.2, rng=lambda v=value: v
+            lambda: None, name="w", interval=10, jitter=0.2, random=lambda v=value: v
         )
         assert worker.next_delay() == pytest.approx(expected, abs=1e-4)
 

@@ -82,12 +82,12 @@ def echo_app() -> Callable[..., Iterable[bytes]]:
     """The billing service echoing bodies, with ``/health`` and ``/count`` left plaintext.
 
     ``/count`` also says how many request bodies the gunicorn fast path
-    (:func:`~mscomm_sync.wsgi_gunicorn.read_gunicorn_body`) read, counted
+    (:func:`~mscomm_sync.wsgi.gunicorn.read_gunicorn_body`) read, counted
     by wrapping it in this worker.
     """
-    from mscomm_sync import wsgi_body
+    from mscomm_sync.wsgi import body as wsgi_body
 
-    names = vars(wsgi_body)  # the module's own globals: what read_body calls
+    names = vars(wsgi_body)  # the module's own globals: what read_request_body calls
     read = names["read_gunicorn_body"]
     if getattr(read, "counted", False):  # built twice in one process: count once
         return EncryptionMiddleware(echo, exempt_paths=("/health", "/count"))

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from typing import Any, Optional
 
-from .envelope import claimed_ids, target_from_environ
+from ..envelope import claimed_ids, target_from_environ
 
 __all__ = ["log", "log_app_failure", "log_refusal", "request_id"]
 

@@ -1,4 +1,8 @@
-"""The validated, frozen settings of :class:`~mscomm_sync.wsgi.EncryptionMiddleware`."""
+"""The validated, frozen settings of :class:`~mscomm_sync.wsgi.EncryptionMiddleware`.
+
+Every option is checked once, here, when the middleware is built; a bad one
+raises :class:`~mscomm_sync.errors.ConfigurationError` naming the option.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +12,19 @@ from typing import Any, Optional
 
 import attrs
 
-from .errors import ConfigurationError
-from .keyring import validate_service_name
+from ..envelope import DEFAULT_MAX_BODY_SIZE, DEFAULT_WINDOW
+from ..errors import ConfigurationError
+from ..keyring import validate_service_name
 
 __all__ = [
     "DEFAULT_EXEMPT_PATHS",
-    "DEFAULT_MAX_BODY_SIZE",
-    "DEFAULT_REPLAY_WINDOW",
     "MIDDLEWARE_OPTIONS",
     "MiddlewareOptions",
     "reject_unknown_options",
     "resolve_service_name",
 ]
 
-DEFAULT_EXEMPT_PATHS = ("/health",)
-DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
-DEFAULT_REPLAY_WINDOW = 60.0
+DEFAULT_EXEMPT_PATHS = frozenset({"/health"})
 
 
 def resolve_service_name(service_name: Optional[str], environ: Mapping[str, str]) -> str:
@@ -44,7 +45,7 @@ def resolve_service_name(service_name: Optional[str], environ: Mapping[str, str]
     return validate_service_name(service_name)
 
 
-def _exempt_paths(value: Iterable[str]) -> tuple[str, ...]:
+def _exempt_paths(value: Iterable[str]) -> frozenset[str]:
     if isinstance(value, (str, bytes)):
         raise ConfigurationError(
             "exempt_paths must be a collection of paths, not one string",
@@ -59,7 +60,7 @@ def _exempt_paths(value: Iterable[str]) -> tuple[str, ...]:
                 variable="exempt_paths",
                 reason="invalid path",
             )
-    return paths
+    return frozenset(paths)
 
 
 def _allowed_callers(value: Optional[Iterable[str]]) -> Optional[frozenset[str]]:
@@ -120,14 +121,14 @@ class MiddlewareOptions:
     service_name: str = attrs.field(converter=validate_service_name)
     encrypt_responses: bool = attrs.field(default=True, validator=_flag)
     require_encryption: bool = attrs.field(default=True, validator=_flag)
-    exempt_paths: tuple[str, ...] = attrs.field(
+    exempt_paths: frozenset[str] = attrs.field(
         default=DEFAULT_EXEMPT_PATHS, converter=_exempt_paths
     )
     allowed_callers: Optional[frozenset[str]] = attrs.field(
         default=None, converter=_allowed_callers
     )
     max_body_size: int = attrs.field(default=DEFAULT_MAX_BODY_SIZE, validator=_non_negative_int)
-    replay_window: float = attrs.field(default=DEFAULT_REPLAY_WINDOW, validator=_positive_number)
+    replay_window: float = attrs.field(default=DEFAULT_WINDOW, validator=_positive_number)
 
     @classmethod
     def build(cls, service_name: Optional[str], **options: Any) -> MiddlewareOptions:

@@ -1,6 +1,6 @@
 """SqliteReplayStore: a host-wide replay store in an SQLite database.
 
-The default host-wide store is :class:`~mscomm_sync.replay_shm.ShmReplayStore`;
+The default host-wide store is :class:`~mscomm_sync.replay.shm.ShmReplayStore`;
 this one is for hosts where a shared memory map will not do, and for those
 who prefer a file SQLite's tools can read. Like every replay store it holds
 only opaque message ids and expiry times, never keys or plaintext.
@@ -13,8 +13,9 @@ import threading
 import time
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
-from .errors import ConfigurationError
-from .replay import DEFAULT_MAX_ENTRIES, _open_private_file, _store_path, log
+from ..errors import ConfigurationError
+from .files import open_private_file, store_path
+from .store import DEFAULT_MAX_ENTRIES, log
 
 if TYPE_CHECKING:
     import sqlite3
@@ -100,7 +101,7 @@ class SqliteReplayStore:
 
     Raises:
         ConfigurationError: the path is empty.
-        ValueError: ``max_entries`` is below 1.
+        ConfigurationError: ``max_entries`` is below 1.
     """
 
     def __init__(
@@ -114,7 +115,7 @@ class SqliteReplayStore:
     ) -> None:
         import sqlite3  # here, not at module import: `import mscomm_sync` stays light
 
-        self.path = _store_path(path, max_entries)
+        self.path = store_path(path, max_entries)
         self.max_entries = max_entries
         self._min_interval = max(1, min(_MIN_INTERVAL, max_entries // 16))
         self._clock = clock
@@ -198,7 +199,7 @@ class SqliteReplayStore:
     def _open(self) -> sqlite3.Connection:
         import sqlite3
 
-        os.close(_open_private_file(self.path))
+        os.close(open_private_file(self.path))
         conn = sqlite3.connect(
             str(self.path), timeout=self._timeout, isolation_level=None, check_same_thread=True
         )

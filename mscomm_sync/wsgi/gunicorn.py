@@ -1,4 +1,4 @@
-"""Read a request body of known length straight from gunicorn's socket.
+"""gunicorn: read a request body of known length straight from its socket.
 
 gunicorn's ``wsgi.input.read(n)`` gathers a large body through two
 ``BytesIO`` buffers and slices them, so a 1 MiB body is copied three or four
@@ -11,7 +11,7 @@ faults too). See ``docs/performance.md``.
 For a body with a ``Content-Length`` that nothing has read yet, this module
 takes the bytes gunicorn has already buffered and then ``recv_into``-s the
 rest straight from the socket into one ``bytearray`` that grows as the bytes
-arrive (:class:`~mscomm_sync.body_buffer.BodyBuffer`), leaving gunicorn's
+arrive (:class:`~mscomm_sync.buffers.BodyBuffer`), leaving gunicorn's
 reader as if it had read the body itself: nothing left to read, and anything
 past the body (a pipelined request) pushed back into its buffer.
 
@@ -28,7 +28,7 @@ from __future__ import annotations
 import io
 from typing import Any, Optional
 
-from .body_buffer import BodyBuffer
+from ..buffers import BodyBuffer
 
 __all__ = ["read_gunicorn_body"]
 

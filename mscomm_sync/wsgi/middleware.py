@@ -22,8 +22,10 @@ import time
 from collections.abc import Iterable
 from typing import Any, Callable, Optional
 
-from .envelope import (
-    COMMON_METHODS,
+from .._fast import exactly, memo
+from ..envelope import (
+    DEFAULT_MAX_BODY_SIZE,
+    DEFAULT_WINDOW,
     ENVELOPE_HEADERS,
     HEADER_ENCRYPTED,
     HEADER_SEAL,
@@ -32,18 +34,14 @@ from .envelope import (
     Opened,
     target_from_environ,
 )
-from .errors import ConfigurationError, IntegrityError
-from .keyring import Keyring
-from .replay import ReplayStore, default_replay_store
-from .wsgi_body import BodyRefused, check_passthrough_body, read_body
-from .wsgi_config import (
-    DEFAULT_EXEMPT_PATHS,
-    DEFAULT_MAX_BODY_SIZE,
-    DEFAULT_REPLAY_WINDOW,
-    MiddlewareOptions,
-)
-from .wsgi_log import log_app_failure, log_refusal
-from .wsgi_response import (
+from ..envelope.headers import bound_method
+from ..errors import ConfigurationError, IntegrityError
+from ..keyring import Keyring
+from ..replay import ReplayStore, default_replay_store
+from .body import BodyRefused, check_passthrough_body, read_request_body
+from .log import log_app_failure, log_refusal
+from .options import DEFAULT_EXEMPT_PATHS, MiddlewareOptions
+from .response import (
     BODILESS_STATUSES,
     StartResponse,
     WSGIApp,
@@ -52,10 +50,10 @@ from .wsgi_response import (
     error_body,
     refusal,
     sealed_headers,
-    served_body,
     status_line,
     without_envelope_headers,
 )
+from .waitress import served_body
 
 __all__ = ["CALLER_KEY", "MESSAGE_ID_KEY", "EncryptionMiddleware"]
 
@@ -82,9 +80,12 @@ _SEALED_ONLY = (
     "HTTP_TRANSFER_ENCODING",
     "HTTP_CONTENT_ENCODING",
 )
-#: The canonical-path cache: entries, and the longest path it keeps.
-_MAX_CACHED_PATHS = 256
-_MAX_CACHED_PATH_LENGTH = 512
+
+
+@memo(256, longest=512)
+def _canonical_path(path: str) -> str:
+    # A service sees few distinct paths: each is made canonical once.
+    return target_from_environ({"PATH_INFO": path})
 
 
 class EncryptionMiddleware:
@@ -124,7 +125,7 @@ class EncryptionMiddleware:
         exempt_paths: Iterable[str] = DEFAULT_EXEMPT_PATHS,
         allowed_callers: Optional[Iterable[str]] = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
-        replay_window: float = DEFAULT_REPLAY_WINDOW,
+        replay_window: float = DEFAULT_WINDOW,
         keyring: Optional[Keyring] = None,
         replay_store: Optional[ReplayStore] = None,
         clock: Callable[[], float] = time.time,
@@ -151,15 +152,6 @@ class EncryptionMiddleware:
             max_body_size=self.options.max_body_size,
             clock=clock,
         )
-        # Read once here rather than through self.options on every request.
-        self._exempt = frozenset(self.options.exempt_paths)
-        self._require_encryption = self.options.require_encryption
-        self._encrypt_responses = self.options.encrypt_responses
-        self._allowed_callers = self.options.allowed_callers
-        self._max_body_size = self.options.max_body_size
-        self._max_sealed_size = self.options.max_body_size + _TAG_BYTES
-        # SCRIPT_NAME + PATH_INFO -> canonical path; see _target().
-        self._paths: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return (
@@ -173,14 +165,15 @@ class EncryptionMiddleware:
         environ.pop(MESSAGE_ID_KEY, None)
         if _SEALED_FLAG in environ:
             return self._sealed(environ, start_response)
-        if self._require_encryption:
+        options = self.options
+        if options.require_encryption:
             path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-            if path not in self._exempt:
+            if path not in options.exempt_paths:
                 log_refusal(401, "plaintext request", environ)
                 return _refuse(401, start_response)
         _drop_envelope_headers(environ)
         try:
-            check_passthrough_body(environ, self._max_body_size)
+            check_passthrough_body(environ, options.max_body_size)
         except BodyRefused as exc:
             log_refusal(exc.status, exc.reason, environ)
             return _refuse(exc.status, start_response)
@@ -189,14 +182,15 @@ class EncryptionMiddleware:
     # -- sealed requests -------------------------------------------------
 
     def _sealed(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        options = self.options
         try:
-            body = read_body(environ, self._max_sealed_size)
+            body = read_request_body(environ, options.max_body_size + _TAG_BYTES)
         except BodyRefused as exc:
             log_refusal(exc.status, exc.reason, environ)
             return _refuse(exc.status, start_response)
-        method = environ.get("REQUEST_METHOD", "GET")
-        if method.__class__ is not str or method not in COMMON_METHODS:
-            method = str(method).upper()
+        # An unusable method is the envelope's to refuse; it is bound as it came.
+        sent = environ.get("REQUEST_METHOD", "GET")
+        method = bound_method(sent) or str(sent)
         target = self._target(environ)
         headers = _envelope_headers(environ)
         try:
@@ -209,7 +203,7 @@ class EncryptionMiddleware:
         # The ciphertext is not needed any more: let it go before the app runs,
         # so a large request is not held twice while it is being answered.
         del body
-        allowed = self._allowed_callers
+        allowed = options.allowed_callers
         if allowed is not None and opened.sender not in allowed:
             log_refusal(
                 403,
@@ -222,31 +216,23 @@ class EncryptionMiddleware:
         inner = _plaintext_environ(environ, opened)
         # The envelope binds the method upper-cased: hand the app the form it verified.
         inner["REQUEST_METHOD"] = method
-        if not self._encrypt_responses:
+        if not options.encrypt_responses:
             return self._plaintext_answer(inner, start_response)
         return self._sealed_answer(inner, start_response, opened, method, target)
 
-    def _target(self, environ: dict[str, Any]) -> str:
+    @staticmethod
+    def _target(environ: dict[str, Any]) -> str:
         """Return the request's canonical target, as :func:`target_from_environ` does.
 
-        The canonical path is remembered per ``SCRIPT_NAME + PATH_INFO`` (a
-        service sees few distinct paths); the query is bound as sent, so it is
-        appended unchanged. The cache is bounded and emptied when full, so
-        made-up paths cost only their own computation.
+        The canonical path is cached per ``SCRIPT_NAME + PATH_INFO``; the
+        query is bound as sent, so it is appended unchanged.
         """
         script = environ.get("SCRIPT_NAME", "")
         path = environ.get("PATH_INFO", "")
         query = environ.get("QUERY_STRING", "")
-        if script.__class__ is not str or path.__class__ is not str or query.__class__ is not str:
+        if not (exactly(script, str) and exactly(path, str) and exactly(query, str)):
             return target_from_environ(environ)
-        full = script + path
-        canon = self._paths.get(full)
-        if canon is None:
-            canon = target_from_environ({"PATH_INFO": full})
-            if len(full) <= _MAX_CACHED_PATH_LENGTH:
-                if len(self._paths) >= _MAX_CACHED_PATHS:
-                    self._paths.clear()
-                self._paths[full] = canon
+        canon = _canonical_path(script + path)
         return f"{canon}?{query}" if query else canon
 
     def _plaintext_answer(

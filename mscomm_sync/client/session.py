@@ -2,7 +2,8 @@
 
 Trust model: instance addresses come from the registry and are not trusted;
 every call is sealed for the target service and every answer must open under
-that service's key for that very request (see :mod:`mscomm_sync.adapter`).
+that service's key for that very request (see
+:mod:`mscomm_sync.client.transport`).
 Plain URLs (``http://``, ``https://``) are not sealed at all: for them this is
 an ordinary Session.
 """
@@ -22,17 +23,16 @@ from requests.hooks import default_hooks
 from requests.structures import CaseInsensitiveDict
 from requests.utils import requote_uri
 
-from .adapter import DEFAULT_POOL_MAXSIZE, SCHEME, ServiceAdapter, Timeout
-from .balancer import PowerOfTwoBalancer
-from .body_buffer import BufferPool
+from ..envelope import HEADER_ENCRYPTED, Envelope
+from ..errors import ConfigurationError
+from ..keyring import Keyring, validate_service_name
+from ..registry.base import Registry
+from .adapter import ServiceAdapter
 from .breaker import CircuitBreaker, Listener
-from .call import ServiceCaller
-from .envelope import HEADER_ENCRYPTED, Envelope
-from .errors import ConfigurationError
-from .keyring import Keyring, validate_service_name
+from .call import SCHEME, Timeout
 from .payload import Params, encode_payload, with_query
-from .policies import CallPolicy
-from .registry.base import Registry
+from .policies import DEFAULT_MAX_ANSWER_SIZE, CallPolicy
+from .transport import DEFAULT_POOL_MAXSIZE
 
 __all__ = ["MicroServiceClient"]
 
@@ -92,17 +92,24 @@ class MicroServiceClient(requests.Session):
         self._registry = registry
         self._keyring = keyring
         self._envelope: Optional[Envelope] = None
-        self._listener = breaker_listener
-        self._pool_maxsize = pool_maxsize
-        self._clock = clock
-        self._sleep = sleep
-        self._random = random
-        self._caller = self._new_caller()
-        self.mount(SCHEME, ServiceAdapter(self._caller, pool_maxsize=pool_maxsize))
+        self.mount(
+            SCHEME,
+            ServiceAdapter(
+                envelope=self._get_envelope,
+                registry=self._get_registry,
+                policy_for=self.policy_for,
+                clock=clock,
+                sleep=sleep,
+                random=random,
+                listener=breaker_listener,
+                trust_env=lambda: self.trust_env,
+                pool_maxsize=pool_maxsize,
+            ),
+        )
 
     # -- the service form --------------------------------------------------
 
-    def request(  # type: ignore[override]
+    def request(
         self,
         method: Optional[Union[str, bytes]] = None,
         url: Optional[Union[str, bytes]] = None,
@@ -221,8 +228,10 @@ class MicroServiceClient(requests.Session):
 
     def breaker(self, target_service: str) -> CircuitBreaker:
         """Return this client's circuit breaker for ``target_service``."""
-        self._check_fork()
-        return self._caller.breaker(target_service)
+        adapter = self.get_adapter(SCHEME)
+        if not isinstance(adapter, ServiceAdapter):
+            raise TypeError(f"the adapter mounted on {SCHEME} is not a ServiceAdapter")
+        return adapter.breaker(target_service)
 
     def policy_for(self, target_service: str) -> CallPolicy:
         """Return the :class:`CallPolicy` in force for ``target_service``."""
@@ -251,7 +260,6 @@ class MicroServiceClient(requests.Session):
         # In a forked child: sockets, locks held by parent threads and
         # in-flight counts all belong to the parent. Start afresh.
         self._pid = pid
-        self._caller = self._new_caller()
         for adapter in self.adapters.values():
             if isinstance(adapter, HTTPAdapter):
                 state: Any = adapter  # requests keeps the pool sizes in private attributes
@@ -260,31 +268,19 @@ class MicroServiceClient(requests.Session):
                 )
                 adapter.proxy_manager = {}
             if isinstance(adapter, ServiceAdapter):
-                adapter.caller = self._caller
-                adapter.buffers = BufferPool()  # its lock may be held by a parent's thread
-
-    def _new_caller(self) -> ServiceCaller:
-        return ServiceCaller(
-            envelope=self._get_envelope,
-            registry=self._get_registry,
-            policy_for=self.policy_for,
-            balancer=PowerOfTwoBalancer(random=self._random, clock=self._clock),
-            clock=self._clock,
-            sleep=self._sleep,
-            random=self._random,
-            listener=self._listener,
-            trust_env=lambda: self.trust_env,
-        )
+                adapter.check_fork()
 
     def _get_envelope(self) -> Envelope:
         if self._envelope is None:
-            self._envelope = Envelope(self.service_name, keyring=self._keyring)
+            self._envelope = Envelope(
+                self.service_name, keyring=self._keyring, max_body_size=DEFAULT_MAX_ANSWER_SIZE
+            )
         return self._envelope
 
     def _get_registry(self) -> Registry:
         if self._registry is not None:
             return self._registry
-        from .registry import get_registry  # at call time: the process default
+        from ..registry import get_registry  # at call time: the process default
 
         registry: Registry = get_registry()
         return registry

@@ -28,7 +28,7 @@ from typing import Callable, Literal, Optional
 
 import circuitbreaker
 
-from .errors import CircuitOpenError
+from ..errors import CircuitOpenError
 from .policies import BreakerPolicy
 
 __all__ = ["CLOSED", "HALF_OPEN", "OPEN", "CircuitBreaker", "Listener"]

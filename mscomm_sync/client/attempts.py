@@ -4,12 +4,15 @@ Which layer does what:
 
 * this loop owns the deadline, instance choice and failover, the retry
   budget and the pauses; a urllib3 ``Retry`` built from the
-  :class:`~mscomm_sync.policies.RetryPolicy` counts the attempts, says which
+  :class:`~mscomm_sync.client.policies.RetryPolicy` counts the attempts, says which
   statuses are retryable and parses ``Retry-After``;
-* every attempt is sealed afresh by the mounted
-  :class:`~mscomm_sync.adapter.ServiceAdapter` and sent once through
-  ``HTTPAdapter.send`` (urllib3's own retries are off: it would resend the
-  same sealed bytes, which the peer's replay cache rightly refuses).
+* every attempt is sealed afresh by the
+  :class:`~mscomm_sync.client.transport.SealedTransport` and sent once
+  through ``HTTPAdapter.send`` (urllib3's own retries are off: it would
+  resend the same sealed bytes, which the peer's replay cache rightly
+  refuses). The transport reports a transport failure as one
+  :class:`~mscomm_sync.client.failures.AttemptFailed`, whose fields say
+  whether it happened before the connection was established.
 
 A failure before the connection was established (refused, connect timeout,
 name resolution) proves the request was never sent, so it is retried for any
@@ -34,57 +37,21 @@ from collections.abc import Sequence
 from typing import Callable, NoReturn, Optional
 
 import attrs
-import requests
 from requests import Response
-from urllib3.exceptions import (
-    ConnectTimeoutError,
-    MaxRetryError,
-    NameResolutionError,
-    NewConnectionError,
-    ProtocolError,
-)
+from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
 
+from ..errors import InsecureResponseError, ServiceUnavailableError
+from ..registry.base import Instance
 from .balancer import PowerOfTwoBalancer
 from .budget import RetryBudget
-from .errors import DeadlineExceededError, InsecureResponseError, ServiceUnavailableError
-from .policies import CallPolicy
-from .registry.base import Instance
+from .call import Call
+from .failures import AttemptFailed
+from .transport import SealedTransport
 
-__all__ = ["AttemptLoop", "is_connect_phase", "is_refused"]
+__all__ = ["AttemptLoop"]
 
 log = logging.getLogger("mscomm_sync.client")
-
-#: Sends one attempt to an instance with ``(connect, read)`` timeouts.
-SendOnce = Callable[[Instance, "tuple[float, float]"], Response]
-
-
-def is_connect_phase(exc: BaseException) -> bool:
-    """Return whether ``exc`` proves the request never left this host.
-
-    Only a failure to establish the connection proves it; anything after
-    (including a reset on a reused keep-alive connection) may have reached
-    the server.
-    """
-    if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason: object = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    return isinstance(reason, ConnectTimeoutError)
-
-
-def is_refused(exc: BaseException) -> bool:
-    """Return whether ``exc`` is a refused connection: nothing was listening.
-
-    A connect timeout is not one: the host may be up but too busy to accept.
-    """
-    reason: object = exc.args[0] if exc.args else None
-    if isinstance(reason, MaxRetryError):
-        reason = reason.reason
-    if not isinstance(reason, NewConnectionError) or isinstance(reason, NameResolutionError):
-        return False
-    return isinstance(reason.__cause__ or reason.__context__, ConnectionRefusedError)
 
 
 @attrs.define(kw_only=True)
@@ -92,39 +59,24 @@ class AttemptLoop:
     """The mutable state of one call's attempts; :meth:`run` drives them.
 
     Attributes:
-        service: the target service.
-        method: the HTTP method.
+        call: the call's fixed facts.
         instances: the target's instances, as resolved for this call.
-        policy: the target's policy.
-        may_repeat: the call may be sent again after a failure that may have
-            reached the server.
-        deadline: the monotonic time the call must finish by.
-        timeout: the call's deadline in seconds (for errors).
-        connect: the connect timeout of one attempt.
-        send: sends one attempt.
+        transport: sends one sealed attempt.
         balancer: picks instances.
         budget: the target's retry budget.
         clock: the monotonic clock.
         sleep: pauses between attempts.
         random: floats in ``[0, 1)`` for backoff jitter.
-        request_id: the call's ``X-Request-Id``, for the log.
     """
 
-    service: str
-    method: str
+    call: Call
     instances: Sequence[Instance]
-    policy: CallPolicy
-    may_repeat: bool
-    deadline: float
-    timeout: float
-    connect: float
-    send: SendOnce
+    transport: SealedTransport
     balancer: PowerOfTwoBalancer
     budget: RetryBudget
     clock: Callable[[], float]
     sleep: Callable[[float], None]
     random: Callable[[], float]
-    request_id: str = ""
     retry: Retry = attrs.field(init=False)
     tried: list[str] = attrs.field(init=False, factory=list)
     attempts: int = attrs.field(init=False, default=0)
@@ -132,7 +84,7 @@ class AttemptLoop:
     pause: float = attrs.field(init=False, default=0.0)
 
     def __attrs_post_init__(self) -> None:
-        self.retry = self.policy.retry.to_urllib3()
+        self.retry = self.call.policy.retry.to_urllib3()
 
     def run(self) -> Response:
         """Make attempts until one answers or no retry is allowed.
@@ -148,28 +100,32 @@ class AttemptLoop:
                 transport level and no retry was allowed.
             InsecureResponseError: an unsealed answer was not allowed.
         """
+        call = self.call
+        per_try = call.policy.timeout.attempt
         while True:
-            remaining = self.deadline - self.clock()
+            remaining = call.deadline.remaining()
             if remaining <= 0:
-                raise DeadlineExceededError(self.service, self.timeout)
+                raise call.deadline.exceeded()
             instance = self._choose()
-            per_try = self.policy.timeout.attempt
             read = remaining if per_try is None else min(per_try, remaining)
             self.attempts += 1
+            self.balancer.start(instance.url)
             try:
-                response = self.send(instance, (min(self.connect, remaining), read))
-            except DeadlineExceededError:
-                raise  # the body outlasted the deadline
-            except requests.RequestException as exc:
-                self._after_failure(instance, exc)
+                response = self.transport.send_attempt(
+                    call, instance.url, (min(call.connect, remaining), read)
+                )
+            except AttemptFailed as failure:
+                self._after_failure(instance, failure)
                 continue
             except InsecureResponseError as exc:
                 # An intermediary's unsealed 502/503/504 is retried like the
                 # service's own; its body is never returned.
-                if not (self.may_repeat and exc.status in self.policy.retry.retry_statuses):
+                if not (call.may_repeat and exc.status in call.policy.retry.retry_statuses):
                     raise
                 self._after_unsealed(instance, exc)
                 continue
+            finally:
+                self.balancer.finish(instance.url)
             self.balancer.readmit(instance.url)
             if not self._retry_answer(instance, response):
                 return response
@@ -182,79 +138,80 @@ class AttemptLoop:
                 log.info(
                     "failover service=%s instance=%s from=%s attempt=%d reason=%s"
                     " backoff=%.3fs request_id=%s",
-                    self.service, instance.url, previous, self.attempts + 1, self.why,
-                    self.pause, self.request_id,
+                    self.call.service, instance.url, previous, self.attempts + 1, self.why,
+                    self.pause, self.call.request_id,
                 )  # fmt: skip
             else:
                 log.info(
                     "retry service=%s instance=%s attempt=%d reason=%s backoff=%.3fs"
                     " request_id=%s",
-                    self.service, instance.url, self.attempts + 1, self.why, self.pause,
-                    self.request_id,
+                    self.call.service, instance.url, self.attempts + 1, self.why, self.pause,
+                    self.call.request_id,
                 )  # fmt: skip
         self.tried.append(instance.url)
         return instance
 
-    def _after_failure(self, instance: Instance, exc: requests.RequestException) -> None:
-        connect_phase = is_connect_phase(exc)
-        if connect_phase:
+    def _after_failure(self, instance: Instance, failure: AttemptFailed) -> None:
+        call = self.call
+        if failure.connect_phase:
             self.balancer.eject(instance.url)
-        if self.clock() >= self.deadline:
-            raise DeadlineExceededError(self.service, self.timeout) from exc
-        if not (connect_phase or self.may_repeat):
-            self._unavailable(exc)
-        error = ConnectTimeoutError(type(exc).__name__) if connect_phase else ProtocolError()
+        if self.clock() >= call.deadline.at:
+            raise call.deadline.exceeded() from failure.cause
+        if not (failure.connect_phase or call.may_repeat):
+            self._unavailable(failure)
+        # urllib3's Retry counts the attempt and knows its kind by the error's type.
+        error = ConnectTimeoutError(failure.reason) if failure.connect_phase else ProtocolError()
         try:
-            self.retry = self.retry.increment(self.method, instance.url, error=error)
+            self.retry = self.retry.increment(call.method, instance.url, error=error)
         except MaxRetryError:
-            self._unavailable(exc)
+            self._unavailable(failure)
         delay = self._backoff()
-        if self.clock() + delay >= self.deadline:
-            raise DeadlineExceededError(self.service, self.timeout) from exc
-        refused = is_refused(exc)
-        if not refused and not self._spend():
-            self._unavailable(exc)
-        self._pause("connection refused" if refused else type(exc).__name__, delay)
+        if self.clock() + delay >= call.deadline.at:
+            raise call.deadline.exceeded() from failure.cause
+        if not failure.refused and not self._spend():
+            self._unavailable(failure)
+        self._pause(failure.reason, delay)
 
     def _after_unsealed(self, instance: Instance, exc: InsecureResponseError) -> None:
         try:
-            self.retry = self.retry.increment(self.method, instance.url)
+            self.retry = self.retry.increment(self.call.method, instance.url)
         except MaxRetryError:
             raise exc from None
         delay = self._backoff()
-        if self.clock() + delay >= self.deadline or not self._spend():
+        if self.clock() + delay >= self.call.deadline.at or not self._spend():
             raise exc
         self._pause(f"unsealed status {exc.status}", delay)
 
     def _retry_answer(self, instance: Instance, response: Response) -> bool:
+        call = self.call
         status = response.status_code
         has_retry_after = "Retry-After" in response.headers
-        if not (self.may_repeat and self.retry.is_retry(self.method, status, has_retry_after)):
+        if not (call.may_repeat and self.retry.is_retry(call.method, status, has_retry_after)):
             return False
         try:
-            self.retry = self.retry.increment(self.method, instance.url, response=response.raw)
+            self.retry = self.retry.increment(call.method, instance.url, response=response.raw)
         except MaxRetryError:
             return False
         delay = self._backoff()
-        if self.policy.retry.respect_retry_after:
+        if call.policy.retry.respect_retry_after:
             after: Optional[float] = self.retry.get_retry_after(response.raw)
             if after is not None:
                 delay = after
-        if self.clock() + delay >= self.deadline or not self._spend():
+        if self.clock() + delay >= call.deadline.at or not self._spend():
             return False
         response.close()
         self._pause(f"status {status}", delay)
         return True
 
     def _backoff(self) -> float:
-        return self.policy.retry.backoff(len(self.retry.history), self.random)
+        return self.call.policy.retry.backoff(len(self.retry.history), self.random)
 
     def _spend(self) -> bool:
         if self.budget.try_spend():
             return True
         log.warning(
             "retry budget spent service=%s attempt=%d request_id=%s",
-            self.service, self.attempts, self.request_id,
+            self.call.service, self.attempts, self.call.request_id,
         )  # fmt: skip
         return False
 
@@ -264,5 +221,7 @@ class AttemptLoop:
         self.pause = delay
         self.sleep(delay)
 
-    def _unavailable(self, exc: BaseException) -> NoReturn:
-        raise ServiceUnavailableError(self.service, self.attempts, exc) from exc
+    def _unavailable(self, failure: AttemptFailed) -> NoReturn:
+        raise ServiceUnavailableError(
+            self.call.service, self.attempts, failure.cause, reason=failure.reason
+        ) from failure.cause

@@ -1,24 +1,26 @@
-"""The envelope's cryptographic core: per-message keys and associated data.
+"""The envelope's cryptographic core: per-message keys and the associated data.
 
 Nothing here chooses keys, nonces or message ids: a message key comes from
 the sender's key and a fresh random message id (HKDF-SHA256), so the two fixed
 GCM nonces below are never used twice under one key. The layouts are
-specified in ``docs/protocol.md``.
+specified in ``docs/protocol.md``; :func:`message_aad` is the one builder of
+the associated data.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import struct
 from typing import Optional
 
+from .._fast import memo
+from .messages import Binding
+
 __all__ = [
     "BODY_NONCE",
     "META_NONCE",
     "VERSION",
-    "aad_of",
     "associated_data",
     "derive_message_key",
     "message_aad",
@@ -33,10 +35,10 @@ META_NONCE = bytes(11) + b"\x01"
 _AAD_LABEL = b"mscomm-sync envelope"
 _HKDF_SALT = bytes(32)
 _HKDF_INFO = b"mscomm-sync/1 message key"
-_AAD_LENGTHS = struct.Struct(">11I")
 _HEAD_LENGTHS = struct.Struct(">7I")
 _TAIL_LENGTHS = struct.Struct(">4I")
-#: Longer targets bypass the associated-data cache (it holds at most 1,024 heads).
+#: Routes whose associated-data head is cached, and the longest target cached.
+_CACHED_HEADS = 1024
 _MAX_CACHED_TARGET = 512
 
 
@@ -59,7 +61,7 @@ def derive_message_key(secret: bytes, message_id: bytes) -> bytes:
     return outer.digest()
 
 
-@functools.lru_cache(maxsize=1024)
+@memo(1024)
 def _expander(secret: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
     # HKDF-Extract depends only on the key, so it runs once per key, and so
     # does keying HMAC's inner and outer hashes with the PRK (which already
@@ -70,6 +72,55 @@ def _expander(secret: bytes) -> tuple[hashlib._Hash, hashlib._Hash]:
     inner.update(_HKDF_INFO)
     outer = hashlib.sha256(bytes(b ^ 0x5C for b in block))
     return inner, outer
+
+
+def message_aad(version: str, kid: str, binding: Binding, timestamp: str, message_id: str) -> bytes:
+    """Return the associated data that binds a message's metadata.
+
+    The layout is the label ``mscomm-sync envelope``, then eleven 32-bit
+    big-endian byte lengths, then the eleven UTF-8 fields themselves: version,
+    key id, direction, sender, recipient, method, target, timestamp, message
+    id, status (empty for requests) and the answered request's id (empty for
+    requests).
+
+    The first seven fields repeat from one call of a route to the next, so
+    their lengths and bytes are cached (see :func:`mscomm_sync._fast.memo`);
+    only the last four are encoded for each message.
+    """
+    head_lengths, head = _aad_head(
+        binding.target,
+        version,
+        kid,
+        binding.direction,
+        binding.sender,
+        binding.recipient,
+        binding.method,
+    )
+    status, reply_to = binding.status, binding.reply_to
+    tail = timestamp + message_id + status + reply_to
+    encoded = tail.encode("utf-8")
+    if len(encoded) == len(tail):  # all ASCII: str lengths are byte lengths
+        tail_lengths = _TAIL_LENGTHS.pack(
+            len(timestamp), len(message_id), len(status), len(reply_to)
+        )
+    else:
+        tail_lengths = _TAIL_LENGTHS.pack(
+            *(len(f.encode("utf-8")) for f in (timestamp, message_id, status, reply_to))
+        )
+    return b"".join((head_lengths, tail_lengths, head, encoded))
+
+
+@memo(_CACHED_HEADS, longest=_MAX_CACHED_TARGET)
+def _aad_head(
+    target: str, version: str, kid: str, direction: str, sender: str, recipient: str, method: str
+) -> tuple[bytes, bytes]:
+    # The label and the first seven lengths, then the first seven fields'
+    # bytes. The target comes first so that memo() can keep long ones (which
+    # a forger reaches before any tag check) out of the cache.
+    fields = [
+        f.encode("utf-8") for f in (version, kid, direction, sender, recipient, method, target)
+    ]
+    return _AAD_LABEL + _HEAD_LENGTHS.pack(*map(len, fields)), b"".join(fields)
 
 
 def associated_data(
@@ -85,89 +136,14 @@ def associated_data(
     status: Optional[int] = None,
     reply_to: str = "",
 ) -> bytes:
-    """Return the associated data that binds a message's metadata.
-
-    The layout is the label ``mscomm-sync envelope``, then eleven 32-bit
-    big-endian byte lengths, then the eleven UTF-8 fields themselves: version,
-    key id, direction, sender, recipient, method, target, timestamp, message
-    id, status (empty for requests) and the answered request's id (empty for
-    requests).
-    """
-    fields = (
-        VERSION,
-        kid,
+    """Return :func:`message_aad` for these fields, given by name (for tools and test vectors)."""
+    binding = Binding._make(
         direction,
         sender,
         recipient,
         method,
         target,
-        str(timestamp),
-        message_id,
         "" if status is None else str(status),
         reply_to,
     )
-    return aad_of(fields)
-
-
-def aad_of(fields: tuple[str, ...]) -> bytes:
-    """Return the associated data of ``fields``, the eleven that :func:`associated_data` lists.
-
-    The envelope calls it directly, with the timestamp and status already text.
-    """
-    joined = "".join(fields).encode("utf-8")
-    if len(joined) == sum(map(len, fields)):  # all ASCII: str lengths are byte lengths
-        lengths = _AAD_LENGTHS.pack(*map(len, fields))
-    else:
-        lengths = _AAD_LENGTHS.pack(*(len(f.encode("utf-8")) for f in fields))
-    return _AAD_LABEL + lengths + joined
-
-
-def message_aad(
-    version: str,
-    kid: str,
-    direction: str,
-    sender: str,
-    recipient: str,
-    method: str,
-    target: str,
-    timestamp: str,
-    message_id: str,
-    status: str,
-    reply_to: str,
-) -> bytes:
-    """Return :func:`aad_of` of these eleven fields, the same bytes, computed faster.
-
-    The envelope's hot path: the first seven fields repeat from one call of a
-    route to the next, so their lengths and bytes come from a small cache
-    (1,024 routes, targets of at most 512 characters, so at most about 1 MB
-    even when forged requests fill it) and only the last four are encoded for
-    each message.
-    """
-    if len(target) <= _MAX_CACHED_TARGET:
-        head_lengths, head = _aad_head(version, kid, direction, sender, recipient, method, target)
-    else:  # a forger reaches this before any tag check: keep long targets out of the cache
-        head_lengths, head = _aad_head.__wrapped__(
-            version, kid, direction, sender, recipient, method, target
-        )
-    tail = timestamp + message_id + status + reply_to
-    encoded = tail.encode("utf-8")
-    if len(encoded) == len(tail):  # all ASCII: str lengths are byte lengths
-        tail_lengths = _TAIL_LENGTHS.pack(
-            len(timestamp), len(message_id), len(status), len(reply_to)
-        )
-    else:
-        tail_lengths = _TAIL_LENGTHS.pack(
-            *(len(f.encode("utf-8")) for f in (timestamp, message_id, status, reply_to))
-        )
-    return b"".join((head_lengths, tail_lengths, head, encoded))
-
-
-@functools.lru_cache(maxsize=1024)
-def _aad_head(
-    version: str, kid: str, direction: str, sender: str, recipient: str, method: str, target: str
-) -> tuple[bytes, bytes]:
-    # The label and the first seven lengths, then the first seven fields' bytes.
-    fields = [
-        f.encode("utf-8") for f in (version, kid, direction, sender, recipient, method, target)
-    ]
-    return _AAD_LABEL + _HEAD_LENGTHS.pack(*map(len, fields)), b"".join(fields)
+    return message_aad(VERSION, kid, binding, str(timestamp), message_id)

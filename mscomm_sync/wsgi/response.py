@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import base64
 import functools
-import io
 import json
-from collections.abc import Iterable, Mapping
-from typing import Any, Callable, Optional, cast
+from collections.abc import Iterable
+from typing import Any, Callable, Optional
 
-from .envelope import ENVELOPE_HEADERS, HEADER_SEALED_BODY, Sealed
+from .._fast import exactly, memo
+from ..envelope import ENVELOPE_HEADERS, HEADER_SEALED_BODY, Sealed
 
 __all__ = [
     "BODILESS_STATUSES",
@@ -28,7 +28,6 @@ __all__ = [
     "refusal",
     "sealed_headers",
     "sealed_response",
-    "served_body",
     "status_code",
     "status_line",
     "strip_headers",
@@ -110,7 +109,7 @@ def collect(app: WSGIApp, environ: dict[str, Any]) -> tuple[str, int, list[tuple
                 append(chunk)
     finally:
         # A plain list (the usual answer) has no close(); skip the lookup.
-        if result.__class__ is not list:
+        if not exactly(result, list):
             close = getattr(result, "close", None)
             if close is not None:
                 close()
@@ -121,24 +120,15 @@ def collect(app: WSGIApp, environ: dict[str, Any]) -> tuple[str, int, list[tuple
     return status, status_code(status), headers, b"".join(chunks)
 
 
-#: Status lines already parsed: an app sends a handful, over and over.
-#: Bounded; past the bound, lines are parsed every time.
-_STATUS_CODES: dict[str, int] = {}
-_MAX_STATUS_CODES = 128
-
-
 def status_code(status: str) -> int:
     """Return the code of a WSGI status line such as ``"200 OK"``.
 
     Raises:
         AppResponseError: the line does not start with a 3-digit code 100-599.
     """
-    code = _STATUS_CODES.get(status) if status.__class__ is str else None
-    if code is None:
-        code = _parse_status(status)
-        if status.__class__ is str and len(_STATUS_CODES) < _MAX_STATUS_CODES:
-            _STATUS_CODES[status] = code
-    return code
+    if exactly(status, str):
+        return _known_status(status)  # an app sends a handful of lines, over and over
+    return _parse_status(status)
 
 
 def _parse_status(status: str) -> int:
@@ -149,6 +139,9 @@ def _parse_status(status: str) -> int:
     if not 100 <= code <= 599:
         raise AppResponseError("status code out of range")
     return code
+
+
+_known_status = memo(128)(_parse_status)
 
 
 def strip_headers(
@@ -221,35 +214,6 @@ def sealed_response(
     """
     kept = strip_headers(app_headers, _SEALED_DROP)
     return sealed_headers(kept, sealed, int(status[:3]), bodiless=bodiless)
-
-
-#: A body from this size up goes to waitress in its own ``wsgi.file_wrapper``.
-_WRAP_MIN_BYTES = 64 * 1024
-#: Where waitress's ``wsgi.file_wrapper`` (``ReadOnlyFileBasedBuffer``) lives.
-_WAITRESS_WRAPPER_MODULE = "waitress.buffers"
-
-
-def served_body(environ: Mapping[str, Any], chunks: list[bytes]) -> Iterable[bytes]:
-    """Return the iterable that hands ``chunks`` (the sealed body) to the server.
-
-    waitress copies every chunk an app returns into its output buffer, and
-    spills one past ``outbuf_overflow`` (1 MiB by default) to a temporary file;
-    a body in its ``wsgi.file_wrapper`` is sent from memory as it is. So a
-    large body goes to waitress in its wrapper, over an in-memory file that
-    shares the bytes (iterating it yields them in one chunk, uncopied).
-    Anything else gets the list: other servers send its chunk as it is, and
-    some mishandle an in-memory file in their wrapper (uWSGI before 2.0.19).
-    """
-    if len(chunks) == 1 and len(chunks[0]) >= _WRAP_MIN_BYTES:
-        wrapper: Any = environ.get("wsgi.file_wrapper")
-        if getattr(wrapper, "__module__", None) == _WAITRESS_WRAPPER_MODULE:
-            body = chunks[0]
-            wrapped = wrapper(io.BytesIO(body), len(body))
-            # Sized now (waitress does it again), so len() and bool() of it are
-            # right for any middleware outside this one.
-            wrapped.prepare(len(body))
-            return cast("Iterable[bytes]", wrapped)
-    return chunks
 
 
 def refusal(status: int) -> tuple[str, list[tuple[str, str]], list[bytes]]:

@@ -21,7 +21,7 @@ import time
 from collections.abc import Collection, Sequence
 from typing import Callable
 
-from .registry.base import Instance
+from ..registry.base import Instance
 
 __all__ = ["DEFAULT_EJECTION", "PowerOfTwoBalancer"]
 

@@ -26,7 +26,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
-import logging
 import os
 import stat
 import struct
@@ -37,9 +36,10 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
-from .errors import ConfigurationError
-from .forking import reset_after_fork
-from .replay import DEFAULT_MAX_ENTRIES, REPLAY_DB_ENV, _open_private_file, _store_path
+from ..errors import ConfigurationError
+from ..forking import reset_after_fork
+from .files import open_private_file, store_path
+from .store import DEFAULT_MAX_ENTRIES, REPLAY_DB_ENV, log
 
 if TYPE_CHECKING:
     import mmap
@@ -63,8 +63,6 @@ _HALVES = struct.Struct("<QQ").unpack
 _FAILURES = (OSError, ValueError, struct.error, ImportError)
 _REPORT_INTERVAL = 5.0  # seconds between two error lines of one store in one process
 _LOCK_TIMEOUT = 5.0  # seconds to wait for another process's file lock
-
-log = logging.getLogger("mscomm_sync.replay")
 
 
 class ShmReplayStore:
@@ -97,7 +95,7 @@ class ShmReplayStore:
 
     Raises:
         ConfigurationError: the path is empty.
-        ValueError: ``max_entries`` is below 1.
+        ConfigurationError: ``max_entries`` is below 1.
     """
 
     def __init__(
@@ -107,7 +105,7 @@ class ShmReplayStore:
         max_entries: int = DEFAULT_MAX_ENTRIES,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.path = _store_path(path, max_entries)
+        self.path = store_path(path, max_entries)
         self.max_entries = max_entries
         self._buckets = -(-max_entries // _IDS_PER_BUCKET)
         self._clock = clock
@@ -357,7 +355,7 @@ def _open_table(path: Path, buckets: int, pid: int) -> _Table:
     import fcntl
     import mmap
 
-    fd = _open_private_file(path)
+    fd = open_private_file(path)
     try:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode) or mode & 0o022:

@@ -11,9 +11,10 @@ from __future__ import annotations
 import io
 from typing import IO, Any, Optional, Union
 
-from .wsgi_gunicorn import read_gunicorn_body
+from .._fast import exactly
+from .gunicorn import read_gunicorn_body
 
-__all__ = ["BodyRefused", "check_passthrough_body", "read_body"]
+__all__ = ["BodyRefused", "check_passthrough_body", "read_request_body"]
 
 _CHUNK = 64 * 1024
 _MAX_LENGTH_DIGITS = 19
@@ -56,7 +57,7 @@ def check_passthrough_body(environ: dict[str, Any], limit: int) -> None:
 
 def _declared_length(environ: dict[str, Any], limit: int) -> Optional[int]:
     declared = environ.get("CONTENT_LENGTH")
-    if declared.__class__ is not str or not declared.isdigit():
+    if not exactly(declared, str) or not declared.isdigit():
         # Not the usual plain decimal string: tidy it up before judging it.
         if not declared:
             return None
@@ -71,11 +72,11 @@ def _declared_length(environ: dict[str, Any], limit: int) -> Optional[int]:
     return length
 
 
-def read_body(environ: dict[str, Any], limit: int) -> Union[bytes, bytearray]:
+def read_request_body(environ: dict[str, Any], limit: int) -> Union[bytes, bytearray]:
     """Read the whole request body, refusing one longer than ``limit`` bytes.
 
     Under gunicorn, a body with a ``Content-Length`` comes straight from the
-    socket (:mod:`mscomm_sync.wsgi_gunicorn`) as a ``bytearray``: one copy up
+    socket (:mod:`mscomm_sync.wsgi.gunicorn`) as a ``bytearray``: one copy up
     to 2 MiB, a few more for larger bodies as the buffer grows.
 
     Args:

@@ -1,25 +1,26 @@
-"""The call's deadline, and reading an answer's body within it.
+"""Reading an answer's body within the call's deadline.
 
 urllib3's read timeout bounds each socket operation, not the read as a whole:
 a server that trickles its body (one byte every 0.2 s) can keep a single
-``read()`` going for as long as it likes. :func:`read_body` reads the body in
-pieces of at most one socket read each (``read1``) and, before each piece,
+``read()`` going for as long as it likes. :func:`read_answer` reads the body
+in pieces of at most one socket read each (``read1``) and, before each piece,
 sets the socket's timeout to what is left of the deadline (or to the
 attempt's read timeout, if that is shorter). When the deadline passes it
 raises :class:`~mscomm_sync.errors.DeadlineExceededError` and closes the
-connection.
-
-``HTTPResponse.read1`` arrived in urllib3 2.3, the lowest release we support.
-A response without it (a test double) is read in one go.
+connection. Any other failure of the body (a reset, a short body, a stall
+past the attempt's timeout, a TLS error) is translated, here and once, into
+:class:`~mscomm_sync.client.failures.AttemptFailed`.
 
 A sealed answer of 64 KiB or more with a ``Content-Length`` is read straight
 into one ``bytearray`` instead (``readinto1`` on the buffered socket file of
 the ``http.client`` response urllib3 wraps, again one socket read per turn,
 with the same timeouts; the buffer grows as the bytes arrive, see
-:mod:`mscomm_sync.body_buffer`): no pieces to join, and half the
-memory. Pieces cost a second copy, and the extra megabytes made glibc hand
-memory back and fault it in again on every call (see
-``docs/performance.md``).
+:mod:`mscomm_sync.buffers`): no pieces to join, and half the memory. Pieces
+cost a second copy, and the extra megabytes made glibc hand memory back and
+fault it in again on every call (see ``docs/performance.md``).
+
+A response without a socket to bound (a test double, such as ``responses``
+makes) is read in one go.
 """
 
 from __future__ import annotations
@@ -27,27 +28,20 @@ from __future__ import annotations
 import contextlib
 import http.client
 import socket
-import ssl
-import time
 from collections.abc import Iterator
 from typing import Any, Callable, Optional, Union, cast
 
-import attrs
 import requests
 from requests import Response
-from requests.exceptions import ChunkedEncodingError, ContentDecodingError
-from urllib3.exceptions import (
-    DecodeError,
-    IncompleteRead,
-    ProtocolError,
-    ReadTimeoutError,
-    SSLError,
-)
+from urllib3.exceptions import HTTPError, IncompleteRead, ReadTimeoutError
 
-from .body_buffer import BodyBuffer, BufferPool
-from .errors import DeadlineExceededError
+from .._fast import exactly
+from ..buffers import BodyBuffer, BufferPool
+from ..errors import DeadlineExceededError
+from .deadline import Deadline
+from .failures import AttemptFailed
 
-__all__ = ["Deadline", "read_body"]
+__all__ = ["read_answer"]
 
 #: Largest piece asked for at once. ``read1(n)`` allocates ``n`` bytes before
 #: it reads, so asking for a whole 1 MiB body per piece costs more than
@@ -55,37 +49,14 @@ __all__ = ["Deadline", "read_body"]
 _PIECE = 256 * 1024
 #: Smallest sealed answer read straight into one buffer (``into_buffer``).
 _INTO_BUFFER_MIN = 64 * 1024
+#: What a body read may raise that means the transport failed mid-answer.
+_BROKEN = (HTTPError, OSError, http.client.HTTPException, requests.RequestException)
 
 
-@attrs.frozen(kw_only=True)
-class Deadline:
-    """The time one call must finish by.
-
-    Attributes:
-        service: the target service (for the error).
-        at: the time on ``clock`` the call must finish by.
-        seconds: the call's whole deadline in seconds (for the error).
-        clock: the monotonic clock ``at`` is read on.
-    """
-
-    service: str
-    at: float
-    seconds: float
-    clock: Callable[[], float] = time.monotonic
-
-    def remaining(self) -> float:
-        """Return the seconds left (negative once the deadline has passed)."""
-        return self.at - self.clock()
-
-    def exceeded(self) -> DeadlineExceededError:
-        """Return the error that reports this deadline as passed."""
-        return DeadlineExceededError(self.service, self.seconds)
-
-
-def read_body(
+def read_answer(
     response: Response,
     *,
-    deadline: Optional[Deadline] = None,
+    deadline: Deadline,
     read_timeout: Optional[float] = None,
     into_buffer: bool = False,
     buffers: Optional[BufferPool] = None,
@@ -94,8 +65,7 @@ def read_body(
 
     Args:
         response: a response whose body has not been read yet.
-        deadline: the call's deadline; ``None`` reads with the socket's
-            timeout as it is.
+        deadline: the call's deadline.
         read_timeout: the attempt's timeout per socket read; the deadline
             caps it.
         into_buffer: the caller only reads the body (a sealed answer it
@@ -112,26 +82,11 @@ def read_body(
 
     Raises:
         DeadlineExceededError: the deadline passed before the body was read.
-        requests.RequestException: the transport failed, as requests maps it
-            (a read timeout that is not the deadline's becomes a
-            ``requests.ConnectionError``, as in ``Response.iter_content``).
+        AttemptFailed: the body broke off, or stalled past ``read_timeout``.
     """
     raw = response.raw
-    if not hasattr(raw, "stream"):
-        return response.content
-    sock = _socket_of(raw)
     try:
-        read1 = _reader(raw) if deadline is not None and sock is not None else None
-        into = _into(raw) if into_buffer and read1 is not None else None
-        data: Union[bytes, bytearray, memoryview]
-        if deadline is not None and into is not None:
-            data = _read_into(response, into, sock, deadline, read_timeout, buffers)
-        elif deadline is not None and read1 is not None:
-            data = _read_pieces(response, read1, sock, deadline, read_timeout)
-        else:
-            # No deadline, or no socket to bound (a mocked response): one read.
-            with _requests_errors(response):
-                data = raw.read(decode_content=True)
+        data = _read(response, raw, deadline, read_timeout, into_buffer, buffers)
     except BaseException:
         response.close()
         raise
@@ -139,6 +94,25 @@ def read_body(
     cast(Any, response)._content = data
     cast(Any, response)._content_consumed = True
     return data
+
+
+def _read(
+    response: Response,
+    raw: Any,
+    deadline: Deadline,
+    read_timeout: Optional[float],
+    into_buffer: bool,
+    buffers: Optional[BufferPool],
+) -> Union[bytes, bytearray, memoryview]:
+    sock = _socket_of(raw) if hasattr(raw, "stream") else None
+    if sock is None or not hasattr(raw, "read1"):
+        # No socket to bound (a mocked response): one read.
+        with _broken_off():
+            return raw.read(decode_content=True) if hasattr(raw, "stream") else response.content
+    into = _into(raw) if into_buffer else None
+    if into is not None:
+        return _read_into(raw, into, sock, deadline, read_timeout, buffers)
+    return _read_pieces(raw, sock, deadline, read_timeout)
 
 
 def _socket_of(raw: Any) -> Any:
@@ -153,13 +127,6 @@ def _socket_of(raw: Any) -> Any:
     return sock if isinstance(sock, socket.socket) else None
 
 
-def _reader(raw: Any) -> Optional[Callable[[int], bytes]]:
-    """Return a function reading at most one socket read's worth of body, if there is one."""
-    if hasattr(raw, "read1"):
-        return lambda amount: cast(bytes, raw.read1(amount, decode_content=True))
-    return None
-
-
 def _into(raw: Any) -> Optional[http.client.HTTPResponse]:
     """Return the ``http.client`` response under ``raw`` if its body can be read directly."""
     fp = getattr(raw, "_fp", None)
@@ -167,7 +134,7 @@ def _into(raw: Any) -> Optional[http.client.HTTPResponse]:
     if (
         not isinstance(fp, http.client.HTTPResponse)
         or not hasattr(fp.fp, "readinto1")
-        or length.__class__ is not int
+        or not exactly(length, int)
         or length < _INTO_BUFFER_MIN
         or fp.length != length  # nothing read yet
         or fp.chunked
@@ -178,20 +145,19 @@ def _into(raw: Any) -> Optional[http.client.HTTPResponse]:
 
 
 def _read_into(
-    response: Response,
+    raw: Any,
     fp: http.client.HTTPResponse,
     sock: Any,
     deadline: Deadline,
     read_timeout: Optional[float],
     buffers: Optional[BufferPool],
 ) -> Union[bytearray, memoryview]:
-    raw = response.raw
     length = cast(int, raw.length_remaining)
     # A kept buffer if one fits; else one that grows as the bytes arrive,
     # not to the declared length.
     buffer = BodyBuffer(length, reuse=None if buffers is None else buffers.take(length))
     try:
-        _fill(response, fp, sock, deadline, read_timeout, buffer)
+        _fill(fp, sock, deadline, read_timeout, buffer)
     except BaseException:
         if buffers is not None:  # nothing else holds it yet: keep it for the next answer
             buffers.give(buffer.body)
@@ -209,50 +175,42 @@ def _read_into(
 
 
 def _fill(
-    response: Response,
     fp: http.client.HTTPResponse,
     sock: Any,
     deadline: Deadline,
     read_timeout: Optional[float],
     buffer: BodyBuffer,
 ) -> None:
-    raw = response.raw
-    with _requests_errors(response, timeouts=False):
-        while buffer.missing:
-            left = deadline.remaining()
-            if left <= 0:
-                raise deadline.exceeded()
-            by_deadline = read_timeout is None or left <= read_timeout
-            sock.settimeout(left if by_deadline else read_timeout)
-            try:
-                # At most one socket read per turn (what the timeout bounds):
-                # what http.client has buffered, else one recv_into.
-                with buffer.space() as space:
-                    n = fp.fp.readinto1(space)
-            except socket.timeout as exc:
-                if by_deadline:
-                    raise deadline.exceeded() from exc
-                pool: Any = getattr(raw, "_pool", None)
-                timeout = ReadTimeoutError(pool, None, "Read timed out.")
-                raise requests.ConnectionError(timeout, request=response.request) from exc
-            except ssl.SSLError as exc:  # as urllib3 reports it, mapped below
-                raise SSLError(exc) from exc
-            except OSError as exc:  # as urllib3 reports a connection broken mid-body
-                raise ProtocolError(f"Connection broken: {exc!r}", exc) from exc
-            if not n:
-                short = IncompleteRead(buffer.got, buffer.missing)
-                raise ProtocolError(f"Connection broken: {short!r}", short)
-            buffer.filled(n)
+    while buffer.missing:
+        left = deadline.remaining()
+        if left <= 0:
+            raise deadline.exceeded()
+        by_deadline = read_timeout is None or left <= read_timeout
+        sock.settimeout(left if by_deadline else read_timeout)
+        try:
+            # At most one socket read per turn (what the timeout bounds):
+            # what http.client has buffered, else one recv_into.
+            with buffer.space() as space:
+                n = fp.fp.readinto1(space)
+        except socket.timeout as exc:
+            if by_deadline:
+                raise deadline.exceeded() from exc
+            raise AttemptFailed.mid_answer(exc, "ReadTimeout") from exc
+        except OSError as exc:  # a reset, a TLS error (ssl.SSLError is an OSError)
+            raise AttemptFailed.mid_answer(exc) from exc
+        if not n:
+            short = IncompleteRead(buffer.got, buffer.missing)
+            raise AttemptFailed.mid_answer(short) from None
+        buffer.filled(n)
 
 
 def _read_pieces(
-    response: Response,
-    read1: Callable[[int], bytes],
+    raw: Any,
     sock: Any,
     deadline: Deadline,
     read_timeout: Optional[float],
 ) -> bytes:
-    raw = response.raw
+    read1: Callable[..., bytes] = raw.read1
     pieces: list[bytes] = []
     while True:
         length: Optional[int] = raw.length_remaining
@@ -265,12 +223,13 @@ def _read_pieces(
         sock.settimeout(left if by_deadline else read_timeout)
         amount = _PIECE if length is None else min(length, _PIECE)
         try:
-            with _requests_errors(response, timeouts=False):
-                piece = read1(amount)
+            piece = read1(amount, decode_content=True)
         except ReadTimeoutError as exc:
             if by_deadline:
                 raise deadline.exceeded() from exc
-            raise requests.ConnectionError(exc, request=response.request) from exc
+            raise AttemptFailed.mid_answer(exc, "ReadTimeout") from exc
+        except _BROKEN as exc:
+            raise AttemptFailed.mid_answer(exc) from exc
         if not piece:
             break
         pieces.append(piece)
@@ -278,18 +237,10 @@ def _read_pieces(
 
 
 @contextlib.contextmanager
-def _requests_errors(response: Response, *, timeouts: bool = True) -> Iterator[None]:
-    # urllib3's errors mapped as requests maps them in Response.iter_content;
-    # timeouts=False lets a ReadTimeoutError through for the caller to judge.
+def _broken_off() -> Iterator[None]:
     try:
         yield
-    except ProtocolError as exc:
-        raise ChunkedEncodingError(exc, request=response.request) from exc
-    except DecodeError as exc:
-        raise ContentDecodingError(exc, request=response.request) from exc
-    except ReadTimeoutError as exc:
-        if not timeouts:
-            raise
-        raise requests.ConnectionError(exc, request=response.request) from exc
-    except SSLError as exc:
-        raise requests.exceptions.SSLError(exc, request=response.request) from exc
+    except DeadlineExceededError:
+        raise
+    except _BROKEN as exc:
+        raise AttemptFailed.mid_answer(exc) from exc

@@ -19,6 +19,7 @@ __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
     "DEFAULT_DEADLINE",
     "DEFAULT_IDEMPOTENT_METHODS",
+    "DEFAULT_MAX_ANSWER_SIZE",
     "DEFAULT_RETRY_STATUSES",
     "BreakerPolicy",
     "BudgetPolicy",
@@ -31,6 +32,8 @@ DEFAULT_DEADLINE = 10.0
 DEFAULT_CONNECT_TIMEOUT = 1.0
 DEFAULT_IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS", "TRACE"})
 DEFAULT_RETRY_STATUSES = frozenset({429, 502, 503, 504})
+#: The largest answer body (plaintext) a client accepts.
+DEFAULT_MAX_ANSWER_SIZE = 64 * 1024 * 1024
 
 
 def _non_negative(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:

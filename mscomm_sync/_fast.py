@@ -1,0 +1,103 @@
+"""The three speed tricks the per-call paths use, each defined once, with its reason.
+
+Every sealed call runs the envelope, the middleware and the client loop once
+per message, so a microsecond there is a measurable share of the whole call
+(see ``docs/performance.md``). Each trick below was measured before it was
+kept, and each one is used only through this module:
+
+* :func:`memo` caches a pure function of its arguments, bounded. A service
+  sees the same few routes, senders, status lines and instances over and
+  over, so their derived forms (a canonical path, an associated-data head,
+  an HKDF state) are computed once. Every cache is ``functools.lru_cache``
+  (C code; a hit is one hash and one lookup) with a fixed size, so a flood
+  of made-up values evicts old entries and costs only its own computation;
+  arguments longer than ``longest`` are never cached, so a forger cannot
+  make a cache hold large values.
+* :func:`exactly` tests ``value.__class__ is cls``. Values from a WSGI
+  server or urllib3 are nearly always of the exact built-in type; testing
+  that is cheaper than ``isinstance`` and, unlike it, excludes subclasses
+  whose ``__eq__`` or ``__hash__`` could lie to a set lookup, so the fast
+  path is also the safe one. Anything else takes the slow path.
+* :class:`Record` is an immutable object with slots, built without keyword
+  parsing (``_make``) for values created once per message. It is not a
+  tuple on purpose: error reporters that walk sequences (and serialise a
+  failing frame's locals) would list a tuple's fields, plaintext included.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar
+
+if TYPE_CHECKING:
+    from typing_extensions import TypeGuard
+
+__all__ = ["Record", "exactly", "memo"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+T = TypeVar("T")
+R = TypeVar("R", bound="Record")
+
+
+def memo(maxsize: int, *, longest: Optional[int] = None) -> Callable[[F], F]:
+    """Decorate a pure function with a bounded cache of its results.
+
+    Args:
+        maxsize: the most results kept (least recently used go first).
+        longest: when set, a call whose first argument is longer than this
+            is computed without the cache, so it is neither kept nor evicts.
+
+    The undecorated function stays reachable as ``__wrapped__``, and
+    ``cache_clear()`` empties the cache.
+    """
+
+    def decorate(func: F) -> F:
+        cached = functools.lru_cache(maxsize=maxsize)(func)
+        if longest is None:
+            return cached  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def bounded(first: Any, *args: Any) -> Any:
+            if len(first) > longest:
+                return func(first, *args)
+            return cached(first, *args)
+
+        bounded.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+        bounded.cache_info = cached.cache_info  # type: ignore[attr-defined]
+        return bounded  # type: ignore[return-value]
+
+    return decorate
+
+
+def exactly(value: object, cls: type[T]) -> TypeGuard[T]:
+    """Return whether ``value`` is of exactly ``cls`` (a subclass is not)."""
+    return value.__class__ is cls
+
+
+class Record:
+    """An immutable value with slots, for objects made once per message.
+
+    Subclasses list their fields in ``__slots__``; :meth:`_make` fills them
+    in that order, bypassing the refusing ``__setattr__``.
+    """
+
+    __slots__ = ()
+    _fields: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        slots = cls.__dict__.get("__slots__", ())
+        cls._fields = (slots,) if isinstance(slots, str) else tuple(slots)
+
+    @classmethod
+    def _make(cls: type[R], *values: Any) -> R:
+        record = object.__new__(cls)
+        for name, value in zip(cls._fields, values):
+            object.__setattr__(record, name, value)
+        return record
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is immutable (cannot delete {name!r})")

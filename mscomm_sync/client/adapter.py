@@ -1,0 +1,255 @@
+"""The adapter mounted on ``mscomm://``: one whole call, as requests hands it over.
+
+requests gives a prepared request to the adapter mounted for its URL, the way
+it gives ``https://`` requests to an ``HTTPAdapter`` that owns urllib3's
+retries. For ``mscomm://<service>/<path>`` that is :class:`ServiceAdapter`,
+the hub of a call; it sends the call out to each spoke in turn and each
+returns to it:
+
+1. :func:`~mscomm_sync.client.call.plan_call` works out the call's fixed
+   facts (target, policy, deadline);
+2. the target's :class:`~mscomm_sync.client.breaker.CircuitBreaker` is asked
+   for permission;
+3. the registry resolves the target's instances;
+4. :class:`~mscomm_sync.client.attempts.AttemptLoop` makes the attempts, each
+   through :class:`~mscomm_sync.client.transport.SealedTransport`;
+5. the breaker learns the call's one outcome, after failover: one dead
+   instance among live ones does not open it.
+
+The adapter holds its client's breakers and retry budgets, per target
+service (never shared between clients), and everything that belongs to one
+process: connection pools, read buffers and requests in flight.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from typing import Callable, Optional, Union
+
+from requests import PreparedRequest, Response
+from requests.adapters import BaseAdapter
+
+from ..envelope import Envelope
+from ..errors import (
+    DeadlineExceededError,
+    InsecureResponseError,
+    RequestRejectedError,
+    ServiceNotFoundError,
+    ServiceUnavailableError,
+)
+from ..registry.base import Registry
+from .attempts import AttemptLoop
+from .balancer import PowerOfTwoBalancer
+from .breaker import CircuitBreaker, Listener
+from .budget import RetryBudget
+from .call import SCHEME, Call, Cert, Timeout, plan_call
+from .policies import CallPolicy
+from .transport import DEFAULT_POOL_MAXSIZE, SealedTransport
+
+__all__ = ["ServiceAdapter"]
+
+log = logging.getLogger("mscomm_sync.client")
+
+
+class ServiceAdapter(BaseAdapter):
+    """Runs calls to ``mscomm://<service>/<path>``; mount it on ``mscomm://``.
+
+    :class:`~mscomm_sync.client.MicroServiceClient` builds and mounts one.
+
+    Args:
+        envelope: returns the calling service's envelope (built lazily).
+        registry: returns the registry (looked up at call time).
+        policy_for: returns the :class:`CallPolicy` of a target service.
+        clock: a monotonic clock.
+        sleep: pauses between attempts.
+        random: floats in ``[0, 1)`` for jitter and instance choice.
+        listener: observes breaker transitions.
+        trust_env: whether to read proxy and CA settings from the environment.
+        pool_maxsize: connections kept per instance (size it to your threads).
+    """
+
+    def __init__(
+        self,
+        *,
+        envelope: Callable[[], Envelope],
+        registry: Callable[[], Registry],
+        policy_for: Callable[[str], CallPolicy],
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        random: Callable[[], float],
+        listener: Optional[Listener] = None,
+        trust_env: Callable[[], bool] = lambda: True,
+        pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
+    ) -> None:
+        super().__init__()
+        self._envelope = envelope
+        self._registry = registry
+        self._policy_for = policy_for
+        self._clock = clock
+        self._sleep = sleep
+        self._random = random
+        self._listener = listener
+        self._trust_env = trust_env
+        self.pool_maxsize = pool_maxsize
+        self._pid = os.getpid()
+        self._new_process_state()
+
+    def _new_process_state(self) -> None:
+        """Start this process's state afresh.
+
+        Sockets, locks other threads held and counts of requests in flight
+        all belong to the process that made them.
+        """
+        self.transport = SealedTransport(pool_maxsize=self.pool_maxsize)
+        self.balancer = PowerOfTwoBalancer(random=self._random, clock=self._clock)
+        self._breakers: dict[str, CircuitBreaker] = {}
+        self._budgets: dict[str, RetryBudget] = {}
+        self._lock = threading.Lock()
+
+    def check_fork(self) -> None:
+        """Rebuild this process's state if this is a forked child."""
+        pid = os.getpid()
+        if pid != self._pid:
+            self._pid = pid
+            self._new_process_state()
+
+    # -- requests' adapter interface ----------------------------------------
+
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: Timeout = None,
+        verify: Union[bool, str] = True,
+        cert: Cert = None,
+        proxies: Optional[Mapping[str, str]] = None,
+        idempotent: Optional[bool] = None,
+    ) -> Response:
+        """Run a call to ``mscomm://<service>/<path>``.
+
+        Args:
+            request: the plaintext request.
+            stream: ignored (a sealed body is read whole).
+            timeout: the call's deadline in seconds, or ``(connect, deadline)``.
+            verify: TLS verification, as in requests.
+            cert: the client certificate, as in requests.
+            proxies: ignored; each instance URL gets the environment's
+                proxies (cached per instance).
+            idempotent: ``True`` allows retrying any method after a failure
+                that may have reached the server; ``False`` forbids it.
+
+        Returns:
+            The service's opened answer (HTTP error statuses included).
+
+        Raises:
+            CircuitOpenError: the target's circuit is open; nothing was sent.
+            ServiceNotFoundError: the registry has no instance of the target.
+            ConfigurationError: the target's name is not a valid service name.
+            DeadlineExceededError: the deadline passed.
+            ServiceUnavailableError: the attempts failed at the transport level.
+            RequestRejectedError: the peer's middleware refused the request.
+            IntegrityError: an answer failed verification (or was unsealed).
+        """
+        if not (request.url or "").lower().startswith(SCHEME):
+            raise ValueError(f"ServiceAdapter sends only {SCHEME} URLs")
+        self.check_fork()
+        call = plan_call(
+            request,
+            timeout=timeout,
+            idempotent=idempotent,
+            verify=verify,
+            cert=cert,
+            trust_env=self._trust_env(),
+            policy_for=self._policy_for,
+            envelope=self._envelope(),
+            clock=self._clock,
+        )
+        breaker = self.breaker(call.service)
+        probe = breaker.acquire()
+        try:
+            response = self._attempts(call)
+        except (ServiceUnavailableError, DeadlineExceededError) as exc:
+            breaker.record_failure(probe, exc)
+            raise
+        except RequestRejectedError:
+            breaker.record_success(probe)
+            raise
+        except InsecureResponseError as exc:
+            # An unsealed 5xx is an intermediary (or a crashed worker) saying
+            # the service is down: a failure, as a sealed 5xx is. Any other
+            # unsealed answer says nothing about the service's health.
+            if exc.status is not None and exc.status >= 500:
+                breaker.record_failure(probe, exc)
+            else:
+                breaker.release(probe)
+            raise
+        except BaseException:
+            breaker.release(probe)
+            raise
+        if response.status_code >= 500:
+            breaker.record_failure(probe)
+        else:
+            breaker.record_success(probe)
+        return response
+
+    def close(self) -> None:
+        """Close the connection pools and drop the kept read buffers."""
+        self.transport.close()
+
+    # -- the spokes -----------------------------------------------------------
+
+    def _attempts(self, call: Call) -> Response:
+        instances = self._registry().get_instances(call.service)
+        if not instances:
+            raise ServiceNotFoundError(call.service)
+        if not any(i.healthy for i in instances):
+            log.warning(
+                "every instance of service=%s is marked unhealthy; trying anyway", call.service
+            )
+        budget = self.budget(call.service)
+        budget.record_call()
+        loop = AttemptLoop(
+            call=call,
+            instances=instances,
+            transport=self.transport,
+            balancer=self.balancer,
+            budget=budget,
+            clock=self._clock,
+            sleep=self._sleep,
+            random=self._random,
+        )
+        return loop.run()
+
+    def breaker(self, service: str) -> CircuitBreaker:
+        """Return the breaker of ``service`` (created on first use)."""
+        found = self._breakers.get(service)
+        if found is not None:
+            return found
+        with self._lock:
+            if service not in self._breakers:
+                self._breakers[service] = CircuitBreaker(
+                    service,
+                    self._policy_for(service).breaker,
+                    clock=self._clock,
+                    random=self._random,
+                    listener=self._listener,
+                )
+            return self._breakers[service]
+
+    def budget(self, service: str) -> RetryBudget:
+        """Return the retry budget of ``service`` (created on first use)."""
+        found = self._budgets.get(service)
+        if found is not None:
+            return found
+        with self._lock:
+            if service not in self._budgets:
+                self._budgets[service] = RetryBudget(
+                    service, self._policy_for(service).budget, clock=self._clock
+                )
+            return self._budgets[service]
+
+    def __repr__(self) -> str:
+        return f"<ServiceAdapter targets={sorted(self._breakers)!r}>"

@@ -1,0 +1,155 @@
+"""One call's fixed facts, worked out once before its first attempt.
+
+A :class:`Call` is what every attempt of a call shares: the target service,
+the plaintext request, the policy, the deadline and the TLS settings. It is
+built by :func:`plan_call` from the prepared request and the call's
+arguments, and is immutable, so the attempt loop and the transport read it
+but never pass its parts around one by one.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Callable, Optional, Union
+from urllib.parse import urlsplit
+
+from requests import PreparedRequest
+
+from .._fast import Record
+from ..envelope import Envelope
+from ..keyring import validate_service_name
+from .deadline import Deadline
+from .policies import CallPolicy
+
+__all__ = ["HEADER_REQUEST_ID", "SCHEME", "Call", "Cert", "Timeout", "plan_call"]
+
+SCHEME = "mscomm://"
+HEADER_REQUEST_ID = "X-Request-Id"
+
+Timeout = Union[None, float, tuple[Optional[float], Optional[float]]]
+Cert = Union[None, bytes, str, tuple[Union[bytes, str], Union[bytes, str]]]
+
+
+class Call(Record):
+    """The facts every attempt of one call shares.
+
+    Attributes:
+        service: the target service (the seal's recipient).
+        method: the upper-case HTTP method.
+        suffix: the path and query to send to an instance.
+        headers: the plaintext request's headers (``Content-Length`` aside).
+        body: the plaintext body (``b""`` for none).
+        content_type: the plaintext's ``Content-Type``, sealed with it.
+        request_id: the call's ``X-Request-Id``, the same on every attempt.
+        policy: the target's :class:`CallPolicy`.
+        deadline: when the whole call must be done.
+        connect: the connect timeout of one attempt.
+        may_repeat: the call may be sent again after a failure that may
+            have reached the server.
+        envelope: the calling service's envelope.
+        verify: TLS verification, as in requests.
+        cert: the client certificate, as in requests.
+        trust_env: read proxy and CA settings from the environment.
+    """
+
+    __slots__ = (  # noqa: RUF023 - the fill order
+        "service",
+        "method",
+        "suffix",
+        "headers",
+        "body",
+        "content_type",
+        "request_id",
+        "policy",
+        "deadline",
+        "connect",
+        "may_repeat",
+        "envelope",
+        "verify",
+        "cert",
+        "trust_env",
+    )
+
+    service: str
+    method: str
+    suffix: str
+    headers: Mapping[str, str]
+    body: bytes
+    content_type: Optional[str]
+    request_id: str
+    policy: CallPolicy
+    deadline: Deadline
+    connect: float
+    may_repeat: bool
+    envelope: Envelope
+    verify: Union[bool, str]
+    cert: Cert
+    trust_env: bool
+
+    def __repr__(self) -> str:
+        return f"<Call {self.method} service={self.service!r} request_id={self.request_id}>"
+
+
+def plan_call(
+    request: PreparedRequest,
+    *,
+    timeout: Timeout,
+    idempotent: Optional[bool],
+    verify: Union[bool, str],
+    cert: Cert,
+    trust_env: bool,
+    policy_for: Callable[[str], CallPolicy],
+    envelope: Envelope,
+    clock: Callable[[], float],
+) -> Call:
+    """Return the :class:`Call` for a prepared ``mscomm://<service>/<path>`` request.
+
+    A request without an ``X-Request-Id`` gets one (16 hex digits).
+
+    Raises:
+        ConfigurationError: the target is not a valid service name.
+        TypeError: the body is a stream or files, which cannot be sealed.
+    """
+    parts = urlsplit(request.url or "")
+    service = validate_service_name(parts.netloc, what="target service")
+    path = parts.path or "/"
+    policy = policy_for(service)
+    connect = policy.timeout.connect
+    seconds = policy.timeout.deadline
+    if isinstance(timeout, tuple):
+        connect = timeout[0] if timeout[0] is not None else connect
+        seconds = timeout[1] if timeout[1] is not None else seconds
+    elif timeout is not None:
+        seconds = timeout
+    method = (request.method or "GET").upper()
+    headers = request.headers
+    if HEADER_REQUEST_ID not in headers:
+        headers[HEADER_REQUEST_ID] = os.urandom(8).hex()
+    return Call._make(
+        service,
+        method,
+        f"{path}?{parts.query}" if parts.query else path,
+        headers,
+        _body_bytes(request.body),
+        headers.get("Content-Type"),
+        str(headers[HEADER_REQUEST_ID]),
+        policy,
+        Deadline(service=service, at=clock() + seconds, seconds=seconds, clock=clock),
+        connect,
+        idempotent if idempotent is not None else method in policy.retry.idempotent_methods,
+        envelope,
+        verify,
+        cert,
+        trust_env,
+    )
+
+
+def _body_bytes(body: object) -> bytes:
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    raise TypeError("a sealed call needs a bytes or str body, not a stream or files")

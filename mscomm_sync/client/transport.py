@@ -1,0 +1,247 @@
+"""One sealed attempt: seal, send once, read within the deadline, verify and open.
+
+Trust model: the network and every instance URL in the registry are
+untrusted. An answer is believed only if it opens under the target service's
+key *for this very request* (the envelope binds the request's message id,
+method, target and the status). An unsealed answer to a sealed request is a
+downgrade and is refused, unless the caller explicitly allowed plaintext
+replies for that target; unsealed 400/401/403/413 are the peer middleware's
+refusals and are raised as :class:`~mscomm_sync.errors.RequestRejectedError`.
+
+:class:`SealedTransport` is an ``HTTPAdapter`` and sends through
+``super().send()``, so urllib3's pools and ``responses`` work as usual, with
+urllib3's own retries off: urllib3 would resend the same sealed bytes, which
+the peer's replay cache rightly refuses. Whether to try again is the call
+loop's decision (:mod:`mscomm_sync.client.attempts`); the transport never
+calls back into it. Transport failures are translated here, once, into
+:class:`~mscomm_sync.client.failures.AttemptFailed`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import os
+from typing import Union
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+from requests import PreparedRequest, Response
+from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers, get_environ_proxies
+
+from .._fast import memo
+from ..buffers import BufferPool
+from ..envelope import (
+    ENVELOPE_HEADERS,
+    HEADER_ENCRYPTED,
+    HEADER_SEALED_BODY,
+    Opened,
+    Sealed,
+    target_from_url,
+)
+from ..errors import InsecureResponseError, IntegrityError, RequestRejectedError
+from .answer import read_answer
+from .call import Call
+from .failures import AttemptFailed
+
+__all__ = ["DEFAULT_POOL_MAXSIZE", "REFUSAL_STATUSES", "SealedTransport"]
+
+log = logging.getLogger("mscomm_sync.client")
+
+#: Unsealed statuses that mean the peer's middleware refused the request.
+REFUSAL_STATUSES = frozenset({400, 401, 403, 413})
+DEFAULT_POOL_MAXSIZE = 32
+#: A sealed request body this large or larger is let go once sent, so
+#: ``resp.request.body`` is ``None`` after such a call.
+RELEASE_SENT_BODY = 64 * 1024
+#: Instances whose proxy and CA settings are remembered.
+_MAX_ENVIRONMENTS = 1024
+
+_STRIP = (*ENVELOPE_HEADERS, HEADER_SEALED_BODY, "Content-Length")
+Environment = tuple[dict[str, str], Union[bool, str]]
+
+
+class SealedTransport(HTTPAdapter):
+    """Send one sealed attempt of a call to one instance.
+
+    Args:
+        pool_connections: how many hosts' pools to keep.
+        pool_maxsize: connections kept per host (size it to your threads).
+    """
+
+    def __init__(self, *, pool_connections: int = 10, pool_maxsize: int = DEFAULT_POOL_MAXSIZE):
+        super().__init__(pool_connections=pool_connections, pool_maxsize=pool_maxsize)
+        self.pool_maxsize = pool_maxsize
+        #: Buffers that large sealed answers are read into (ciphertext only).
+        self.buffers = BufferPool()
+        # requests re-reads proxies, netrc and CA settings from the
+        # environment on every call; an instance's are read once. Keyed by
+        # trust_env too, so turning it off (or on) later takes effect.
+        self._environment = memo(_MAX_ENVIRONMENTS)(_environment)
+
+    def send_attempt(self, call: Call, instance_url: str, timeout: tuple[float, float]) -> Response:
+        """Seal ``call`` afresh for ``instance_url``, send it once, and open the answer.
+
+        Args:
+            call: the call this attempt belongs to.
+            instance_url: the instance's base URL, from the registry.
+            timeout: ``(connect, read)`` for this attempt; reading the body
+                also stops when the call's deadline passes.
+
+        Returns:
+            The response, its content the opened plaintext.
+
+        Raises:
+            AttemptFailed: the transport failed (nothing was answered).
+            DeadlineExceededError: the deadline passed while reading the body.
+            RequestRejectedError: the peer's middleware refused the request.
+            InsecureResponseError: an unsealed answer was not allowed.
+            IntegrityError: a sealed answer failed verification.
+        """
+        url = instance_url.rstrip("/") + call.suffix
+        target = target_from_url(url)
+        sealed = call.envelope.seal_request(
+            recipient=call.service,
+            method=call.method,
+            target=target,
+            body=call.body,
+            content_type=call.content_type,
+        )
+        attempt = _attempt(call, url, sealed)
+        proxies, env_verify = self._environment(instance_url, call.trust_env)
+        verify = env_verify if call.verify is True else call.verify
+        try:
+            response = super().send(attempt, False, timeout, verify, call.cert, proxies)
+        except requests.RequestException as exc:
+            raise AttemptFailed.from_requests(exc) from exc
+        reply_to = sealed.message_id
+        # Sent: a large sealed body is not kept while the answer is read and
+        # opened, nor in resp.request for as long as the caller holds the
+        # answer (see BufferPool for what holding it cost).
+        del sealed
+        if len(attempt.body) >= RELEASE_SENT_BODY:  # type: ignore[arg-type]
+            attempt.body = None
+        sealed_reply = (response.headers.get(HEADER_ENCRYPTED) or "").lower() == "true"
+        # Read here, so a reset mid-body fails this attempt. A sealed answer
+        # is only opened, so it may be read into a kept buffer.
+        data = read_answer(
+            response,
+            deadline=call.deadline,
+            read_timeout=timeout[1],
+            into_buffer=sealed_reply,
+            buffers=self.buffers,
+        )
+        if not sealed_reply:
+            return _unsealed(call, response, url)
+        return self._open(call, response, data, target, reply_to)
+
+    def _open(
+        self,
+        call: Call,
+        response: Response,
+        data: Union[bytes, bytearray, memoryview],
+        target: str,
+        reply_to: str,
+    ) -> Response:
+        headers = response.headers
+        if not data and HEADER_SEALED_BODY in headers:
+            data = _unb64(headers[HEADER_SEALED_BODY], call.service)
+        try:
+            opened = call.envelope.open_response(
+                sender=call.service,
+                method=call.method,
+                target=target,
+                status=response.status_code,
+                reply_to=reply_to,
+                headers=headers,
+                body=data,
+            )
+        finally:
+            if isinstance(data, memoryview):  # read into a kept buffer: offer it back
+                response._content = b""
+                self.buffers.give(data)
+        _as_opened(response, opened, call.method)
+        return response
+
+    def close(self) -> None:
+        """Close the connection pools and drop the kept read buffers."""
+        super().close()
+        self.buffers.clear()
+
+    def __repr__(self) -> str:
+        return f"<SealedTransport pool_maxsize={self.pool_maxsize}>"
+
+
+def _attempt(call: Call, url: str, sealed: Sealed) -> PreparedRequest:
+    """Return the prepared request that carries ``sealed`` to ``url``."""
+    attempt = PreparedRequest()
+    attempt.method = call.method
+    attempt.url = url
+    outgoing = dict(call.headers)  # later keys win in CaseInsensitiveDict
+    outgoing.update(sealed.headers)
+    outgoing["Content-Length"] = str(len(sealed.body))
+    outgoing["Accept-Encoding"] = "identity"
+    attempt.headers = CaseInsensitiveDict(outgoing)
+    attempt.headers.pop("Transfer-Encoding", None)
+    attempt.body = sealed.body
+    attempt.hooks = {"response": []}
+    return attempt
+
+
+def _unsealed(call: Call, response: Response, url: str) -> Response:
+    """Return an unsealed answer the caller allowed, or raise the refusal it stands for."""
+    status = response.status_code
+    if call.policy.allow_plaintext_replies:
+        log.debug("plaintext reply accepted (service=%s status=%d)", call.service, status)
+        return response
+    where = _without_query(url)  # the query may carry data; never logged
+    if status in REFUSAL_STATUSES:
+        log.warning(
+            "rejected by service=%s status=%d url=%s request_id=%s",
+            call.service, status, where, call.request_id,
+        )  # fmt: skip
+        raise RequestRejectedError(call.service, status)
+    log.warning(
+        "unsealed answer from service=%s status=%d url=%s request_id=%s",
+        call.service, status, where, call.request_id,
+    )  # fmt: skip
+    raise InsecureResponseError(service=call.service, status=status)
+
+
+def _as_opened(response: Response, opened: Opened, method: str) -> None:
+    """Make ``response`` the opened answer: its plaintext body and content type."""
+    headers = response.headers
+    for name in _STRIP:
+        headers.pop(name, None)
+    if opened.content_type is not None:
+        headers["Content-Type"] = opened.content_type
+    else:
+        headers.pop("Content-Type", None)
+    if opened.body or method != "HEAD":
+        headers["Content-Length"] = str(len(opened.body))
+    response._content = opened.body
+    response.encoding = get_encoding_from_headers(headers)
+
+
+def _environment(base_url: str, trust_env: bool) -> Environment:
+    """Return the proxies and CA setting the environment gives ``base_url``."""
+    if not trust_env:
+        return {}, True
+    proxies = dict(get_environ_proxies(base_url))
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    return proxies, bundle if bundle else True
+
+
+def _without_query(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+
+
+def _unb64(text: str, service: str) -> bytes:
+    try:
+        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    except (binascii.Error, ValueError):
+        raise IntegrityError(service=service, reason="malformed sealed body header") from None

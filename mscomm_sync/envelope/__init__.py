@@ -1,0 +1,52 @@
+"""The sealed envelope protocol: the layer every other one builds on.
+
+It knows nothing of HTTP clients or WSGI servers. Its parts:
+
+* :mod:`.envelope`: :class:`Envelope`, which seals and opens one message;
+* :mod:`.messages`: the values it works with (:class:`Sealed`,
+  :class:`Opened`, and the ``Binding`` of a message to its metadata);
+* :mod:`.headers`: header names and the seal header's one spelling;
+* :mod:`.crypto`: per-message keys and the associated data;
+* :mod:`.target`: the canonical request target bound into a seal.
+
+The wire format is specified in ``docs/protocol.md``.
+"""
+
+from .crypto import VERSION, associated_data, derive_message_key
+from .envelope import DEFAULT_MAX_BODY_SIZE, DEFAULT_WINDOW, Envelope
+from .headers import (
+    COMMON_METHODS,
+    ENVELOPE_HEADERS,
+    HEADER_ENCRYPTED,
+    HEADER_SEAL,
+    HEADER_SEALED_BODY,
+    HEADER_SERVICE,
+    SEALED_CONTENT_TYPE,
+    claimed_ids,
+)
+from .messages import REQUEST, RESPONSE, Opened, Sealed
+from .target import canonical_target, target_from_environ, target_from_url
+
+__all__ = [
+    "COMMON_METHODS",
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_WINDOW",
+    "ENVELOPE_HEADERS",
+    "HEADER_ENCRYPTED",
+    "HEADER_SEAL",
+    "HEADER_SEALED_BODY",
+    "HEADER_SERVICE",
+    "REQUEST",
+    "RESPONSE",
+    "SEALED_CONTENT_TYPE",
+    "VERSION",
+    "Envelope",
+    "Opened",
+    "Sealed",
+    "associated_data",
+    "canonical_target",
+    "claimed_ids",
+    "derive_message_key",
+    "target_from_environ",
+    "target_from_url",
+]
