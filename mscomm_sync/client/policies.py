@@ -1,7 +1,9 @@
 """Frozen, validated settings for calls to a service.
 
 Every policy is an ``@attrs.frozen(kw_only=True)`` value checked when it is
-built; make variants with :func:`attrs.evolve`. ``0`` is always a real
+built (a bad value raises :class:`~mscomm_sync.errors.ConfigurationError`,
+which is also a ``ValueError``, naming the field); make variants with
+:func:`attrs.evolve`. ``0`` is always a real
 setting, never a stand-in for "use the default". A client holds one
 :class:`CallPolicy` for every target and may hold overrides per target
 service.
@@ -14,6 +16,8 @@ from typing import Any, Callable, Optional
 
 import attrs
 from urllib3.util.retry import Retry
+
+from ..errors import ConfigurationError
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -36,28 +40,32 @@ DEFAULT_RETRY_STATUSES = frozenset({429, 502, 503, 504})
 DEFAULT_MAX_ANSWER_SIZE = 64 * 1024 * 1024
 
 
+def _invalid(attr: attrs.Attribute[Any], rule: str) -> ConfigurationError:
+    return ConfigurationError(f"{attr.name} must be {rule}", variable=attr.name, reason="invalid")
+
+
 def _non_negative(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{attr.name} must be a number")
+        raise _invalid(attr, "a number")
     if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{attr.name} must be a finite number >= 0, not {value!r}")
+        raise _invalid(attr, f"a finite number >= 0, not {value!r}")
 
 
 def _positive(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
     _non_negative(_inst, attr, value)
     if value == 0:
-        raise ValueError(f"{attr.name} must be > 0")
+        raise _invalid(attr, "> 0")
 
 
 def _fraction(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
     _non_negative(_inst, attr, value)
     if value > 1:
-        raise ValueError(f"{attr.name} must be between 0 and 1, not {value!r}")
+        raise _invalid(attr, f"between 0 and 1, not {value!r}")
 
 
 def _count(_inst: Any, attr: attrs.Attribute[Any], value: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{attr.name} must be an integer >= 0, not {value!r}")
+        raise _invalid(attr, f"an integer >= 0, not {value!r}")
 
 
 def _upper(values: Any) -> frozenset[str]:

@@ -12,6 +12,7 @@ from mscomm_sync.client.policies import (
     RetryPolicy,
     TimeoutPolicy,
 )
+from mscomm_sync.errors import ConfigurationError
 
 
 def test_zero_is_kept() -> None:
@@ -30,12 +31,16 @@ def test_zero_is_kept() -> None:
         lambda: TimeoutPolicy(connect=float("inf")),
         lambda: BreakerPolicy(failure_threshold=2.5),  # type: ignore[arg-type]
         lambda: BudgetPolicy(window=0),
+        lambda: BudgetPolicy(ratio="0.2"),  # type: ignore[arg-type]
     ],
 )
 def test_invalid_rejected(build: object) -> None:
-    """Out-of-range settings are rejected when the policy is built."""
-    with pytest.raises((ValueError, TypeError)):
+    """Out-of-range settings are rejected when the policy is built, as the middleware's
+    options are: a ConfigurationError (also a ValueError) naming the field."""
+    with pytest.raises(ConfigurationError) as info:
         build()  # type: ignore[operator]
+    assert isinstance(info.value, ValueError)
+    assert info.value.variable in str(info.value)
 
 
 def test_frozen_and_evolve_validates() -> None:

@@ -23,7 +23,7 @@ from mscomm_sync.errors import IntegrityError
 from mscomm_sync.keyring import Keyring
 from mscomm_sync.replay import MemoryReplayStore
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VECTORS_PATH = ROOT / "docs" / "test-vectors.json"
 DOCUMENT: dict[str, Any] = json.loads(VECTORS_PATH.read_text(encoding="utf-8"))
 VECTORS: list[dict[str, Any]] = DOCUMENT["vectors"]
