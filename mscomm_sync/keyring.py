@@ -7,11 +7,12 @@ secret store, never in code, logs, error messages or reprs. This module never
 puts any part of a key, or of a rejected value, into a message.
 
 A service's keys live in ``<NAME>_ENCRYPTION_KEY``, where ``NAME`` is the
-service name upper-cased with every character outside ``A-Z0-9`` replaced by
-``_``. The variable may hold several comma-separated keys: the first seals, all
-of them open. Each key has a key id, derived from the key itself, that travels
-in the envelope so the receiver picks exactly one key to try.
-"""
+service name upper-cased with ``-`` replaced by ``_``; because service names
+have one canonical form (:func:`validate_service_name`), each name reads
+exactly one variable and each variable belongs to exactly one name. The
+variable may hold several comma-separated keys: the first seals, all of them
+open. Each key has a key id, derived from the key itself, that travels in the
+envelope so the receiver picks exactly one key to try."""
 
 from __future__ import annotations
 
@@ -41,23 +42,31 @@ __all__ = [
 
 KEY_BYTES = 32
 _KID_LABEL = b"mscomm-sync key id v1\x00"
-_SERVICE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}\Z")
+_SERVICE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,126}[a-z0-9])?\Z")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}\Z")
 _HOWTO = "generate one with `mscomm keygen` (32 random bytes, URL-safe base64)"
 
 
 def validate_service_name(name: str, *, what: str = "service name") -> str:
-    """Return ``name`` if it is a valid service name, else raise.
+    """Return ``name`` if it is a service name in its one canonical form, else raise.
 
-    A service name is 1 to 128 characters of ``A-Z a-z 0-9 . _ -`` and starts
-    with a letter or digit.
+    A service name is 1 to 128 lower-case letters, digits and ``-``, starting
+    and ending with a letter or digit (an RFC 1123 label, like a Kubernetes
+    Service name, but up to 128 long). So a service is known under exactly one
+    name, compared exactly as written, and each name reads exactly one
+    variable: ``billing-v2`` reads ``BILLING_V2_ENCRYPTION_KEY`` and no other
+    valid name does. ``Billing``, ``BILLING``, ``billing_v2`` and
+    ``billing.v2`` are refused, never treated as aliases.
 
     Raises:
-        ConfigurationError: the name is empty or has other characters.
+        ConfigurationError: the name is empty, not lower case, or has other
+            characters.
     """
     if not isinstance(name, str) or not _SERVICE_NAME.match(name):
+        shown = repr(name[:64]) if isinstance(name, str) and name.isprintable() else "it"
         raise ConfigurationError(
-            f"invalid {what}: use 1-128 characters of A-Z a-z 0-9 . _ - ",
+            f"invalid {what} {shown}: use 1-128 lower-case letters, digits and '-', "
+            "starting and ending with a letter or digit",
             variable=None,
             reason="invalid service name",
         )

@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from mscomm_sync import envelope  # noqa: E402
-from mscomm_sync.envelope import Envelope, target_from_url  # noqa: E402
+from mscomm_sync.envelope import Envelope, target_from_endpoint  # noqa: E402
 from mscomm_sync.envelope import envelope as envelope_core  # noqa: E402
 from mscomm_sync.keyring import Key, Keyring  # noqa: E402
 
@@ -48,7 +48,8 @@ CASES: list[dict[str, Any]] = [
         "sender": "orders",
         "recipient": "billing",
         "method": "POST",
-        "url": "http://billing.internal:8000/invoices?customer=42",
+        "instance": "http://billing.internal:8000",
+        "endpoint": "/invoices?customer=42",
         "timestamp": 1_700_000_000,
         "message_id": REQUEST_ID,
         "content_type": "application/json",
@@ -61,7 +62,8 @@ CASES: list[dict[str, Any]] = [
         "sender": "orders",
         "recipient": "billing",
         "method": "GET",
-        "url": "http://10.0.0.7:8000/invoices/7?expand=lines",
+        "instance": "http://10.0.0.7:8000",
+        "endpoint": "/invoices/7?expand=lines",
         "timestamp": 1_700_000_005,
         "message_id": "0f1e2d3c4b5a69788796a5b4c3d2e1f0",
         "content_type": None,
@@ -74,7 +76,8 @@ CASES: list[dict[str, Any]] = [
         "sender": "billing",
         "recipient": "orders",
         "method": "POST",
-        "url": "http://billing.internal:8000/invoices?customer=42",
+        "instance": "http://billing.internal:8000",
+        "endpoint": "/invoices?customer=42",
         "timestamp": 1_700_000_001,
         "message_id": "ffeeddccbbaa99887766554433221100",
         "status": 201,
@@ -85,20 +88,28 @@ CASES: list[dict[str, Any]] = [
     {
         "name": "request-put-non-ascii-target",
         "description": (
-            "A PUT to an app mounted under /prefix, with a space, non-ASCII and an escaped "
-            "'&' in the URL; shows the canonical target."
+            "A PUT to an instance reached under /prefix, with a space, non-ASCII and an "
+            "escaped '&' in the endpoint; shows the canonical target, which binds the "
+            "endpoint and not the instance's path."
         ),
         "direction": "request",
         "sender": "orders",
         "recipient": "billing",
         "method": "PUT",
-        "url": "http://billing.internal/prefix/caf%C3%A9/menu%20du%20jour?q=%C3%A9t%C3%A9&x=a%26b",
+        "instance": "http://billing.internal/prefix",
+        "endpoint": "/caf%C3%A9/menu%20du%20jour?q=%C3%A9t%C3%A9&x=a%26b",
         "timestamp": 1_700_000_100,
         "message_id": "a0a1a2a3a4a5a6a7a8a9aaabacadaeaf",
         "content_type": "text/plain; charset=utf-8",
         "plaintext": "crème brûlée\n".encode(),
     },
 ]
+
+
+def endpoint_target(endpoint: str) -> str:
+    """The canonical target of an endpoint (its path and query)."""
+    path, _, query = endpoint.partition("?")
+    return target_from_endpoint(path, query)
 
 
 def key_text(raw: bytes) -> str:
@@ -109,7 +120,7 @@ def key_text(raw: bytes) -> str:
 def seal(case: dict[str, Any], ring: Keyring) -> envelope.Sealed:
     """Seal one case with its pinned message id and timestamp."""
     sender = Envelope(case["sender"], keyring=ring, clock=lambda: float(case["timestamp"]))
-    target = target_from_url(case["url"])
+    target = endpoint_target(case["endpoint"])
     pinned = bytes.fromhex(case["message_id"])
     with mock.patch.object(envelope_core, "_new_message_id", lambda: pinned):
         if case["direction"] == "request":
@@ -141,7 +152,7 @@ def vector(case: dict[str, Any], ring: Keyring) -> dict[str, Any]:
     )
     if not seal_header.startswith(expected_prefix):  # the vectors must show the documented form
         raise AssertionError(f"unexpected seal header {seal_header!r}")
-    target = target_from_url(case["url"])
+    target = endpoint_target(case["endpoint"])
     status: Optional[int] = case.get("status")
     reply_to: str = case.get("reply_to", "")
     aad = envelope.associated_data(
@@ -163,7 +174,9 @@ def vector(case: dict[str, Any], ring: Keyring) -> dict[str, Any]:
         "sender": case["sender"],
         "recipient": case["recipient"],
         "method": case["method"],
-        "url": case["url"],
+        "instance_url": case["instance"],
+        "endpoint": case["endpoint"],
+        "url": case["instance"] + case["endpoint"],
         "target": target,
         "timestamp": case["timestamp"],
         "message_id": case["message_id"],

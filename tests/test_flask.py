@@ -170,3 +170,42 @@ def test_project_client_gets_rejection_error(tmp_path: Path) -> None:
         with client, pytest.raises(RequestRejectedError) as info:
             client.request(target_service="billing", endpoint="/api/v1/charge", method="POST")
     assert (info.value.service, info.value.status) == ("billing", 403)
+
+
+class MethodOverride:
+    """The well-known Flask snippet: an override header replaces the method."""
+
+    KEYS = ("HTTP_X_HTTP_METHOD_OVERRIDE", "HTTP_X_HTTP_METHOD", "HTTP_X_METHOD_OVERRIDE")
+
+    def __init__(self, app: object) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict[str, object], start_response: object) -> object:
+        for key in self.KEYS:
+            override = environ.get(key)
+            if isinstance(override, str) and override.upper() in {"DELETE", "PUT", "PATCH"}:
+                environ["REQUEST_METHOD"] = override.upper()
+        return self.app(environ, start_response)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("header", ["X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"])
+def test_method_override_headers_never_reach_the_app(
+    session: requests.Session, header: str
+) -> None:
+    """A method-override header added on the path to a sealed GET is dropped before the app,
+    so an app using the override snippet still runs the GET that was sealed."""
+    app = Flask("billing")
+
+    @app.route("/notes/1", methods=["GET", "DELETE"])
+    def note() -> dict[str, object]:
+        return {"method": request.method}
+
+    app.wsgi_app = MethodOverride(app.wsgi_app)  # type: ignore[method-assign]
+    init_app(app, service_name="billing", keyring=keyring(), replay_store=MemoryReplayStore())
+    with LiveServer(app) as live:
+        call = send(
+            session, live.url + "/notes/1", method="GET", content_type=None,
+            headers={header: "DELETE"},
+        )  # fmt: skip
+        assert call.response.status_code == 200
+        assert open_reply(call).body == b'{"method":"GET"}\n'

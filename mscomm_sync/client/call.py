@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 from requests import PreparedRequest
 
 from .._fast import Record
-from ..envelope import Envelope
+from ..envelope import Envelope, target_from_endpoint
 from ..keyring import validate_service_name
 from .deadline import Deadline
 from .policies import CallPolicy
@@ -37,7 +37,10 @@ class Call(Record):
     Attributes:
         service: the target service (the seal's recipient).
         method: the upper-case HTTP method.
-        suffix: the path and query to send to an instance.
+        suffix: the endpoint's path and query, sent after an instance's URL.
+        target: the endpoint's canonical target, bound into every attempt's
+            seal (never the instance URL's own path: see
+            :mod:`mscomm_sync.envelope.target`).
         headers: the plaintext request's headers (``Content-Length`` aside).
         body: the plaintext body (``b""`` for none).
         content_type: the plaintext's ``Content-Type``, sealed with it.
@@ -57,6 +60,7 @@ class Call(Record):
         "service",
         "method",
         "suffix",
+        "target",
         "headers",
         "body",
         "content_type",
@@ -74,6 +78,7 @@ class Call(Record):
     service: str
     method: str
     suffix: str
+    target: str
     headers: Mapping[str, str]
     body: bytes
     content_type: Optional[str]
@@ -130,6 +135,7 @@ def plan_call(
         service,
         method,
         f"{path}?{parts.query}" if parts.query else path,
+        target_from_endpoint(path, parts.query),
         headers,
         _body_bytes(request.body),
         headers.get("Content-Type"),

@@ -40,7 +40,6 @@ from ..envelope import (
     HEADER_SEALED_BODY,
     Opened,
     Sealed,
-    target_from_url,
 )
 from ..errors import InsecureResponseError, IntegrityError, RequestRejectedError
 from .answer import read_answer
@@ -102,11 +101,10 @@ class SealedTransport(HTTPAdapter):
             IntegrityError: a sealed answer failed verification.
         """
         url = instance_url.rstrip("/") + call.suffix
-        target = target_from_url(url)
         sealed = call.envelope.seal_request(
             recipient=call.service,
             method=call.method,
-            target=target,
+            target=call.target,
             body=call.body,
             content_type=call.content_type,
         )
@@ -136,14 +134,13 @@ class SealedTransport(HTTPAdapter):
         )
         if not sealed_reply:
             return _unsealed(call, response, url)
-        return self._open(call, response, data, target, reply_to)
+        return self._open(call, response, data, reply_to)
 
     def _open(
         self,
         call: Call,
         response: Response,
         data: Union[bytes, bytearray, memoryview],
-        target: str,
         reply_to: str,
     ) -> Response:
         headers = response.headers
@@ -153,7 +150,7 @@ class SealedTransport(HTTPAdapter):
             opened = call.envelope.open_response(
                 sender=call.service,
                 method=call.method,
-                target=target,
+                target=call.target,
                 status=response.status_code,
                 reply_to=reply_to,
                 headers=headers,

@@ -25,7 +25,7 @@ from .headers import (
     claimed_ids,
 )
 from .messages import REQUEST, RESPONSE, Opened, Sealed
-from .target import canonical_target, target_from_environ, target_from_url
+from .target import canonical_target, target_from_endpoint, target_from_environ, target_from_url
 
 __all__ = [
     "COMMON_METHODS",
@@ -47,6 +47,7 @@ __all__ = [
     "canonical_target",
     "claimed_ids",
     "derive_message_key",
+    "target_from_endpoint",
     "target_from_environ",
     "target_from_url",
 ]

@@ -73,8 +73,12 @@ def log_app_failure(what: str, environ: Mapping[str, Any], sender: str, message_
 
 
 def route(environ: Mapping[str, Any]) -> str:
-    """Return the request's canonical path, without its query, bounded."""
-    return target_from_environ(environ).split("?", 1)[0][:256]
+    """Return the path the request arrived with (mount point included), canonical and bounded.
+
+    The query is left out: it may carry data.
+    """
+    full = str(environ.get("SCRIPT_NAME", "") or "") + str(environ.get("PATH_INFO", "") or "")
+    return target_from_environ({"PATH_INFO": full})[:256]
 
 
 def request_id(environ: Mapping[str, Any]) -> Optional[str]:

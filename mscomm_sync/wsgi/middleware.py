@@ -71,6 +71,17 @@ def _environ_key(header: str) -> str:
 
 _ENVIRON_HEADERS = tuple((h, _environ_key(h)) for h in ENVELOPE_HEADERS)
 _SEALED_FLAG = _environ_key(HEADER_ENCRYPTED)
+#: Removed from every request before anything reads it: the verified
+#: identity (only the middleware sets it), and the well-known method-override
+#: headers, which travel unbound in v1 and would let anyone on the path turn
+#: a sealed GET into the DELETE an override-aware app runs.
+_UNBOUND = (
+    CALLER_KEY,
+    MESSAGE_ID_KEY,
+    "HTTP_X_HTTP_METHOD_OVERRIDE",
+    "HTTP_X_HTTP_METHOD",
+    "HTTP_X_METHOD_OVERRIDE",
+)
 _SERVICE_KEY = _environ_key(HEADER_SERVICE)
 _SEAL_KEY = _environ_key(HEADER_SEAL)
 #: What a verified request loses before the app sees it: the envelope's
@@ -99,11 +110,15 @@ class EncryptionMiddleware:
             is a weakening kept for compatibility.
         require_encryption: refuse (401) plaintext requests to paths that are
             not in ``exempt_paths``.
-        exempt_paths: exact paths that plaintext requests may reach untouched.
+        exempt_paths: exact paths (``PATH_INFO``) that plaintext requests may
+            reach untouched.
         allowed_callers: when set, verified senders outside it get 403.
         max_body_size: the largest body, in bytes, of any request: the
             plaintext of a sealed one, or a plaintext one as sent (413 above it).
         replay_window: seconds a request's timestamp may differ from now.
+        script_name: the app's mount point, the ``SCRIPT_NAME`` every
+            request must have (``""``, the default, for the root); any
+            other is refused with 400 before anything else.
         keyring: where keys come from; defaults to the environment.
         replay_store: remembers delivered request ids; defaults to
             :func:`~mscomm_sync.replay.default_replay_store`, shared by every
@@ -126,6 +141,7 @@ class EncryptionMiddleware:
         allowed_callers: Optional[Iterable[str]] = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         replay_window: float = DEFAULT_WINDOW,
+        script_name: str = "",
         keyring: Optional[Keyring] = None,
         replay_store: Optional[ReplayStore] = None,
         clock: Callable[[], float] = time.time,
@@ -139,6 +155,7 @@ class EncryptionMiddleware:
             allowed_callers=allowed_callers,
             max_body_size=max_body_size,
             replay_window=replay_window,
+            script_name=script_name,
         )
         self.keyring = keyring if keyring is not None else Keyring()
         # Fail at start-up, not on the first request, when our own key is unusable.
@@ -161,16 +178,19 @@ class EncryptionMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request (the WSGI entry point)."""
-        environ.pop(CALLER_KEY, None)
-        environ.pop(MESSAGE_ID_KEY, None)
+        options = self.options
+        if environ.get("SCRIPT_NAME", "") != options.script_name:
+            # What the app routes (PATH_INFO) must be what was verified; a
+            # mount point moved by the server or a proxy would shift it.
+            log_refusal(400, "SCRIPT_NAME is not this service's mount point", environ)
+            return _refuse(400, start_response)
+        for key in _UNBOUND:
+            environ.pop(key, None)
         if _SEALED_FLAG in environ:
             return self._sealed(environ, start_response)
-        options = self.options
-        if options.require_encryption:
-            path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-            if path not in options.exempt_paths:
-                log_refusal(401, "plaintext request", environ)
-                return _refuse(401, start_response)
+        if options.require_encryption and environ.get("PATH_INFO", "") not in options.exempt_paths:
+            log_refusal(401, "plaintext request", environ)
+            return _refuse(401, start_response)
         _drop_envelope_headers(environ)
         try:
             check_passthrough_body(environ, options.max_body_size)
@@ -224,15 +244,15 @@ class EncryptionMiddleware:
     def _target(environ: dict[str, Any]) -> str:
         """Return the request's canonical target, as :func:`target_from_environ` does.
 
-        The canonical path is cached per ``SCRIPT_NAME + PATH_INFO``; the
-        query is bound as sent, so it is appended unchanged.
+        The canonical path is cached per ``PATH_INFO`` (``SCRIPT_NAME`` is
+        already checked); the query is bound as sent, so it is appended
+        unchanged.
         """
-        script = environ.get("SCRIPT_NAME", "")
         path = environ.get("PATH_INFO", "")
         query = environ.get("QUERY_STRING", "")
-        if not (exactly(script, str) and exactly(path, str) and exactly(query, str)):
+        if not (exactly(path, str) and exactly(query, str)):
             return target_from_environ(environ)
-        canon = _canonical_path(script + path)
+        canon = _canonical_path(path)
         return f"{canon}?{query}" if query else canon
 
     def _plaintext_answer(

@@ -93,6 +93,23 @@ def _positive_number(_inst: Any, attr: attrs.Attribute[Any], value: float) -> No
         )
 
 
+def _mount_point(_inst: Any, attr: attrs.Attribute[Any], value: str) -> None:
+    if value == "":
+        return
+    if (
+        not isinstance(value, str)
+        or not value.startswith("/")
+        or value.endswith("/")
+        or any(c in value for c in "?#")
+        or not value.isprintable()
+    ):
+        raise ConfigurationError(
+            f"{attr.name} must be empty or a path such as /billing (no trailing '/')",
+            variable=attr.name,
+            reason="invalid path",
+        )
+
+
 def _flag(_inst: Any, attr: attrs.Attribute[Any], value: bool) -> None:
     if not isinstance(value, bool):
         raise ConfigurationError(
@@ -109,13 +126,19 @@ class MiddlewareOptions:
         encrypt_responses: seal the answers to sealed requests. ``False`` is a
             weakening kept for compatibility (see ``docs/middleware.md``).
         require_encryption: refuse plaintext requests to paths that are not exempt.
-        exempt_paths: paths (``SCRIPT_NAME + PATH_INFO``, exact match) that
-            plaintext requests may reach.
+        exempt_paths: paths (``PATH_INFO``, below the mount point, exact
+            match) that plaintext requests may reach.
         allowed_callers: when set, only these verified senders reach the app.
         max_body_size: the largest body, in bytes, of any request: the
             plaintext a sealed request carries (its sealed body may be 16 bytes
             longer), or a plaintext request's body as sent.
         replay_window: how far, in seconds, a request's timestamp may be from now.
+        script_name: where the app is mounted: the one ``SCRIPT_NAME`` every
+            request must arrive with (``""`` for the root, else a path such
+            as ``/billing``). Any other is refused before anything else, so
+            that a server or proxy that rewrites ``SCRIPT_NAME`` (gunicorn
+            takes it from a request header) cannot make the app route
+            another path than the one verified.
     """
 
     service_name: str = attrs.field(converter=validate_service_name)
@@ -129,6 +152,7 @@ class MiddlewareOptions:
     )
     max_body_size: int = attrs.field(default=DEFAULT_MAX_BODY_SIZE, validator=_non_negative_int)
     replay_window: float = attrs.field(default=DEFAULT_WINDOW, validator=_positive_number)
+    script_name: str = attrs.field(default="", validator=_mount_point)
 
     @classmethod
     def build(cls, service_name: Optional[str], **options: Any) -> MiddlewareOptions:

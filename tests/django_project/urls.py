@@ -10,4 +10,7 @@ urlpatterns = [
     path("only-shipping/", views.only_shipping),
     path("boom/", views.boom),
     path("nothing/", views.nothing),
+    path("admin/wipe/", views.ran),
+    path("notes/admin/wipe/", views.ran),
+    path("", views.ran),
 ]

@@ -38,3 +38,12 @@ def boom(request: Any) -> HttpResponse:
 def nothing(request: Any) -> HttpResponse:
     """Answer 204 No Content."""
     return HttpResponse(status=204)
+
+
+@csrf_exempt
+def ran(request: Any) -> JsonResponse:
+    """Record that this view ran (for the routing-attack tests) and say which path it was."""
+    from support.apps import record_run
+
+    record_run(request.path_info, caller(request))
+    return JsonResponse({"ran": request.path_info, "caller": caller(request)})

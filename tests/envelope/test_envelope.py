@@ -40,6 +40,7 @@ from mscomm_sync.envelope import (
     Sealed,
     claimed_ids,
     derive_message_key,
+    target_from_endpoint,
     target_from_environ,
     target_from_url,
 )
@@ -755,25 +756,27 @@ CLIENT_URLS = [
 )
 @pytest.mark.parametrize("prefix", ["", "/prefix", "/m%C3%BCnchen"], ids=["root", "prefix", "utf8"])
 def test_client_and_wsgi_targets_agree(path: str, query: str, prefix: str) -> None:
-    """target_from_url and target_from_environ agree on every URL a client can send."""
-    url = f"http://svc.internal:8080{prefix}{path}{query}"
+    """The endpoint a client binds and the PATH_INFO a server binds agree for every
+    endpoint a client can send, wherever the service is mounted."""
     environ = EnvironBuilder(
         path=f"{path}{query}", base_url=f"http://other-host:9000{prefix}/"
     ).get_environ()
     assert bool(environ["SCRIPT_NAME"]) == bool(prefix)
-    assert target_from_url(url) == target_from_environ(environ)
+    assert target_from_endpoint(path, query.lstrip("?")) == target_from_environ(environ)
+    # The instance URL's own path (the mount point) is never part of it.
+    assert target_from_url(f"http://svc.internal:8080{path}{query}") == target_from_environ(environ)
 
 
 def test_targets_agree_on_bytes_that_are_not_utf8() -> None:
     """Invalid UTF-8 in the path agrees with a PEP 3333 environ (bytes decoded as latin-1)."""
     # werkzeug's EnvironBuilder replaces invalid UTF-8, so build what a real server passes.
     environ = {"SCRIPT_NAME": "/p", "PATH_INFO": "/bin\xff\x00", "QUERY_STRING": "q=%FF"}
-    assert target_from_url("http://h/p/bin%FF%00?q=%FF") == target_from_environ(environ)
+    assert target_from_endpoint("/bin%FF%00", "q=%FF") == target_from_environ(environ)
 
 
 def test_targets_agree_when_environ_is_built_from_the_full_url() -> None:
     """A WSGI environ built from the same full URL yields the client's target."""
-    url = "http://h/prefix/caf%C3%A9/a%20b/%2541?q=a%26b&x=%C3%A9"
+    url = "http://h/caf%C3%A9/a%20b/%2541?q=a%26b&x=%C3%A9"
     environ = EnvironBuilder(url).get_environ()
     assert target_from_url(url) == target_from_environ(environ)
 
@@ -811,9 +814,9 @@ def test_seal_with_escaped_ampersand_does_not_open_with_separator(
 
 
 def test_sealed_under_prefix_opens_in_mounted_app(alpha: Envelope, billing: Envelope) -> None:
-    """A request to an app mounted at /prefix opens with that app's WSGI environ."""
-    url = "http://h/prefix/caf%C3%A9/a%20b?x=%C3%A9"
-    sealed = alpha.seal_request(recipient="billing", method="GET", target=target_from_url(url))
+    """A request for an endpoint of an app mounted at /prefix opens with that app's environ."""
+    target = target_from_endpoint("/caf%C3%A9/a%20b", "x=%C3%A9")
+    sealed = alpha.seal_request(recipient="billing", method="GET", target=target)
     environ = EnvironBuilder(path="/caf%C3%A9/a%20b?x=%C3%A9", base_url="http://h/prefix/")
     env = environ.get_environ()
     assert env["SCRIPT_NAME"] == "/prefix"

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from mscomm_sync import envelope as envelope_api
-from mscomm_sync.envelope import Envelope, Opened, Sealed, target_from_url
+from mscomm_sync.envelope import Envelope, Opened, Sealed, target_from_endpoint
 from mscomm_sync.envelope import envelope as envelope_module
 from mscomm_sync.errors import IntegrityError
 from mscomm_sync.keyring import Keyring
@@ -183,9 +183,11 @@ def test_sealing_pinned_inputs_reproduces_the_exact_bytes(
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=IDS)
-def test_vector_target_is_the_canonical_target_of_its_url(vector: dict[str, Any]) -> None:
-    """Each vector's target is target_from_url of its URL."""
-    assert target_from_url(vector["url"]) == vector["target"]
+def test_vector_target_is_the_canonical_target_of_its_endpoint(vector: dict[str, Any]) -> None:
+    """Each vector's target is its endpoint's canonical target, whatever the instance URL."""
+    assert vector["url"] == vector["instance_url"] + vector["endpoint"]
+    path, _, query = vector["endpoint"].partition("?")
+    assert target_from_endpoint(path, query) == vector["target"]
 
 
 @pytest.mark.parametrize("vector", VECTORS, ids=IDS)

@@ -101,3 +101,39 @@ def echo_app() -> Callable[..., Iterable[bytes]]:
     counted.counted = True  # type: ignore[attr-defined]
     names["read_gunicorn_body"] = counted
     return EncryptionMiddleware(echo, exempt_paths=("/health", "/count"))
+
+
+#: When set, :func:`notes_app` and the Django project's notes views append
+#: ``<PATH_INFO> <caller>`` to this file for every request their views run.
+RUN_LOG_ENV = "MSCOMM_TEST_RUN_LOG"
+
+
+def record_run(path: str, caller: object) -> None:
+    """Append one run to the run log, in a single O_APPEND write."""
+    target = os.environ.get(RUN_LOG_ENV)
+    if target:
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, f"{path} {caller}\n".encode())
+        finally:
+            os.close(fd)
+
+
+def notes_app() -> Any:
+    """A Flask billing service with /admin/wipe, /notes/admin/wipe, / and an exempt /health/."""
+    from flask import Flask, jsonify, request
+
+    from mscomm_sync.flask import current_caller, init_app
+
+    app = Flask("notes")
+
+    def ran() -> Any:
+        record_run(request.path, current_caller())
+        return jsonify(ran=request.path, caller=current_caller())
+
+    app.add_url_rule("/admin/wipe", "wipe", ran, methods=["POST"])
+    app.add_url_rule("/notes/admin/wipe", "notes_wipe", ran, methods=["POST"])
+    app.add_url_rule("/", "root", ran, methods=["GET"])
+    app.add_url_rule("/health/", "health", lambda: "ok", methods=["GET"])
+    init_app(app, service_name="billing", exempt_paths=["/health/"])
+    return app

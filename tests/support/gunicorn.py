@@ -37,6 +37,7 @@ class GunicornServer:
         threads: threads per gthread worker.
         ready_path: a plaintext path that answers 200 once a worker is up.
         startup_timeout: seconds to wait for ``ready_path``.
+        args: more command-line options for gunicorn.
     """
 
     def __init__(
@@ -50,6 +51,7 @@ class GunicornServer:
         threads: int = 1,
         ready_path: str = "/health",
         startup_timeout: float = 60.0,
+        args: tuple[str, ...] = (),
     ) -> None:
         self.app = app
         self.workers = workers
@@ -59,6 +61,7 @@ class GunicornServer:
         self.threads = threads
         self.ready_path = ready_path
         self.startup_timeout = startup_timeout
+        self.args = args
         self.port = 0
         self._proc: Optional[subprocess.Popen[bytes]] = None
         self._sock: Optional[socket.socket] = None
@@ -97,6 +100,7 @@ class GunicornServer:
         ]
         if self.preload:
             argv.append("--preload")
+        argv.extend(self.args)
         argv.append(self.app)
         self._proc = subprocess.Popen(argv, env=env, cwd=str(ROOT), pass_fds=(sock.fileno(),))
         self._wait_ready()

@@ -1,18 +1,26 @@
 """Seal requests and open replies in tests, with the envelope alone (no client).
 
 Requests are prepared with plain ``requests`` so the URL is encoded exactly as
-a real client would send it, and the canonical target comes from that URL.
+a real client would send it, and the canonical target comes from that URL's
+path below ``mount`` (the endpoint the client asked for).
 """
 
 from __future__ import annotations
 
 import base64
 from typing import Optional
+from urllib.parse import urlsplit
 
 import attrs
 import requests
 
-from mscomm_sync.envelope import HEADER_SEALED_BODY, Envelope, Opened, Sealed, target_from_url
+from mscomm_sync.envelope import (
+    HEADER_SEALED_BODY,
+    Envelope,
+    Opened,
+    Sealed,
+    target_from_endpoint,
+)
 from mscomm_sync.keyring import Keyring, generate_key
 
 KEYS = {name: generate_key() for name in ("billing", "orders", "shipping")}
@@ -43,11 +51,17 @@ def prepare(
     recipient: str = "billing",
     headers: Optional[dict[str, str]] = None,
     ring: Optional[Keyring] = None,
+    mount: str = "",
 ) -> tuple[requests.PreparedRequest, Sealed, str]:
-    """Seal a request to ``url`` and return it prepared, with its seal and target."""
+    """Seal a request to ``url`` and return it prepared, with its seal and target.
+
+    ``mount`` is where the service is mounted: the seal binds the path below it.
+    """
     prepared = requests.Request(method, url, headers=headers or {}).prepare()
     assert prepared.url is not None
-    target = target_from_url(prepared.url)
+    parts = urlsplit(prepared.url)
+    assert parts.path.startswith(mount)
+    target = target_from_endpoint(parts.path[len(mount) :] or "/", parts.query)
     envelope = Envelope(sender, keyring=ring or keyring())
     sealed = envelope.seal_request(
         recipient=recipient, method=method, target=target, body=body, content_type=content_type

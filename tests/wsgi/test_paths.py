@@ -11,6 +11,7 @@ import requests
 from support.sealing import keyring, open_reply, send
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
+from mscomm_sync.envelope import target_from_environ
 from mscomm_sync.replay import MemoryReplayStore
 from mscomm_sync.testing import LiveServer
 from mscomm_sync.wsgi import EncryptionMiddleware
@@ -35,8 +36,14 @@ def where(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [json.dumps(seen).encode()]
 
 
-def protect(app: Any) -> EncryptionMiddleware:
-    return EncryptionMiddleware(app, "billing", keyring=keyring(), replay_store=MemoryReplayStore())
+def protect(app: Any, script_name: str = "") -> EncryptionMiddleware:
+    return EncryptionMiddleware(
+        app,
+        "billing",
+        keyring=keyring(),
+        replay_store=MemoryReplayStore(),
+        script_name=script_name,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +55,7 @@ def root() -> Iterator[LiveServer]:
 @pytest.fixture(scope="module")
 def mounted() -> Iterator[LiveServer]:
     """The middleware wraps only an app mounted under /api/v1 (it sees SCRIPT_NAME)."""
-    outer = DispatcherMiddleware(where, {"/api/v1": protect(where)})
+    outer = DispatcherMiddleware(where, {"/api/v1": protect(where, "/api/v1")})
     with LiveServer(outer) as live:
         yield live
 
@@ -78,18 +85,40 @@ def test_path_verifies_at_root(root: LiveServer, session: requests.Session, path
 def test_path_verifies_under_mounted_prefix(
     mounted: LiveServer, session: requests.Session, path: str
 ) -> None:
-    """An app mounted under a prefix binds the full path, SCRIPT_NAME included."""
-    call = send(session, mounted.url + "/api/v1" + path, method="GET", content_type=None)
+    """An app mounted under its configured prefix binds the endpoint below the mount point,
+    which is what the app sees as PATH_INFO."""
+    url = mounted.url + "/api/v1" + path
+    call = send(session, url, method="GET", content_type=None, mount="/api/v1")
     assert call.response.status_code == 200, path
-    script_name, _, _ = json.loads(open_reply(call).body)
+    script_name, path_info, _ = json.loads(open_reply(call).body)
     assert script_name == "/api/v1"
+    assert target_from_environ({"PATH_INFO": path_info}) == call.target.split("?")[0]
+
+
+def test_mounted_app_refuses_a_seal_over_the_full_path(
+    mounted: LiveServer, session: requests.Session
+) -> None:
+    """A seal that binds the mount point too (the instance URL's path) does not verify."""
+    call = send(session, mounted.url + "/api/v1/x", method="GET", content_type=None)
+    assert call.response.status_code == 401
+
+
+def test_another_mount_point_is_refused_before_anything_else(
+    session: requests.Session,
+) -> None:
+    """An app mounted where its middleware was not told it is gets 400, even for /health."""
+    outer = DispatcherMiddleware(where, {"/other": protect(where, "/api/v1")})
+    with LiveServer(outer) as live:
+        call = send(session, live.url + "/other/x", method="GET", content_type=None, mount="/other")
+        assert call.response.status_code == 400
+        assert session.get(live.url + "/other/health", timeout=30).status_code == 400
 
 
 @pytest.mark.parametrize("path", PATHS[:3])
 def test_path_verifies_with_middleware_outside_dispatcher(
     outside: LiveServer, session: requests.Session, path: str
 ) -> None:
-    """The middleware in front of a dispatcher binds the same full path."""
+    """The middleware in front of a dispatcher (mounted at the root) binds the full path."""
     call = send(session, outside.url + "/api/v1" + path, method="GET", content_type=None)
     assert call.response.status_code == 200, path
     open_reply(call)

@@ -1,0 +1,57 @@
+"""The seal binds the endpoint the caller asked for, not where the registry says an instance is.
+
+Whoever can write the registry can point callers at another URL, path
+included; that must never change what runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import pytest
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+
+from mscomm_sync.errors import RequestRejectedError
+from mscomm_sync.registry import FileRegistry
+from mscomm_sync.testing import LiveServer
+
+from .servers import Recorder, echo, json_app, sealed
+
+
+def test_registry_path_prefix_cannot_reroute_a_call(
+    registry: FileRegistry, make_client: Callable[..., Any]
+) -> None:
+    """An instance registered as http://host/notes cannot turn POST /admin/wipe into
+    /notes/admin/wipe: the service refuses it and runs nothing."""
+    recorder = Recorder()
+    app = sealed(json_app(recorder, {"/admin/wipe": echo, "/notes/admin/wipe": echo}))
+    with LiveServer(app) as server:
+        registry.register("billing", server.url + "/notes")
+        client = make_client()
+        with pytest.raises(RequestRejectedError) as info:
+            client.request(target_service="billing", endpoint="/admin/wipe", method="POST")
+        assert info.value.status == 401
+        assert recorder.hits == {}
+        # The same call through an honest entry runs the endpoint asked for.
+        registry.register("billing", server.url)
+        registry.deregister("billing", server.url + "/notes")
+        resp = client.request(target_service="billing", endpoint="/admin/wipe", method="POST")
+        assert resp.status_code == 200
+        assert dict(recorder.hits) == {"/admin/wipe": 1}
+
+
+def test_service_mounted_under_a_prefix_serves_the_endpoint(
+    registry: FileRegistry, make_client: Callable[..., Any]
+) -> None:
+    """A service really mounted under /notes, and registered there, gets the endpoint the
+    caller asked for as its PATH_INFO."""
+    recorder = Recorder()
+    inner = sealed(json_app(recorder, {"/admin/wipe": echo}), script_name="/notes")
+    with LiveServer(DispatcherMiddleware(json_app(Recorder(), {}), {"/notes": inner})) as server:
+        registry.register("billing", server.url + "/notes")
+        resp = make_client().request(
+            target_service="billing", endpoint="/admin/wipe", method="POST", payload={"n": 1}
+        )
+        assert resp.status_code == 200
+        assert resp.json()["caller"] == "orders"
+        assert dict(recorder.hits) == {"/admin/wipe": 1}
