@@ -23,6 +23,7 @@ from .errors import (
     MscommError,
     RegistryError,
     RequestRejectedError,
+    ResponseTooLargeError,
     ServiceNotFoundError,
     ServiceUnavailableError,
 )
@@ -77,6 +78,7 @@ __all__ = [
     "RegistryError",
     "ReplayStore",
     "RequestRejectedError",
+    "ResponseTooLargeError",
     "RetryPolicy",
     "ServiceNotFoundError",
     "ServiceUnavailableError",

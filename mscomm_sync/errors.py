@@ -20,7 +20,9 @@ __all__ = [
     "IntegrityError",
     "MscommError",
     "RegistryError",
+    "ReplayGapError",
     "RequestRejectedError",
+    "ResponseTooLargeError",
     "ServiceNotFoundError",
     "ServiceUnavailableError",
 ]
@@ -69,6 +71,26 @@ class IntegrityError(MscommError):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(service={self.service!r})"
+
+
+class ReplayGapError(IntegrityError):
+    """A verified request was sealed before the receiver's replay store began to remember.
+
+    The store cannot tell its first delivery from a replay (a reboot or a
+    new container cleared what it knew), so the request is not run. It is
+    authentic, so the middleware can say so to its sender in a sealed
+    answer, and the sender seals it again.
+
+    Attributes:
+        service: the verified sender.
+        message_id: the request's message id.
+        not_before: the first whole second (Unix time) the store vouches for.
+    """
+
+    def __init__(self, *, service: str, message_id: str, not_before: float) -> None:
+        super().__init__(service=service, reason="sealed before the replay store began")
+        self.message_id = message_id
+        self.not_before = not_before
 
 
 class InsecureResponseError(IntegrityError):
@@ -188,3 +210,28 @@ class RequestRejectedError(MscommError):
         super().__init__(f"service {service!r} rejected the request with HTTP {status}")
         self.service = service
         self.status = status
+
+
+class ResponseTooLargeError(MscommError):
+    """An answer was larger than the client accepts; it was not read past the limit.
+
+    A declared ``Content-Length`` above the limit is refused before a byte
+    of the body is read; an answer without one is read up to the limit and
+    no further. The connection is closed either way.
+
+    Attributes:
+        service: the service that answered.
+        limit: the largest answer body accepted, in bytes
+            (``CallPolicy.max_answer_size``).
+        declared: the answer's declared length, or ``None`` when it had none
+            (it was cut off at the limit).
+    """
+
+    def __init__(self, service: str, limit: int, declared: Optional[int] = None) -> None:
+        size = f"declared {declared} bytes" if declared is not None else "cut off at the limit"
+        super().__init__(
+            f"answer from service {service!r} is larger than its {limit}-byte limit ({size})"
+        )
+        self.service = service
+        self.limit = limit
+        self.declared = declared

@@ -12,7 +12,8 @@ have one canonical form (:func:`validate_service_name`), each name reads
 exactly one variable and each variable belongs to exactly one name. The
 variable may hold several comma-separated keys: the first seals, all of them
 open. Each key has a key id, derived from the key itself, that travels in the
-envelope so the receiver picks exactly one key to try."""
+envelope so the receiver picks exactly one key to try.
+"""
 
 from __future__ import annotations
 

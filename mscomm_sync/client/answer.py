@@ -19,6 +19,15 @@ with the same timeouts; the buffer grows as the bytes arrive, see
 cost a second copy, and the extra megabytes made glibc hand memory back and
 fault it in again on every call (see ``docs/performance.md``).
 
+Nothing is read past the call's size limit: a sealed answer is read as the
+bytes that were sent (never decoded: the seal is over those bytes), an
+allowed plaintext one is decoded as it is read, at most 8 KiB of compressed
+bytes at a time, so a compression bomb costs at most the limit and about
+8 MiB more (gzip and deflate expand at most about 1,000 times); past the
+limit the read stops with :class:`~mscomm_sync.errors.ResponseTooLargeError`.
+A declared length above the limit is refused before this is reached
+(:mod:`mscomm_sync.client.transport`).
+
 A response without a socket to bound (a test double, such as ``responses``
 makes) is read in one go.
 """
@@ -37,7 +46,7 @@ from urllib3.exceptions import HTTPError, IncompleteRead, ReadTimeoutError
 
 from .._fast import exactly
 from ..buffers import BodyBuffer, BufferPool
-from ..errors import DeadlineExceededError
+from ..errors import DeadlineExceededError, ResponseTooLargeError
 from .deadline import Deadline
 from .failures import AttemptFailed
 
@@ -47,8 +56,13 @@ __all__ = ["read_answer"]
 #: it reads, so asking for a whole 1 MiB body per piece costs more than
 #: the copy a few 256 KiB pieces add (measured on loopback).
 _PIECE = 256 * 1024
-#: Smallest sealed answer read straight into one buffer (``into_buffer``).
+#: Largest compressed piece asked for at once from an encoded plaintext answer,
+#: so that decoding one piece cannot make much more than the limit.
+_ENCODED_PIECE = 8 * 1024
+#: Smallest sealed answer read straight into one buffer.
 _INTO_BUFFER_MIN = 64 * 1024
+#: What a sealed body adds to its plaintext: the GCM tag.
+_TAG_BYTES = 16
 #: What a body read may raise that means the transport failed mid-answer.
 _BROKEN = (HTTPError, OSError, http.client.HTTPException, requests.RequestException)
 
@@ -57,22 +71,26 @@ def read_answer(
     response: Response,
     *,
     deadline: Deadline,
+    limit: int,
     read_timeout: Optional[float] = None,
-    into_buffer: bool = False,
+    sealed: bool = False,
     buffers: Optional[BufferPool] = None,
 ) -> Union[bytes, bytearray, memoryview]:
-    """Read ``response``'s whole body, within ``deadline``.
+    """Read ``response``'s whole body, within ``deadline`` and ``limit``.
 
     Args:
         response: a response whose body has not been read yet.
         deadline: the call's deadline.
+        limit: the largest plaintext body accepted (a sealed one may carry
+            its 16-byte tag on top).
         read_timeout: the attempt's timeout per socket read; the deadline
             caps it.
-        into_buffer: the caller only reads the body (a sealed answer it
-            opens): a large one with a ``Content-Length`` may come back as
-            a ``bytearray`` (or a ``memoryview``, with ``buffers``), read
-            with one copy (a few more past 2 MiB).
-        buffers: with ``into_buffer``, where to take a used buffer to read
+        sealed: the body is a sealed answer, which the caller only opens: it
+            is read as sent, never decoded, and a large one with a
+            ``Content-Length`` may come back as a ``bytearray`` (or a
+            ``memoryview``, with ``buffers``), read with one copy (a few
+            more past 2 MiB).
+        buffers: for a sealed answer, where to take a used buffer to read
             into; a body read into a buffer is then always a ``memoryview``,
             which the caller gives back to the pool once it is done with it
             (a failed read gives its buffer back itself).
@@ -82,11 +100,12 @@ def read_answer(
 
     Raises:
         DeadlineExceededError: the deadline passed before the body was read.
+        ResponseTooLargeError: the body went past ``limit``.
         AttemptFailed: the body broke off, or stalled past ``read_timeout``.
     """
     raw = response.raw
     try:
-        data = _read(response, raw, deadline, read_timeout, into_buffer, buffers)
+        data = _read(response, raw, deadline, read_timeout, sealed, buffers, limit)
     except BaseException:
         response.close()
         raise
@@ -101,18 +120,28 @@ def _read(
     raw: Any,
     deadline: Deadline,
     read_timeout: Optional[float],
-    into_buffer: bool,
+    sealed: bool,
     buffers: Optional[BufferPool],
+    limit: int,
 ) -> Union[bytes, bytearray, memoryview]:
+    most = limit + _TAG_BYTES if sealed else limit
     sock = _socket_of(raw) if hasattr(raw, "stream") else None
     if sock is None or not hasattr(raw, "read1"):
         # No socket to bound (a mocked response): one read.
         with _broken_off():
-            return raw.read(decode_content=True) if hasattr(raw, "stream") else response.content
-    into = _into(raw) if into_buffer else None
+            data = (
+                raw.read(decode_content=not sealed) if hasattr(raw, "stream") else response.content
+            )
+        if len(data) > most:
+            raise ResponseTooLargeError(deadline.service, limit)
+        return data
+    into = _into(raw) if sealed else None
     if into is not None:
         return _read_into(raw, into, sock, deadline, read_timeout, buffers)
-    return _read_pieces(raw, sock, deadline, read_timeout)
+    encoded = raw.headers.get("Content-Encoding", "identity").lower() != "identity"
+    piece = _ENCODED_PIECE if encoded and not sealed else _PIECE
+    pieces = _Pieces(raw, sock, deadline, read_timeout, decode=not sealed, piece=piece)
+    return pieces.read(most, limit)
 
 
 def _socket_of(raw: Any) -> Any:
@@ -204,36 +233,57 @@ def _fill(
         buffer.filled(n)
 
 
-def _read_pieces(
-    raw: Any,
-    sock: Any,
-    deadline: Deadline,
-    read_timeout: Optional[float],
-) -> bytes:
-    read1: Callable[..., bytes] = raw.read1
-    pieces: list[bytes] = []
-    while True:
-        length: Optional[int] = raw.length_remaining
-        if length == 0:
-            break
-        left = deadline.remaining()
-        if left <= 0:
-            raise deadline.exceeded()
-        by_deadline = read_timeout is None or left <= read_timeout
-        sock.settimeout(left if by_deadline else read_timeout)
-        amount = _PIECE if length is None else min(length, _PIECE)
-        try:
-            piece = read1(amount, decode_content=True)
-        except ReadTimeoutError as exc:
-            if by_deadline:
-                raise deadline.exceeded() from exc
-            raise AttemptFailed.mid_answer(exc, "ReadTimeout") from exc
-        except _BROKEN as exc:
-            raise AttemptFailed.mid_answer(exc) from exc
-        if not piece:
-            break
-        pieces.append(piece)
-    return b"".join(pieces)  # one piece is returned as is, without a copy
+class _Pieces:
+    """Reads a body one socket read's worth at a time, each within the deadline."""
+
+    def __init__(
+        self,
+        raw: Any,
+        sock: Any,
+        deadline: Deadline,
+        read_timeout: Optional[float],
+        *,
+        decode: bool,
+        piece: int,
+    ) -> None:
+        self.raw = raw
+        self.sock = sock
+        self.deadline = deadline
+        self.read_timeout = read_timeout
+        self.decode = decode
+        self.piece = piece
+
+    def read(self, most: int, limit: int) -> bytes:
+        """Return the body, at most ``most`` bytes; past that raise ResponseTooLargeError."""
+        raw, deadline, read_timeout = self.raw, self.deadline, self.read_timeout
+        read1: Callable[..., bytes] = raw.read1
+        pieces: list[bytes] = []
+        total = 0
+        while True:
+            length: Optional[int] = raw.length_remaining
+            if length == 0:
+                break
+            left = deadline.remaining()
+            if left <= 0:
+                raise deadline.exceeded()
+            by_deadline = read_timeout is None or left <= read_timeout
+            self.sock.settimeout(left if by_deadline else read_timeout)
+            amount = self.piece if length is None else min(length, self.piece)
+            try:
+                piece = read1(amount, decode_content=self.decode)
+            except ReadTimeoutError as exc:
+                if by_deadline:
+                    raise deadline.exceeded() from exc
+                raise AttemptFailed.mid_answer(exc, "ReadTimeout") from exc
+            except _BROKEN as exc:
+                raise AttemptFailed.mid_answer(exc) from exc
+            if not piece:
+                break
+            total += len(piece)
+            if total > most:
+                raise ResponseTooLargeError(deadline.service, limit)
+            pieces.append(piece)
+        return b"".join(pieces)  # one piece is returned as is, without a copy
 
 
 @contextlib.contextmanager

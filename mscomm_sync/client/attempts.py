@@ -157,15 +157,15 @@ class AttemptLoop:
             self.balancer.eject(instance.url)
         if self.clock() >= call.deadline.at:
             raise call.deadline.exceeded() from failure.cause
-        if not (failure.connect_phase or call.may_repeat):
+        if not (failure.not_run or call.may_repeat):
             self._unavailable(failure)
         # urllib3's Retry counts the attempt and knows its kind by the error's type.
-        error = ConnectTimeoutError(failure.reason) if failure.connect_phase else ProtocolError()
+        error = ConnectTimeoutError(failure.reason) if failure.not_run else ProtocolError()
         try:
             self.retry = self.retry.increment(call.method, instance.url, error=error)
         except MaxRetryError:
             self._unavailable(failure)
-        delay = self._backoff()
+        delay = self._backoff() if failure.retry_after is None else failure.retry_after
         if self.clock() + delay >= call.deadline.at:
             raise call.deadline.exceeded() from failure.cause
         if not failure.refused and not self._spend():

@@ -34,19 +34,33 @@ class AttemptFailed(MscommError):
             certainly never left this host.
         refused: the connection was refused: nothing was listening, so no
             process did any work for the attempt (implies ``connect_phase``).
+        not_run: the service certainly did not run the request: it never
+            left (``connect_phase``), or the service said so in a sealed
+            answer. Such an attempt may be repeated whatever the method.
+        retry_after: seconds the service asked to wait before the next
+            attempt, or ``None``.
         reason: a short name for the log (``connection refused``,
             ``ConnectTimeout``, ``ReadTimeout``, ``ConnectionResetError``, ...).
         cause: the exception as it entered.
     """
 
     def __init__(
-        self, reason: str, cause: BaseException, *, connect_phase: bool, refused: bool = False
+        self,
+        reason: str,
+        cause: BaseException,
+        *,
+        connect_phase: bool,
+        refused: bool = False,
+        not_run: bool = False,
+        retry_after: Optional[float] = None,
     ) -> None:
         super().__init__(f"attempt failed: {reason}")
         self.reason = reason
         self.cause = cause
         self.connect_phase = connect_phase or refused
         self.refused = refused
+        self.not_run = not_run or self.connect_phase
+        self.retry_after = retry_after
 
     @classmethod
     def from_requests(cls, exc: requests.RequestException) -> AttemptFailed:
@@ -82,8 +96,17 @@ class AttemptFailed(MscommError):
             reason = type(inner if isinstance(inner, BaseException) else exc).__name__
         return cls(reason, exc, connect_phase=False)
 
+    @classmethod
+    def not_executed(cls, cause: BaseException, retry_after: Optional[float]) -> AttemptFailed:
+        """Return the failure the service reported, sealed, for a request it did not run."""
+        return cls("not run by the service", cause, connect_phase=False, not_run=True,
+                   retry_after=retry_after)  # fmt: skip
+
     def __repr__(self) -> str:
-        return f"<AttemptFailed {self.reason!r} connect_phase={self.connect_phase}>"
+        return (
+            f"<AttemptFailed {self.reason!r} connect_phase={self.connect_phase}"
+            f" not_run={self.not_run}>"
+        )
 
 
 def _urllib3_reason(exc: requests.RequestException) -> object:

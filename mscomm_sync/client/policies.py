@@ -204,6 +204,10 @@ class CallPolicy:
         timeout: the deadline and per-attempt timeouts.
         breaker: the circuit breaker.
         budget: the retry budget.
+        max_answer_size: the largest answer body accepted from this target,
+            in bytes (plaintext; a sealed one may be 16 bytes longer). A
+            declared larger one is refused before it is read, and one
+            without a declared length is read no further than this.
         allow_plaintext_replies: accept unsealed answers from this target.
             A weakening, off by default: it matches a service running its
             middleware with ``encrypt_responses=False``, and lets anyone on
@@ -214,4 +218,5 @@ class CallPolicy:
     timeout: TimeoutPolicy = attrs.field(factory=TimeoutPolicy)
     breaker: BreakerPolicy = attrs.field(factory=BreakerPolicy)
     budget: BudgetPolicy = attrs.field(factory=BudgetPolicy)
+    max_answer_size: int = attrs.field(default=DEFAULT_MAX_ANSWER_SIZE, validator=_count)
     allow_plaintext_replies: bool = False

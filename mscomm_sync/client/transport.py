@@ -23,7 +23,7 @@ import base64
 import binascii
 import logging
 import os
-from typing import Union
+from typing import Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -38,10 +38,17 @@ from ..envelope import (
     ENVELOPE_HEADERS,
     HEADER_ENCRYPTED,
     HEADER_SEALED_BODY,
+    NOT_EXECUTED_CONTENT_TYPE,
     Opened,
     Sealed,
 )
-from ..errors import InsecureResponseError, IntegrityError, RequestRejectedError
+from ..errors import (
+    InsecureResponseError,
+    IntegrityError,
+    MscommError,
+    RequestRejectedError,
+    ResponseTooLargeError,
+)
 from .answer import read_answer
 from .call import Call
 from .failures import AttemptFailed
@@ -56,6 +63,9 @@ DEFAULT_POOL_MAXSIZE = 32
 #: A sealed request body this large or larger is let go once sent, so
 #: ``resp.request.body`` is ``None`` after such a call.
 RELEASE_SENT_BODY = 64 * 1024
+#: The most of an unwanted body (a refusal's) read to keep its connection.
+_DRAIN = 4096
+_TAG_BYTES = 16
 #: Instances whose proxy and CA settings are remembered.
 _MAX_ENVIRONMENTS = 1024
 
@@ -123,17 +133,29 @@ class SealedTransport(HTTPAdapter):
         if len(attempt.body) >= RELEASE_SENT_BODY:  # type: ignore[arg-type]
             attempt.body = None
         sealed_reply = (response.headers.get(HEADER_ENCRYPTED) or "").lower() == "true"
+        if not sealed_reply and not call.policy.allow_plaintext_replies:
+            # A refusal or a downgrade: its body is never used, so never read
+            # past a few bytes (enough to keep the connection for reuse).
+            _discard(response, call, timeout[1])
+            raise _refusal(call, response, url)
+        _check_before_reading(call, response, sealed=sealed_reply)
         # Read here, so a reset mid-body fails this attempt. A sealed answer
         # is only opened, so it may be read into a kept buffer.
         data = read_answer(
             response,
             deadline=call.deadline,
+            limit=call.policy.max_answer_size,
             read_timeout=timeout[1],
-            into_buffer=sealed_reply,
+            sealed=sealed_reply,
             buffers=self.buffers,
         )
         if not sealed_reply:
-            return _unsealed(call, response, url)
+            log.debug(
+                "plaintext reply accepted (service=%s status=%d)",
+                call.service,
+                response.status_code,
+            )
+            return response
         return self._open(call, response, data, reply_to)
 
     def _open(
@@ -160,6 +182,14 @@ class SealedTransport(HTTPAdapter):
             if isinstance(data, memoryview):  # read into a kept buffer: offer it back
                 response._content = b""
                 self.buffers.give(data)
+        if response.status_code == 503 and opened.content_type == NOT_EXECUTED_CONTENT_TYPE:
+            # The service's middleware says, sealed, that it did not run this
+            # request (its replay store is newer than the seal): seal it again.
+            response.close()
+            raise AttemptFailed.not_executed(
+                RuntimeError("the service did not run the request"),
+                _retry_after(headers.get("Retry-After")),
+            )
         _as_opened(response, opened, call.method)
         return response
 
@@ -188,24 +218,63 @@ def _attempt(call: Call, url: str, sealed: Sealed) -> PreparedRequest:
     return attempt
 
 
-def _unsealed(call: Call, response: Response, url: str) -> Response:
-    """Return an unsealed answer the caller allowed, or raise the refusal it stands for."""
+def _refusal(call: Call, response: Response, url: str) -> MscommError:
+    """Return the error an unsealed answer to a sealed request stands for (it is not allowed)."""
     status = response.status_code
-    if call.policy.allow_plaintext_replies:
-        log.debug("plaintext reply accepted (service=%s status=%d)", call.service, status)
-        return response
     where = _without_query(url)  # the query may carry data; never logged
     if status in REFUSAL_STATUSES:
         log.warning(
             "rejected by service=%s status=%d url=%s request_id=%s",
             call.service, status, where, call.request_id,
         )  # fmt: skip
-        raise RequestRejectedError(call.service, status)
+        return RequestRejectedError(call.service, status)
     log.warning(
         "unsealed answer from service=%s status=%d url=%s request_id=%s",
         call.service, status, where, call.request_id,
     )  # fmt: skip
-    raise InsecureResponseError(service=call.service, status=status)
+    return InsecureResponseError(service=call.service, status=status)
+
+
+def _discard(response: Response, call: Call, read_timeout: float) -> None:
+    """Read a small unwanted body so the connection can be reused; close on anything else."""
+    declared = getattr(response.raw, "length_remaining", None)
+    if isinstance(declared, int) and declared <= _DRAIN:
+        try:
+            read_answer(response, deadline=call.deadline, limit=_DRAIN, read_timeout=read_timeout)
+            return
+        except MscommError:
+            pass  # read_answer closed it
+    response.close()
+
+
+def _check_before_reading(call: Call, response: Response, *, sealed: bool) -> None:
+    """Refuse an answer that cannot be accepted, from its headers alone.
+
+    A sealed answer must come as it was sealed: a ``Content-Encoding`` on it
+    would have the client decompress bytes before verifying them. And an
+    answer declaring more than the limit is refused before it is read.
+
+    Raises:
+        IntegrityError: a sealed answer with a ``Content-Encoding``.
+        ResponseTooLargeError: the declared length is above the limit.
+    """
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if sealed and encoding != "identity":
+        response.close()
+        log.warning(
+            "sealed answer with Content-Encoding refused (service=%s request_id=%s)",
+            call.service, call.request_id,
+        )  # fmt: skip
+        raise IntegrityError(service=call.service, reason="content encoding on a sealed answer")
+    declared = getattr(response.raw, "length_remaining", None)
+    limit = call.policy.max_answer_size
+    if isinstance(declared, int) and declared > limit + (_TAG_BYTES if sealed else 0):
+        response.close()
+        log.warning(
+            "answer of %d bytes refused, above the limit of %d (service=%s request_id=%s)",
+            declared, limit, call.service, call.request_id,
+        )  # fmt: skip
+        raise ResponseTooLargeError(call.service, limit, declared)
 
 
 def _as_opened(response: Response, opened: Opened, method: str) -> None:
@@ -230,6 +299,13 @@ def _environment(base_url: str, trust_env: bool) -> Environment:
     proxies = dict(get_environ_proxies(base_url))
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     return proxies, bundle if bundle else True
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    """Return a ``Retry-After`` of whole seconds (0 to 60), or ``None``."""
+    if value is None or not value.strip().isdigit():
+        return None
+    return float(min(int(value.strip()), 60))
 
 
 def _without_query(url: str) -> str:

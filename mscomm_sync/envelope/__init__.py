@@ -21,6 +21,7 @@ from .headers import (
     HEADER_SEAL,
     HEADER_SEALED_BODY,
     HEADER_SERVICE,
+    NOT_EXECUTED_CONTENT_TYPE,
     SEALED_CONTENT_TYPE,
     claimed_ids,
 )
@@ -36,6 +37,7 @@ __all__ = [
     "HEADER_SEAL",
     "HEADER_SEALED_BODY",
     "HEADER_SERVICE",
+    "NOT_EXECUTED_CONTENT_TYPE",
     "REQUEST",
     "RESPONSE",
     "SEALED_CONTENT_TYPE",

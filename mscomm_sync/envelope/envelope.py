@@ -35,9 +35,10 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .._fast import memo
-from ..errors import ConfigurationError, IntegrityError
+from ..errors import ConfigurationError, IntegrityError, ReplayGapError
 from ..keyring import Keyring, validate_service_name
 from ..replay import MemoryReplayStore, ReplayStore
+from ..replay.store import remembers_since
 from .crypto import BODY_NONCE, META_NONCE, VERSION, derive_message_key, message_aad
 from .headers import (
     HEADER_ENCRYPTED,
@@ -216,6 +217,9 @@ class Envelope:
 
         The message id is recorded in the replay store only after the
         message verified, so a forged message cannot burn a real one's id.
+        A message sealed in an earlier second than the replay store's
+        ``not_before`` is refused with :class:`ReplayGapError`: the store
+        cannot know whether it was delivered before.
 
         Args:
             method: the HTTP method it arrived with.
@@ -225,6 +229,8 @@ class Envelope:
             body: the sealed body (a ``bytearray`` or ``memoryview`` is read, never kept).
 
         Raises:
+            ReplayGapError: it verified but was sealed before the replay
+                store's ``not_before`` (an ``IntegrityError`` too).
             IntegrityError: for every reason it cannot be accepted.
         """
         sender, fields = self._envelope_of(REQUEST, headers, body, None)
@@ -232,6 +238,12 @@ class Envelope:
             REQUEST, sender, self.service_name, self._method(method, sender, fields), target, "", ""
         )
         opened = self._open(binding, fields, body)
+        since = remembers_since(self.replay_store)
+        if opened.timestamp < since:
+            _reject("sealed before the replay store began", binding, fields)
+            raise ReplayGapError(
+                service=opened.sender, message_id=opened.message_id, not_before=since
+            )
         expires = opened.timestamp + self.window + 1.0
         if not self.replay_store.add(f"{opened.sender}/{opened.message_id}", expires):
             raise _reject("replay", binding, fields)

@@ -19,6 +19,7 @@ __all__ = [
     "HEADER_SEAL",
     "HEADER_SEALED_BODY",
     "HEADER_SERVICE",
+    "NOT_EXECUTED_CONTENT_TYPE",
     "SEALED_CONTENT_TYPE",
     "SealFields",
     "bound_method",
@@ -28,6 +29,10 @@ __all__ = [
 ]
 
 SEALED_CONTENT_TYPE = "application/vnd.mscomm.sealed"
+#: The sealed content type of the middleware's own 503 answer to a verified
+#: request it did not run (its replay store began after the request was
+#: sealed): the caller may seal the request again, whatever its method.
+NOT_EXECUTED_CONTENT_TYPE = "application/vnd.mscomm.not-executed+json"
 HEADER_ENCRYPTED = "X-Encrypted-Payload"
 HEADER_SERVICE = "X-Encryption-Service"
 #: Version, key id, timestamp, message id and sealed content type, in one

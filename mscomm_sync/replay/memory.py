@@ -22,6 +22,9 @@ class MemoryReplayStore:
 
     When the store holds ``max_entries`` unexpired ids it refuses new ones
     (fails closed) rather than forgetting ids that could still be replayed.
+    A new store remembers nothing, so it vouches only for messages sealed
+    from the second it was made (:attr:`not_before`): a restarted process
+    refuses a message sealed before it started, rather than accept it twice.
 
     Args:
         max_entries: the most ids held at once.
@@ -37,6 +40,8 @@ class MemoryReplayStore:
             )
         self.max_entries = max_entries
         self._clock = clock
+        #: The first whole second (Unix time) this store can vouch for.
+        self.not_before = float(int(clock()))
         self._expiry: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []
         self._lock = threading.Lock()

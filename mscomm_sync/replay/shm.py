@@ -6,7 +6,9 @@ tmpfs) and an insert is a few operations on that memory under a file lock.
 File layout (little-endian)::
 
     header, 4096 bytes: magic, format version, slots per bucket, bucket count,
-                        a random 16-byte hashing key made with the file
+                        a random 16-byte hashing key made with the file, and the
+                        wall-clock time the table was made (float64; 0 in
+                        tables made before it was recorded)
     bucket, 192 bytes:  8 digests of 16 bytes, then their 8 expiry times (float64)
 
 An id is stored as its keyed BLAKE2b digest (keyed, so that a peer holding a
@@ -49,6 +51,7 @@ __all__ = ["ShmReplayStore"]
 _MAGIC = b"mscomm-replaytbl"
 _VERSION = 1
 _HEADER = struct.Struct("<16sIIQ16s")  # magic, version, slots, buckets, hashing key
+_CREATED = struct.Struct("<d")  # after the header: when the table was made
 _HEADER_SIZE = 4096
 _SLOTS = 8
 _DIGEST_SIZE = 16
@@ -83,6 +86,11 @@ class ShmReplayStore:
     Each process maps the file lazily, so a store created before ``fork()``
     (gunicorn ``--preload``) works in every child; a mapping inherited from a
     parent is left alone, never used or closed.
+
+    A new table remembers nothing, so it vouches only for messages sealed
+    from the second it was made (:attr:`not_before`, kept in the file): a
+    reboot that clears tmpfs, or a new container, costs at most one retry
+    of a message sealed before it, never a replay.
 
     Any error fails closed: :meth:`add` returns ``False`` and logs to
     ``mscomm_sync.replay`` (at most one line per 5 s per process) with the
@@ -140,6 +148,20 @@ class ShmReplayStore:
             return False
         return fresh
 
+    @property
+    def not_before(self) -> float:
+        """The first whole second (Unix time) this table can vouch for: when it was made.
+
+        Mapping the table may fail; then this is 0 and :meth:`add` refuses.
+        """
+        table = self._table
+        try:
+            if table is None or table.pid != os.getpid():
+                table = self._attach()
+        except _FAILURES:
+            return 0.0
+        return table.not_before
+
     def __len__(self) -> int:
         """Return about how many unexpired ids the table holds.
 
@@ -194,7 +216,7 @@ class ShmReplayStore:
             # open file, so it cannot exclude the parent. Keep it, unused.
             self._abandoned.append(stale)
             self._table = None
-        table = _open_table(self.path, self._buckets, pid)
+        table = _open_table(self.path, self._buckets, pid, self._clock())
         current = self._table
         if current is not None and current.pid == pid:  # another thread was quicker
             table.close()
@@ -265,11 +287,24 @@ def _holds(
 class _Table:
     """One process's open file and mapping of the table, and its locks."""
 
-    __slots__ = ("buckets", "fd", "hasher", "lock", "lock_file", "mm", "pid", "unlock_file")
+    __slots__ = (
+        "buckets",
+        "fd",
+        "hasher",
+        "lock",
+        "lock_file",
+        "mm",
+        "not_before",
+        "pid",
+        "unlock_file",
+    )
 
-    def __init__(self, pid: int, fd: int, mm: mmap.mmap, buckets: int, key: bytes) -> None:
+    def __init__(
+        self, pid: int, fd: int, mm: mmap.mmap, buckets: int, key: bytes, created: float
+    ) -> None:
         import fcntl
 
+        self.not_before = float(int(created))
         self.pid = pid
         self.fd = fd
         self.mm = mm
@@ -345,7 +380,7 @@ def _closed() -> None:
     raise ValueError("the replay table was closed")
 
 
-def _open_table(path: Path, buckets: int, pid: int) -> _Table:
+def _open_table(path: Path, buckets: int, pid: int, now: float) -> _Table:
     """Open, create or check, and map the table file.
 
     Raises:
@@ -366,7 +401,7 @@ def _open_table(path: Path, buckets: int, pid: int) -> _Table:
             )
         _lock(fd)
         try:
-            buckets, key = _prepare(fd, path, buckets)
+            buckets, key, created = _prepare(fd, path, buckets, now)
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
         # MAP_POPULATE maps every page now (about 5 ms for 48 MB) rather than
@@ -376,11 +411,14 @@ def _open_table(path: Path, buckets: int, pid: int) -> _Table:
     except BaseException:
         os.close(fd)
         raise
-    return _Table(pid, fd, mm, buckets, key)
+    return _Table(pid, fd, mm, buckets, key, created)
 
 
-def _prepare(fd: int, path: Path, buckets: int) -> tuple[int, bytes]:
-    """Create the table in an empty file, or check the one there; return its geometry.
+def _prepare(fd: int, path: Path, buckets: int, now: float) -> tuple[int, bytes, float]:
+    """Create the table in an empty file, or check the one there.
+
+    Returns its bucket count, hashing key and creation time (``now`` for a
+    table made here).
 
     The caller holds the file lock.
 
@@ -397,8 +435,9 @@ def _prepare(fd: int, path: Path, buckets: int) -> tuple[int, bytes]:
         os.ftruncate(fd, 0)
         _reserve(fd, _HEADER_SIZE + buckets * _BUCKET)
         os.pwrite(fd, _HEADER.pack(bytes(len(_MAGIC)), _VERSION, _SLOTS, buckets, key), 0)
+        os.pwrite(fd, _CREATED.pack(now), _HEADER.size)
         os.pwrite(fd, _MAGIC, 0)  # last: the magic commits the header
-        return buckets, key
+        return buckets, key, now
     if head.startswith(_SQLITE_MAGIC):
         raise ConfigurationError(
             f"replay store file {path} is an SQLite database, not a replay table; "
@@ -421,7 +460,8 @@ def _prepare(fd: int, path: Path, buckets: int) -> tuple[int, bytes]:
                     found * _IDS_PER_BUCKET,
                     buckets * _IDS_PER_BUCKET,
                 )
-            return found, key
+            (created,) = _CREATED.unpack(os.pread(fd, _CREATED.size, _HEADER.size))
+            return found, key, created
     raise ConfigurationError(
         f"replay store file {path} is not a replay table of this version; "
         f"remove it or set {REPLAY_DB_ENV} to a new file",

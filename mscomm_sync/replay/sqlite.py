@@ -41,7 +41,7 @@ _COUNT = "SELECT count(*) FROM seen"
 class _Connection:
     """One thread's connection to the database in one process, and what it last counted there."""
 
-    __slots__ = ("conn", "execute", "full", "left", "pid", "recheck_at", "size")
+    __slots__ = ("conn", "created", "execute", "full", "left", "pid", "recheck_at", "size")
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -51,6 +51,7 @@ class _Connection:
         self.size = 0  # ids left at the last count
         self.full = False
         self.recheck_at = 0.0
+        self.created: Optional[float] = None  # the database's not_before, once read
 
 
 class _ThreadState(threading.local):
@@ -84,6 +85,9 @@ class SqliteReplayStore:
     (replayable only within the window they were sealed for) or damage the
     file, after which the store refuses everything until the file is removed.
     On tmpfs, the default location, the file does not survive a reboot anyway.
+
+    A new database remembers nothing, so it vouches only for messages sealed
+    from the second it was made (:attr:`not_before`, kept in the database).
 
     Connections are opened lazily, one per thread and process, so a store
     created before ``fork()`` (gunicorn ``--preload``) works in every child;
@@ -143,6 +147,21 @@ class SqliteReplayStore:
         except self._failures as exc:
             log.error("replay store %s failed, refusing: %s", self.path, exc)
             return False
+
+    @property
+    def not_before(self) -> float:
+        """The first whole second (Unix time) this database can vouch for: when it was made.
+
+        Opening the database may fail; then this is 0 and :meth:`add` refuses.
+        """
+        try:
+            state = self._state()
+            if state.created is None:
+                row = state.execute("SELECT value FROM meta WHERE name = 'created'").fetchone()
+                state.created = float(int(row[0]))
+            return state.created
+        except self._failures:
+            return 0.0
 
     def __len__(self) -> int:
         """Return how many unexpired ids the database holds."""
@@ -210,6 +229,10 @@ class SqliteReplayStore:
             "CREATE TABLE IF NOT EXISTS seen "
             "(key TEXT PRIMARY KEY, expires_at REAL NOT NULL) WITHOUT ROWID"
         )
+        # When the database began to remember (a database made before this
+        # was recorded gets the time of its first open since).
+        conn.execute("CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value REAL NOT NULL)")
+        conn.execute("INSERT OR IGNORE INTO meta VALUES ('created', ?)", (self._clock(),))
         return conn
 
     def __repr__(self) -> str:

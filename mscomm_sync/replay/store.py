@@ -9,6 +9,17 @@ exactly one may see ``True``.
 
 A store only ever holds opaque message ids and expiry times, never keys or
 plaintext.
+
+A store that has just been made (a reboot cleared tmpfs, a container
+restarted) remembers nothing of the messages delivered before it. Each store
+of this package therefore says from when it can vouch for a message: its
+``not_before``, the first whole second (Unix time) after it was made. The
+envelope refuses a message sealed in an earlier second
+(:class:`~mscomm_sync.errors.ReplayGapError`) rather than risk accepting it
+a second time; the middleware answers such a refusal so that the caller
+seals the request again (see ``docs/middleware.md``). A store of your own
+may have a ``not_before`` attribute too; one without is taken to remember
+everything it was ever given.
 """
 
 from __future__ import annotations
@@ -16,7 +27,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol, runtime_checkable
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "REPLAY_DB_ENV", "ReplayStore", "log"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "REPLAY_DB_ENV", "ReplayStore", "log", "remembers_since"]
 
 #: The most unexpired ids a store holds unless told otherwise.
 DEFAULT_MAX_ENTRIES = 1_000_000
@@ -42,3 +53,9 @@ class ReplayStore(Protocol):
             the store cannot take more entries (it fails closed).
         """
         ...  # pragma: no cover
+
+
+def remembers_since(store: object) -> float:
+    """Return ``store.not_before``, or ``-inf`` for a store that does not say."""
+    since = getattr(store, "not_before", None)
+    return float("-inf") if since is None else float(since)

@@ -35,7 +35,7 @@ from ..envelope import (
     target_from_environ,
 )
 from ..envelope.headers import bound_method
-from ..errors import ConfigurationError, IntegrityError
+from ..errors import ConfigurationError, IntegrityError, ReplayGapError
 from ..keyring import Keyring
 from ..replay import ReplayStore, default_replay_store
 from .body import BodyRefused, check_passthrough_body, read_request_body
@@ -43,6 +43,8 @@ from .log import log_app_failure, log_refusal
 from .options import DEFAULT_EXEMPT_PATHS, MiddlewareOptions
 from .response import (
     BODILESS_STATUSES,
+    NOT_EXECUTED,
+    Answer,
     StartResponse,
     WSGIApp,
     app_headers,
@@ -217,6 +219,20 @@ class EncryptionMiddleware:
             opened = self.envelope.open_request(
                 method=method, target=target, headers=headers, body=body
             )
+        except ReplayGapError as exc:
+            # Authentic, but the replay store cannot vouch for it: not run,
+            # and its sender is told so, sealed, to seal it again.
+            log_refusal(
+                503,
+                "sealed before the replay store began; the caller is asked to seal it again",
+                environ,
+                sender=exc.service,
+                message_id=exc.message_id,
+            )
+            sender = str(exc.service)
+            return self._send_sealed(
+                environ, start_response, NOT_EXECUTED, sender, exc.message_id, method, target
+            )
         except IntegrityError as exc:
             log_refusal(401, f"verification failed: {exc.reason}", environ)
             return _refuse(401, start_response)
@@ -281,24 +297,43 @@ class EncryptionMiddleware:
             code = 500
             status, kept, body = status_line(500), [], error_body(500)
             content_type = "application/json"
+        answer = Answer(status, code, kept, body, content_type)
+        return self._send_sealed(
+            environ, start_response, answer, opened.sender, opened.message_id, method, target
+        )
+
+    def _send_sealed(
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        answer: Answer,
+        recipient: str,
+        reply_to: str,
+        method: str,
+        target: str,
+    ) -> Iterable[bytes]:
+        """Seal ``answer`` for the request it answers and hand it to the server."""
+        code = answer.code
         bodiless = method == "HEAD" or code < 200 or code in BODILESS_STATUSES
         try:
             sealed = self.envelope.seal_response(
-                recipient=opened.sender,
+                recipient=recipient,
                 method=method,
                 target=target,
                 status=code,
-                reply_to=opened.message_id,
-                body=b"" if bodiless else body,
-                content_type=content_type,
+                reply_to=reply_to,
+                body=b"" if bodiless else answer.body,
+                content_type=answer.content_type,
             )
         except ConfigurationError:
             # Our own key became unusable (e.g. a bad rotation); the caller
             # will refuse this unsealed answer, which is the truth.
-            log_app_failure("cannot seal the answer", environ, opened.sender, opened.message_id)
+            log_app_failure("cannot seal the answer", environ, recipient, reply_to)
             return _refuse(500, start_response)
+        # A copy: sealed_headers extends the list, and NOT_EXECUTED is shared.
+        kept = list(answer.headers)
         out_headers, out_body = sealed_headers(kept, sealed, code, bodiless=bodiless)
-        start_response(status, out_headers)
+        start_response(answer.status, out_headers)
         return served_body(environ, out_body)
 
 

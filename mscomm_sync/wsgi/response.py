@@ -12,14 +12,16 @@ import base64
 import functools
 import json
 from collections.abc import Iterable
-from typing import Any, Callable, Optional
+from typing import Any, Callable, NamedTuple, Optional
 
 from .._fast import exactly, memo
-from ..envelope import ENVELOPE_HEADERS, HEADER_SEALED_BODY, Sealed
+from ..envelope import ENVELOPE_HEADERS, HEADER_SEALED_BODY, NOT_EXECUTED_CONTENT_TYPE, Sealed
 
 __all__ = [
     "BODILESS_STATUSES",
     "HEADER_SEALED_BODY",
+    "NOT_EXECUTED",
+    "Answer",
     "AppResponseError",
     "StartResponse",
     "app_headers",
@@ -63,6 +65,7 @@ _REASONS = {
     403: "Forbidden",
     413: "Content Too Large",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 _ERRORS = {
     400: "bad request",
@@ -70,7 +73,18 @@ _ERRORS = {
     403: "forbidden",
     413: "payload too large",
     500: "internal server error",
+    503: "not run: seal the request again",
 }
+
+
+class Answer(NamedTuple):
+    """An answer to seal: the status line and code, the headers kept, the body, its type."""
+
+    status: str
+    code: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    content_type: Optional[str]
 
 
 class AppResponseError(Exception):
@@ -247,3 +261,15 @@ def error_body(status: int) -> bytes:
 def status_line(status: int) -> str:
     """Return the status line of a status this module knows."""
     return f"{status} {_REASONS[status]}"
+
+
+#: The middleware's own sealed answer to a verified request it did not run
+#: because its replay store began after the request was sealed: the caller
+#: seals the request again (in a second: ``Retry-After``).
+NOT_EXECUTED = Answer(
+    status_line(503),
+    503,
+    [("Retry-After", "1"), ("Cache-Control", "no-store")],
+    error_body(503),
+    NOT_EXECUTED_CONTENT_TYPE,
+)

@@ -105,9 +105,8 @@ def sealed(
     app: Callable[..., Iterable[bytes]], service: str = "billing", **options: Any
 ) -> EncryptionMiddleware:
     """Wrap ``app`` in the real middleware with the test keys and an in-memory replay store."""
-    return EncryptionMiddleware(
-        app, service, keyring=keyring(), replay_store=MemoryReplayStore(), **options
-    )
+    options.setdefault("replay_store", MemoryReplayStore())
+    return EncryptionMiddleware(app, service, keyring=keyring(), **options)
 
 
 class SocketServer:

@@ -1,7 +1,7 @@
 """Large sealed answers are read into one buffer, with the same deadline and errors as pieces.
 
 A sealed answer of 64 KiB or more with a Content-Length is read by
-``deadline.read_answer(into_buffer=True)`` straight into a bytearray; smaller
+``read_answer(sealed=True)`` straight into a bytearray; smaller
 ones, and every unsealed answer, in pieces. Both ways must give the caller
 the same bytes, return the connection to the pool, and fail the same way.
 """
@@ -29,6 +29,7 @@ from .servers import WaitressServer, sealed, sealed_trickle
 
 INTO_BUFFER = 64 * 1024
 PIECES = INTO_BUFFER - 1
+LIMIT = 64 * 1024 * 1024
 
 
 def echo_with_port(ports: list[str]) -> Callable[..., Any]:
@@ -64,12 +65,12 @@ def test_answers_of_every_size_open_on_one_connection(
 def test_only_large_sealed_answers_come_as_a_buffer(length: int) -> None:
     """read_answer's one-copy path is taken exactly when asked and the answer is large."""
     with sealed_trickle(length, burst=length) as server:
-        for into_buffer in (True, False):
+        for sealed in (True, False):
             resp = requests.get(server.url + "/x", stream=True, timeout=10)
             deadline = Deadline(service="billing", at=time.monotonic() + 10, seconds=10)
-            data = read_answer(resp, deadline=deadline, into_buffer=into_buffer)
+            data = read_answer(resp, deadline=deadline, limit=LIMIT, sealed=sealed)
             assert data == b"s" * length
-            direct = into_buffer and length >= INTO_BUFFER
+            direct = sealed and length >= INTO_BUFFER
             assert isinstance(data, bytearray if direct else bytes)
 
 
@@ -89,7 +90,7 @@ def test_tls_failure_inside_the_answer_keeps_its_type() -> None:
         deadline = Deadline(service="billing", at=time.monotonic() + 10, seconds=10)
         try:
             with pytest.raises(AttemptFailed) as info:
-                read_answer(resp, deadline=deadline, into_buffer=True)
+                read_answer(resp, deadline=deadline, limit=LIMIT, sealed=True)
             assert isinstance(info.value.cause, ssl.SSLError)
             assert (info.value.reason, info.value.connect_phase) == ("SSLError", False)
         finally:
@@ -104,7 +105,7 @@ def test_memory_follows_the_bytes_that_arrived() -> None:
         tracemalloc.start()
         try:
             with pytest.raises(AttemptFailed) as info:
-                read_answer(resp, deadline=deadline, into_buffer=True)
+                read_answer(resp, deadline=deadline, limit=LIMIT, sealed=True)
             assert info.value.reason == "IncompleteRead"
             _, peak = tracemalloc.get_traced_memory()
         finally:

@@ -72,7 +72,11 @@ def test_all_instances_refuse(registry: FileRegistry, make_client: Callable[...,
 
 
 def _truncated(n: int) -> tuple[bytes, bool]:
-    return b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial", True
+    # Marked sealed: the client reads only sealed (or allowed plaintext) bodies.
+    return (
+        b"HTTP/1.1 200 OK\r\nX-Encrypted-Payload: true\r\nContent-Length: 100\r\n\r\npartial",
+        True,
+    )
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ from mscomm_sync.envelope import (
     target_from_url,
 )
 from mscomm_sync.envelope import envelope as envelope_module
-from mscomm_sync.errors import ConfigurationError, IntegrityError
+from mscomm_sync.errors import ConfigurationError, IntegrityError, ReplayGapError
 from mscomm_sync.keyring import Key, Keyring
 from mscomm_sync.replay import MemoryReplayStore
 
@@ -89,15 +89,29 @@ def make_ring(**overrides: object) -> Keyring:
 def make_envelope(
     service: str, clock: FakeClock | None = None, ring: Keyring | None = None, **kwargs: object
 ) -> Envelope:
-    """Return an envelope whose clock and replay store share one fake clock."""
+    """Return an envelope whose clock and replay store share one fake clock.
+
+    The store has been remembering for an hour, so only the window decides
+    which past timestamps open (a new store refuses older ones: see
+    test_a_new_replay_store_refuses_what_was_sealed_before_it).
+    """
     clock = clock if clock is not None else FakeClock()
     return Envelope(
         service,
         keyring=ring if ring is not None else make_ring(),
         clock=clock,
-        replay_store=MemoryReplayStore(clock=clock),
+        replay_store=store_made_at(clock, clock.now - 3600),
         **kwargs,  # type: ignore[arg-type]
     )
+
+
+def store_made_at(clock: FakeClock, when: float) -> MemoryReplayStore:
+    """A memory replay store on ``clock`` that began to remember at ``when``."""
+    now, clock.now = clock.now, when
+    try:
+        return MemoryReplayStore(clock=clock)
+    finally:
+        clock.now = now
 
 
 def seal_json(sender: Envelope, **kwargs: object) -> Sealed:
@@ -878,6 +892,33 @@ def test_timestamp_inside_window_is_accepted(skew: float) -> None:
     alpha = make_envelope("alpha", FakeClock(T0))
     billing = make_envelope("billing", FakeClock(T0 - skew))
     assert open_json(billing, seal_json(alpha)).sender == "alpha"
+
+
+@pytest.mark.parametrize(("sealed_at", "opens"), [(-0.1, False), (0.2, True), (0.7, True)])
+def test_a_new_replay_store_refuses_what_was_sealed_before_it(
+    sealed_at: float, opens: bool
+) -> None:
+    """A store made at T0 + 0.5 vouches from the second T0: a message sealed in an earlier
+    second is refused as a ReplayGapError (it may have been delivered before the store
+    existed), one sealed in that second (even just before the store) or later opens."""
+    alpha = make_envelope("alpha", FakeClock(T0 + sealed_at))
+    receiver_clock = FakeClock(T0 + 0.5)
+    billing = Envelope(
+        "billing",
+        keyring=make_ring(),
+        clock=receiver_clock,
+        replay_store=MemoryReplayStore(clock=receiver_clock),
+    )
+    sealed = seal_json(alpha)
+    if opens:
+        assert open_json(billing, sealed).sender == "alpha"
+        return
+    with pytest.raises(ReplayGapError) as info:
+        open_json(billing, sealed)
+    assert (info.value.service, info.value.message_id) == ("alpha", sealed.message_id)
+    assert info.value.not_before == T0
+    # Not recorded: sealed afresh, it opens.
+    assert open_json(billing, seal_json(make_envelope("alpha", FakeClock(T0)))).sender == "alpha"
 
 
 def test_window_is_configurable() -> None:

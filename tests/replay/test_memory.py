@@ -202,3 +202,8 @@ def test_store_is_not_consulted_for_a_forgery() -> None:
             method="GET", target="/", headers=sealed.headers, body=bytes(len(sealed.body))
         )
     assert store.calls == []
+
+
+def test_not_before_is_the_second_the_store_was_made() -> None:
+    """A memory store remembers from its own creation: its not_before is that whole second."""
+    assert MemoryReplayStore(clock=lambda: 1_700_000_000.9).not_before == 1_700_000_000.0
