@@ -24,7 +24,6 @@ process: connection pools, read buffers and requests in flight.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Mapping
 from typing import Callable, Optional, Union
@@ -40,6 +39,7 @@ from ..errors import (
     ServiceNotFoundError,
     ServiceUnavailableError,
 )
+from ..forking import PerProcess
 from ..registry.base import Registry
 from .attempts import AttemptLoop
 from .balancer import PowerOfTwoBalancer
@@ -94,27 +94,26 @@ class ServiceAdapter(BaseAdapter):
         self._listener = listener
         self._trust_env = trust_env
         self.pool_maxsize = pool_maxsize
-        self._pid = os.getpid()
-        self._new_process_state()
+        # Sockets, locks other threads held, requests in flight and breaker
+        # counts all belong to the process that made them: a forked child
+        # gets its own, before any of its threads can use the parent's.
+        self._process: PerProcess[_ProcessState] = PerProcess(self._new_process_state)
 
-    def _new_process_state(self) -> None:
-        """Start this process's state afresh.
+    def _new_process_state(self) -> _ProcessState:
+        return _ProcessState(
+            SealedTransport(pool_maxsize=self.pool_maxsize),
+            PowerOfTwoBalancer(random=self._random, clock=self._clock),
+        )
 
-        Sockets, locks other threads held and counts of requests in flight
-        all belong to the process that made them.
-        """
-        self.transport = SealedTransport(pool_maxsize=self.pool_maxsize)
-        self.balancer = PowerOfTwoBalancer(random=self._random, clock=self._clock)
-        self._breakers: dict[str, CircuitBreaker] = {}
-        self._budgets: dict[str, RetryBudget] = {}
-        self._lock = threading.Lock()
+    @property
+    def transport(self) -> SealedTransport:
+        """This process's transport: its connection pools and read buffers."""
+        return self._process.get().transport
 
-    def check_fork(self) -> None:
-        """Rebuild this process's state if this is a forked child."""
-        pid = os.getpid()
-        if pid != self._pid:
-            self._pid = pid
-            self._new_process_state()
+    @property
+    def balancer(self) -> PowerOfTwoBalancer:
+        """This process's instance chooser (it counts requests in flight)."""
+        return self._process.get().balancer
 
     # -- requests' adapter interface ----------------------------------------
 
@@ -155,7 +154,7 @@ class ServiceAdapter(BaseAdapter):
         """
         if not (request.url or "").lower().startswith(SCHEME):
             raise ValueError(f"ServiceAdapter sends only {SCHEME} URLs")
-        self.check_fork()
+        state = self._process.get()
         call = plan_call(
             request,
             timeout=timeout,
@@ -167,10 +166,10 @@ class ServiceAdapter(BaseAdapter):
             envelope=self._envelope(),
             clock=self._clock,
         )
-        breaker = self.breaker(call.service)
+        breaker = state.breaker(call.service, self._new_breaker)
         probe = breaker.acquire()
         try:
-            response = self._attempts(call)
+            response = self._attempts(call, state)
         except (ServiceUnavailableError, DeadlineExceededError) as exc:
             breaker.record_failure(probe, exc)
             raise
@@ -201,7 +200,7 @@ class ServiceAdapter(BaseAdapter):
 
     # -- the spokes -----------------------------------------------------------
 
-    def _attempts(self, call: Call) -> Response:
+    def _attempts(self, call: Call, state: _ProcessState) -> Response:
         instances = self._registry().get_instances(call.service)
         if not instances:
             raise ServiceNotFoundError(call.service)
@@ -209,13 +208,13 @@ class ServiceAdapter(BaseAdapter):
             log.warning(
                 "every instance of service=%s is marked unhealthy; trying anyway", call.service
             )
-        budget = self.budget(call.service)
+        budget = state.budget(call.service, self._new_budget)
         budget.record_call()
         loop = AttemptLoop(
             call=call,
             instances=instances,
-            transport=self.transport,
-            balancer=self.balancer,
+            transport=state.transport,
+            balancer=state.balancer,
             budget=budget,
             clock=self._clock,
             sleep=self._sleep,
@@ -224,32 +223,53 @@ class ServiceAdapter(BaseAdapter):
         return loop.run()
 
     def breaker(self, service: str) -> CircuitBreaker:
-        """Return the breaker of ``service`` (created on first use)."""
-        found = self._breakers.get(service)
-        if found is not None:
-            return found
-        with self._lock:
-            if service not in self._breakers:
-                self._breakers[service] = CircuitBreaker(
-                    service,
-                    self._policy_for(service).breaker,
-                    clock=self._clock,
-                    random=self._random,
-                    listener=self._listener,
-                )
-            return self._breakers[service]
+        """Return this process's breaker of ``service`` (created on first use)."""
+        return self._process.get().breaker(service, self._new_breaker)
 
     def budget(self, service: str) -> RetryBudget:
-        """Return the retry budget of ``service`` (created on first use)."""
-        found = self._budgets.get(service)
-        if found is not None:
-            return found
-        with self._lock:
-            if service not in self._budgets:
-                self._budgets[service] = RetryBudget(
-                    service, self._policy_for(service).budget, clock=self._clock
-                )
-            return self._budgets[service]
+        """Return this process's retry budget of ``service`` (created on first use)."""
+        return self._process.get().budget(service, self._new_budget)
+
+    def _new_breaker(self, service: str) -> CircuitBreaker:
+        return CircuitBreaker(
+            service,
+            self._policy_for(service).breaker,
+            clock=self._clock,
+            random=self._random,
+            listener=self._listener,
+        )
+
+    def _new_budget(self, service: str) -> RetryBudget:
+        return RetryBudget(service, self._policy_for(service).budget, clock=self._clock)
 
     def __repr__(self) -> str:
-        return f"<ServiceAdapter targets={sorted(self._breakers)!r}>"
+        return f"<ServiceAdapter targets={sorted(self._process.get().breakers)!r}>"
+
+
+class _ProcessState:
+    """What one process's calls share: pools and buffers, in-flight counts, breakers, budgets."""
+
+    def __init__(self, transport: SealedTransport, balancer: PowerOfTwoBalancer) -> None:
+        self.transport = transport
+        self.balancer = balancer
+        self.breakers: dict[str, CircuitBreaker] = {}
+        self.budgets: dict[str, RetryBudget] = {}
+        self._lock = threading.Lock()
+
+    def breaker(self, service: str, new: Callable[[str], CircuitBreaker]) -> CircuitBreaker:
+        found = self.breakers.get(service)
+        if found is None:
+            with self._lock:
+                found = self.breakers.get(service)
+                if found is None:
+                    found = self.breakers[service] = new(service)
+        return found
+
+    def budget(self, service: str, new: Callable[[str], RetryBudget]) -> RetryBudget:
+        found = self.budgets.get(service)
+        if found is None:
+            with self._lock:
+                found = self.budgets.get(service)
+                if found is None:
+                    found = self.budgets[service] = new(service)
+        return found

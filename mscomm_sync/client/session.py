@@ -25,6 +25,7 @@ from requests.utils import requote_uri
 
 from ..envelope import HEADER_ENCRYPTED, Envelope
 from ..errors import ConfigurationError
+from ..forking import PerProcess
 from ..keyring import Keyring, validate_service_name
 from ..registry.base import Registry
 from .adapter import ServiceAdapter
@@ -77,7 +78,6 @@ class MicroServiceClient(requests.Session):
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
     ) -> None:
-        self._pid = os.getpid()
         super().__init__()
         name = service_name if service_name is not None else os.environ.get("SERVICE_NAME")
         if name is None:
@@ -106,6 +106,8 @@ class MicroServiceClient(requests.Session):
                 pool_maxsize=pool_maxsize,
             ),
         )
+        # After mount(): the adapters whose pools a forked child renews.
+        self._pools: PerProcess[int] = PerProcess(self._fresh_pools)
 
     # -- the service form --------------------------------------------------
 
@@ -250,16 +252,17 @@ class MicroServiceClient(requests.Session):
 
     def get_adapter(self, url: str) -> BaseAdapter:
         """Return the adapter for ``url``, rebuilding pools after a fork."""
-        self._check_fork()
+        self._pools.get()
         return super().get_adapter(url)
 
-    def _check_fork(self) -> None:
-        pid = os.getpid()
-        if pid == self._pid:
-            return
-        # In a forked child: sockets, locks held by parent threads and
-        # in-flight counts all belong to the parent. Start afresh.
-        self._pid = pid
+    def _fresh_pools(self) -> int:
+        """Give every mounted ``HTTPAdapter`` new connection pools; return this process's id.
+
+        Run once in each forked child (see :class:`~mscomm_sync.forking.PerProcess`):
+        the parent's sockets are shared with it and every sibling, so a
+        child must never send on one. The ``ServiceAdapter`` keeps its own
+        per-process state the same way.
+        """
         for adapter in self.adapters.values():
             if isinstance(adapter, HTTPAdapter):
                 state: Any = adapter  # requests keeps the pool sizes in private attributes
@@ -267,8 +270,7 @@ class MicroServiceClient(requests.Session):
                     state._pool_connections, state._pool_maxsize, block=state._pool_block
                 )
                 adapter.proxy_manager = {}
-            if isinstance(adapter, ServiceAdapter):
-                adapter.check_fork()
+        return os.getpid()
 
     def _get_envelope(self) -> Envelope:
         if self._envelope is None:
