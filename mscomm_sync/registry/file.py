@@ -182,14 +182,12 @@ class FileRegistry(BaseRegistry):
         with self._reload_lock:
             try:
                 fd = os.open(self.path, os.O_RDONLY | _CLOEXEC)
-            except FileNotFoundError:
-                if first:
+            except OSError as exc:
+                if first and isinstance(exc, FileNotFoundError):
                     # Not an error: nothing has registered here yet. Reads
                     # must not create it (a mistyped path would look right).
                     log.info("registry file %s does not exist yet; it reads as empty", self.path)
                     return
-                raise
-            except OSError as exc:
                 if first:
                     raise self._io_error("open", exc) from exc
                 log.warning(
