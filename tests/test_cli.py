@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import re
 import subprocess
 import sys
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import mscomm_sync
 from mscomm_sync.cli import main
 from mscomm_sync.keyring import Key
 
@@ -84,6 +86,34 @@ def test_keygen_help_explains_where_the_key_goes() -> None:
     assert result.returncode == 0
     assert "_ENCRYPTION_KEY" in result.stdout
     assert "32" in result.stdout
+
+
+def test_version_prints_the_package_version() -> None:
+    """`mscomm --version` prints mscomm_sync.__version__ on stdout and exits 0."""
+    result = mscomm("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"mscomm (mscomm_sync) {mscomm_sync.__version__}\n"
+
+
+def test_keygen_json_prints_a_list_of_valid_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--json keygen -n 2` (or `keygen --json`) prints a JSON list of two distinct keys."""
+    assert main(["--json", "keygen", "-n", "2"]) == 0
+    assert main(["keygen", "--json"]) == 0
+    first, second = capsys.readouterr().out.splitlines()
+    keys = json.loads(first)
+    assert len(json.loads(second)) == 1
+    assert len(set(keys)) == 2
+    for key in keys:
+        assert_valid_key(key)
+
+
+def test_help_documents_the_exit_status() -> None:
+    """`--help` and `registry --help` say what exit statuses 0, 1 and 2 mean."""
+    for args in (["--help"], ["registry", "--help"]):
+        result = mscomm(*args)
+        assert result.returncode == 0
+        text = " ".join(result.stdout.split())
+        assert "Exit status: 0" in text and "1 not found" in text and "2 usage error" in text
 
 
 def test_no_subcommand_is_a_usage_error() -> None:

@@ -20,9 +20,10 @@ from .default import (
     register_from_env,
     reset_registry,
 )
-from .file import FileRegistry
+from .file import DEFAULT_LOCK_TIMEOUT, FileRegistry
 from .health import DEFAULT_HEALTH_CHECK_INTERVAL, HealthCheckConfig, HealthPoller
 from .location import ENV_REGISTRY, default_location
+from .probe import ProbeResult
 
 if TYPE_CHECKING:
     from .etcd import DEFAULT_LEASE_TTL, EtcdRegistry
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_HEALTH_CHECK_INTERVAL",
     "DEFAULT_HEALTH_ENDPOINT",
     "DEFAULT_LEASE_TTL",
+    "DEFAULT_LOCK_TIMEOUT",
     "ENV_REGISTRY",
     "BaseRegistry",
     "EtcdRegistry",
@@ -38,6 +40,7 @@ __all__ = [
     "HealthCheckConfig",
     "HealthPoller",
     "Instance",
+    "ProbeResult",
     "Registry",
     "default_location",
     "get_registry",

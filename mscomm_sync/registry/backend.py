@@ -35,6 +35,8 @@ class BaseRegistry:
         random: returns a float in ``[0, 1)``; drives jitter.
     """
 
+    #: Where the backend lives: an absolute file path or ``etcd://hosts/prefix``.
+    #: Errors and messages that concern this registry name it.
     location: str = ""
 
     def __init__(
@@ -80,6 +82,15 @@ class BaseRegistry:
         self._maybe_reload()
         return self._catalogue.all()
 
+    @property
+    def exists(self) -> bool:
+        """Whether the backend holds a registry yet (a file registry: whether its file exists).
+
+        A registry that does not exist reads as empty; it is created by the
+        first registration.
+        """
+        return True
+
     def _maybe_reload(self) -> None:
         """Bring the catalogue up to date if that is cheap (hook for subclasses)."""
 
@@ -116,8 +127,12 @@ class BaseRegistry:
         """Add or replace the validated record ``inst`` in the backend."""
         raise NotImplementedError
 
-    def deregister(self, name: str, url: str) -> None:
-        """Remove the instance ``(name, url)``; removing an absent one is a no-op."""
+    def deregister(self, name: str, url: str) -> bool:
+        """Remove the instance ``(name, url)``; removing an absent one changes nothing.
+
+        Returns:
+            True if it was registered, False if there was nothing to remove.
+        """
         raise NotImplementedError
 
     def refresh(self) -> None:

@@ -71,8 +71,8 @@ class Registry(Protocol):
         """Add or update the instance ``(name, url)``."""
         ...  # pragma: no cover
 
-    def deregister(self, name: str, url: str) -> None:
-        """Remove the instance ``(name, url)``, if present."""
+    def deregister(self, name: str, url: str) -> Optional[bool]:
+        """Remove the instance ``(name, url)``, if present; True if it was."""
         ...  # pragma: no cover
 
     def get_instances(self, name: str) -> list[Instance]:

@@ -39,6 +39,12 @@ def open_registry(
 ) -> BaseRegistry:
     """Return a new registry for ``location`` without making it the default.
 
+    Opening reads; it never creates a registry. A file registry's file is
+    created by its first registration, in a directory that must exist, except
+    for the per-user default file (``location`` is ``None`` and
+    ``$MSCOMM_REGISTRY`` unset), whose directory the first registration
+    creates too.
+
     Args:
         location: a JSON file path, or ``etcd://host:port[,host:port...][/prefix]``;
             ``None`` means :func:`default_location`.
@@ -46,7 +52,8 @@ def open_registry(
         lease_ttl: seconds an etcd registration outlives its process; ignored
             by the file backend, so one call suits both.
         health_check: health-check settings.
-        **options: further keyword arguments for the backend's constructor.
+        **options: further keyword arguments for the backend's constructor
+            (for a file: ``lock_timeout``, ``create_parents``).
 
     Returns:
         A :class:`~mscomm_sync.registry.FileRegistry` or
@@ -79,6 +86,10 @@ def open_registry(
         )
     from .file import FileRegistry
 
+    if location is None and not os.environ.get(ENV_REGISTRY, "").strip():
+        # Nobody typed this path, so a missing directory is no typo: the
+        # per-user state directory simply has not been made yet.
+        options.setdefault("create_parents", True)
     return FileRegistry(
         where, health_check_interval=health_check_interval, health_check=health_check, **options
     )

@@ -198,18 +198,22 @@ class EtcdRegistry(BaseRegistry):
             self._catalogue.upsert(inst)
             self._revision = None  # the cache was patched: the next refresh must read
 
-    def deregister(self, name: str, url: str) -> None:
+    def deregister(self, name: str, url: str) -> bool:
         """Delete the instance ``(name, url)``, whoever registered it.
+
+        Returns:
+            True if etcd held it, False if there was nothing to delete.
 
         Raises:
             RegistryError: etcd refused or no member answered.
         """
         key = (name, url.rstrip("/"))
         with self._write_lock:
-            self._gateway.delete(f"{self._services_prefix}{key[0]}/{key[1]}")
+            deleted = self._gateway.delete(f"{self._services_prefix}{key[0]}/{key[1]}")
             self._own.pop(key, None)
             self._catalogue.remove(key)
             self._revision = None
+        return deleted > 0
 
     def _key(self, inst: Instance) -> str:
         return f"{self._services_prefix}{inst.service}/{inst.url}"

@@ -168,9 +168,10 @@ class EtcdGateway:
             body["lease"] = str(lease)
         self.call("/v3/kv/put", body)
 
-    def delete(self, key: str) -> None:
-        """Delete ``key`` (absent keys are fine)."""
-        self.call("/v3/kv/deleterange", {"key": _b64(key.encode())})
+    def delete(self, key: str) -> int:
+        """Delete ``key`` (absent keys are fine) and return how many keys went (0 or 1)."""
+        data = self.call("/v3/kv/deleterange", {"key": _b64(key.encode())})
+        return int(data.get("deleted", 0))  # int64 travels as a string; 0 is omitted
 
     def range_prefix(self, prefix: str) -> tuple[list[KeyValue], int]:
         """Return every key starting with ``prefix`` (sorted by key) and the store revision."""

@@ -22,12 +22,14 @@ import attrs
 import requests
 
 from .base import Instance
+from .probe import ProbeResult, describe_failure
 from .worker import PeriodicWorker, reset_after_fork
 
 __all__ = [
     "DEFAULT_HEALTH_CHECK_INTERVAL",
     "HealthCheckConfig",
     "HealthPoller",
+    "ProbeResult",
 ]
 
 log = logging.getLogger("mscomm_sync.registry")
@@ -72,6 +74,7 @@ class _Verdict:
     passes: int = 0
     failures: int = 0
     checked_at: Optional[float] = None
+    last: Optional[ProbeResult] = None
 
 
 class HealthPoller(PeriodicWorker):
@@ -153,6 +156,11 @@ class HealthPoller(PeriodicWorker):
         verdict = self._verdicts.get((service, url))
         return verdict.checked_at if verdict is not None else None
 
+    def last_probe(self, service: str, url: str) -> Optional[ProbeResult]:
+        """Return what the last probe of ``(service, url)`` found, if it was probed."""
+        verdict = self._verdicts.get((service, url))
+        return verdict.last if verdict is not None else None
+
     def poll_once(self) -> dict[Key, bool]:
         """Probe every target once, update verdicts and return them.
 
@@ -170,8 +178,8 @@ class HealthPoller(PeriodicWorker):
                 return {key: v.healthy for key, v in self._verdicts.items()}
             now = self._clock()
             verdicts = {key: self._verdicts.get(key) or _Verdict() for key in targets}
-            for inst, ok in zip(items, results):
-                self._judge(inst, verdicts[inst.key], ok, now)
+            for inst, result in zip(items, results):
+                self._judge(inst, verdicts[inst.key], result, now)
             self._verdicts = verdicts
             unhealthy = frozenset(key for key, v in verdicts.items() if not v.healthy)
             changed = unhealthy != self._unhealthy
@@ -181,9 +189,10 @@ class HealthPoller(PeriodicWorker):
             self._on_change(unhealthy)
         return {key: v.healthy for key, v in verdicts.items()}
 
-    def _judge(self, inst: Instance, verdict: _Verdict, ok: bool, now: float) -> None:
+    def _judge(self, inst: Instance, verdict: _Verdict, result: ProbeResult, now: float) -> None:
         verdict.checked_at = now
-        if ok:
+        verdict.last = result
+        if result.passed:
             verdict.failures = 0
             verdict.passes += 1
             if not verdict.healthy and verdict.passes >= self.config.rise:
@@ -195,27 +204,36 @@ class HealthPoller(PeriodicWorker):
             if verdict.healthy and verdict.failures >= self.config.fall:
                 verdict.healthy = False
                 log.warning(
-                    "instance %s of %r is unhealthy after %d failed checks",
+                    "instance %s of %r is unhealthy after %d failed checks (last: %s)",
                     inst.url,
                     inst.service,
                     verdict.failures,
+                    result.reason,
                 )
 
-    def _probe(self, inst: Instance) -> bool:
+    def _probe(self, inst: Instance) -> ProbeResult:
         session = getattr(self._local, "session", None)
         if session is None:
             session = self._session_factory()
             self._local.session = session
             self._sessions.append(session)
         timeout = self.config.timeout
+        started = self._clock()
         try:
             # The body is read (health answers are small) so the connection
             # goes back to the pool for the next sweep.
             response = session.get(inst.health_url, timeout=(timeout, timeout))
         except requests.RequestException as exc:
-            log.debug("health probe of %s failed: %s", inst.health_url, type(exc).__name__)
-            return False
-        return 200 <= response.status_code < 300
+            reason = describe_failure(exc, timeout)
+            log.debug("health probe of %s failed: %s", inst.health_url, reason)
+            return ProbeResult(passed=False, reason=reason, seconds=self._clock() - started)
+        status = response.status_code
+        return ProbeResult(
+            passed=200 <= status < 300,
+            reason=f"HTTP {status}",
+            status=status,
+            seconds=self._clock() - started,
+        )
 
     def _reset_after_fork(self) -> None:
         # In a forked child: the parent's pool threads and pooled sockets are

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -63,3 +70,57 @@ def etcd_three() -> Iterator[EtcdCluster]:
 def etcd_prefix() -> str:
     """A key prefix no other test uses."""
     return f"/mscomm-test-{uuid.uuid4().hex[:12]}"
+
+
+# A real writer that stops itself (SIGSTOP) inside FileRegistry's write: it holds
+# the lock and has written its whole temporary file, but not yet renamed it.
+_STOPPING_WRITER = """
+import os, signal, sys
+from mscomm_sync.registry import FileRegistry
+real_replace = os.replace
+def replace_after_a_stop(src, dst):
+    os.kill(os.getpid(), signal.SIGSTOP)
+    real_replace(src, dst)
+os.replace = replace_after_a_stop
+with FileRegistry(sys.argv[1]) as registry:
+    registry.register("stopped", "http://127.0.0.1:9")
+"""
+
+
+def _wait_until_stopped(proc: subprocess.Popen[bytes], timeout: float) -> None:
+    """Return once ``proc`` has stopped itself; fail if it exits or takes too long."""
+    pause = threading.Event()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid, status = os.waitpid(proc.pid, os.WUNTRACED | os.WNOHANG)
+        if pid and os.WIFSTOPPED(status):
+            return
+        if pid:  # it exited instead: its stderr says why
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            raise AssertionError(f"the writer exited early: {proc.stderr.read()!r}")  # type: ignore[union-attr]
+        pause.wait(0.01)
+    raise AssertionError("the writer did not stop within the bound")
+
+
+@pytest.fixture
+def stopped_writer() -> Iterator[Callable[[Path], subprocess.Popen[bytes]]]:
+    """Start real writer processes that stop mid-write holding the lock; killed afterwards."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(path: Path) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _STOPPING_WRITER, str(path)], stderr=subprocess.PIPE
+        )
+        started.append(proc)
+        _wait_until_stopped(proc, timeout=60)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+                os.kill(proc.pid, signal.SIGCONT)
+        proc.wait(timeout=60)
+        if proc.stderr is not None:
+            proc.stderr.close()

@@ -108,9 +108,25 @@ def test_deregister_removes_only_that_instance(registry: BaseRegistry) -> None:
 
 
 def test_deregistering_an_absent_instance_is_a_no_op(registry: BaseRegistry) -> None:
-    """Removing something that is not there raises nothing."""
+    """Removing something that is not there raises nothing and changes nothing."""
+    registry.register("billing", "http://127.0.0.1:8002")
     registry.deregister("billing", "http://127.0.0.1:8001")
-    assert registry.get_instances("billing") == []
+    assert urls(registry, "billing") == {"http://127.0.0.1:8002"}
+
+
+def test_deregister_says_whether_anything_was_removed(registry: BaseRegistry) -> None:
+    """deregister returns True for a registered instance and False when nothing was there."""
+    registry.register("billing", "http://127.0.0.1:8001")
+    assert registry.deregister("billing", "http://127.0.0.1:8001/") is True
+    assert registry.deregister("billing", "http://127.0.0.1:8001") is False
+    assert registry.deregister("nosuch", "http://x") is False
+
+
+def test_location_and_existence_are_exposed(registry: BaseRegistry) -> None:
+    """Every backend names its location, and exists once something is registered."""
+    registry.register("billing", "http://127.0.0.1:8001")
+    assert registry.location.startswith(("/", "etcd://"))
+    assert registry.exists is True
 
 
 def test_services_lists_registered_names(registry: BaseRegistry) -> None:

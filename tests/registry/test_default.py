@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mscomm_sync.errors import ConfigurationError
+from mscomm_sync.errors import ConfigurationError, RegistryError
 from mscomm_sync.registry import (
     FileRegistry,
     default_location,
@@ -32,11 +32,47 @@ def test_initialize_registry_makes_the_process_default(registry_path: Path) -> N
 
 
 def test_initialize_registry_without_arguments_uses_the_environment(tmp_path: Path) -> None:
-    """With no location, MSCOMM_REGISTRY names the file."""
+    """With no location, MSCOMM_REGISTRY names the file (and opening it creates nothing)."""
     registry = initialize_registry()
     assert isinstance(registry, FileRegistry)
-    assert registry.path == str(tmp_path / "default-registry.json")
-    assert os.path.exists(registry.path)
+    assert registry.location == str(tmp_path / "default-registry.json")
+    assert not os.path.exists(registry.location)
+
+
+@pytest.fixture
+def no_registry_variable(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """Unset MSCOMM_REGISTRY; the per-user default then lives under tmp_path/state."""
+    monkeypatch.delenv("MSCOMM_REGISTRY")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    return tmp_path / "state" / "mscomm" / "registry.json"
+
+
+def test_reading_the_default_registry_creates_nothing(
+    no_registry_variable: Path, tmp_path: Path
+) -> None:
+    """Without MSCOMM_REGISTRY, a lookup in the default registry creates no file or directory."""
+    registry = initialize_registry()
+    assert registry.get_instances("billing") == []
+    assert registry.location == str(no_registry_variable)
+    assert not (tmp_path / "state").exists()
+
+
+def test_registering_in_the_default_registry_creates_its_directory(
+    no_registry_variable: Path,
+) -> None:
+    """The per-user default's directory, which nobody typed, is created by the first write."""
+    initialize_registry().register("billing", "http://127.0.0.1:8001")
+    assert no_registry_variable.is_file()
+
+
+def test_an_explicit_location_in_a_missing_directory_is_not_created(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A MSCOMM_REGISTRY path whose directory is missing is refused on write, as a likely typo."""
+    monkeypatch.setenv("MSCOMM_REGISTRY", str(tmp_path / "typo" / "registry.json"))
+    with pytest.raises(RegistryError, match="does not exist"):
+        initialize_registry().register("billing", "http://127.0.0.1:8001")
+    assert not (tmp_path / "typo").exists()
 
 
 def test_default_location_falls_back_to_the_user_state_directory() -> None:

@@ -15,15 +15,70 @@ import pytest
 
 from mscomm_sync.errors import RegistryError
 from mscomm_sync.registry import FileRegistry
-from mscomm_sync.registry.fileformat import SCHEMA_VERSION
+from mscomm_sync.registry.fileformat import SCHEMA_VERSION, empty_document
 
 
-def test_missing_file_is_created_with_an_empty_versioned_document(registry_path: Path) -> None:
-    """Opening a missing path creates the file (and its directory) holding no services."""
-    path = registry_path.parent / "sub" / "dir" / "registry.json"
-    with FileRegistry(path):
-        doc = json.loads(path.read_text())
-    assert doc == {"schema": SCHEMA_VERSION, "services": {}}
+def test_reading_a_missing_file_creates_nothing(tmp_path: Path) -> None:
+    """Opening and reading a missing registry reads as empty and creates no file or directory."""
+    path = tmp_path / "sub" / "registry.json"
+    with FileRegistry(path) as registry:
+        assert registry.get_instances("billing") == []
+        assert (registry.services(), registry.instances()) == ([], [])
+        registry.refresh()
+        assert registry.exists is False
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_first_registration_creates_a_versioned_document(registry_path: Path) -> None:
+    """The first write creates the file, holding the schema version and the instance."""
+    with FileRegistry(registry_path) as registry:
+        registry.register("billing", "http://127.0.0.1:8001")
+        assert registry.exists is True
+    doc = json.loads(registry_path.read_text())
+    assert doc["schema"] == SCHEMA_VERSION
+    assert list(doc["services"]) == ["billing"]
+
+
+def test_a_file_created_after_opening_is_picked_up(registry_path: Path) -> None:
+    """A registry opened on a missing file sees the instances another object writes later."""
+    with FileRegistry(registry_path) as reader, FileRegistry(registry_path) as writer:
+        assert reader.get_instances("billing") == []
+        writer.register("billing", "http://127.0.0.1:8001")
+        assert [i.url for i in reader.get_instances("billing")] == ["http://127.0.0.1:8001"]
+
+
+def test_write_into_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    """A write whose directory does not exist raises 'missing directory' and creates nothing."""
+    path = tmp_path / "typo" / "registry.json"
+    with pytest.raises(RegistryError) as info:
+        FileRegistry(path).register("billing", "http://127.0.0.1:8001")
+    assert (info.value.reason, info.value.location) == ("missing directory", str(path))
+    assert str(path.parent) in str(info.value) and "create_parents" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_create_parents_lets_a_write_create_the_directories(tmp_path: Path) -> None:
+    """With create_parents=True the first write creates the missing directories and the file."""
+    path = tmp_path / "sub" / "dir" / "registry.json"
+    FileRegistry(path, create_parents=True).register("billing", "http://127.0.0.1:8001")
+    assert json.loads(path.read_text())["services"].keys() == {"billing"}
+
+
+def test_deregistering_from_a_missing_file_creates_nothing(registry_path: Path) -> None:
+    """deregister on a missing file returns False and leaves no file, lock file or directory."""
+    assert FileRegistry(registry_path).deregister("billing", "http://127.0.0.1:8001") is False
+    assert list(registry_path.parent.iterdir()) == []
+
+
+def test_deregistering_an_absent_instance_does_not_rewrite_the_file(
+    file_registry: FileRegistry, registry_path: Path
+) -> None:
+    """Removing nothing leaves the file's version (inode and mtime) as it was."""
+    file_registry.register("billing", "http://127.0.0.1:8001")
+    before = os.stat(registry_path)
+    assert file_registry.deregister("billing", "http://127.0.0.1:9999") is False
+    after = os.stat(registry_path)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
 def test_creation_leaves_no_temporary_files(registry_path: Path) -> None:
@@ -149,8 +204,9 @@ def test_file_permissions_are_kept_across_writes(
     file_registry: FileRegistry, registry_path: Path
 ) -> None:
     """Replacing the file keeps the mode an operator set on it."""
-    os.chmod(registry_path, 0o600)
     file_registry.register("billing", "http://127.0.0.1:8001")
+    os.chmod(registry_path, 0o600)
+    file_registry.register("billing", "http://127.0.0.1:8002")
     assert os.stat(registry_path).st_mode & 0o777 == 0o600
 
 
@@ -169,7 +225,7 @@ def test_concurrent_writers_lose_nothing_and_readers_never_see_a_torn_file(
 ) -> None:
     """8 processes x 100 registrations all land; a reader loop parses every version, unwarned."""
     workers, count = 8, 100
-    FileRegistry(registry_path).close()
+    registry_path.write_bytes(empty_document())
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _WRITER, str(registry_path), str(w), str(count)],

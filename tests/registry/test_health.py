@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import threading
@@ -320,3 +321,76 @@ def test_forked_child_restarts_the_poller_on_first_lookup(tmp_path: Path) -> Non
             report = pipe.read()
         os.waitpid(pid, 0)
     assert report == "False True"
+
+
+def test_last_probe_reports_the_http_status(server: LiveServer, switch: Switch) -> None:
+    """A failed probe that got an answer says which status it got."""
+    switch.status = 503
+    inst = make_instance("svc", server.url)
+    with poller_for([inst]) as poller:
+        poller.poll_once()
+        probe = poller.last_probe(*inst.key)
+    assert probe is not None
+    assert (probe.passed, probe.reason, probe.status) == (False, "HTTP 503", 503)
+
+
+def test_last_probe_reports_a_refused_connection(dead_url: str) -> None:
+    """A probe of a port nobody listens on says 'connection refused'."""
+    inst = make_instance("svc", dead_url)
+    with poller_for([inst]) as poller:
+        poller.poll_once()
+        probe = poller.last_probe(*inst.key)
+    assert probe is not None
+    assert (probe.passed, probe.reason, probe.status) == (False, "connection refused", None)
+
+
+def test_last_probe_reports_a_read_timeout() -> None:
+    """A probe of a server that accepts but never answers says 'read timeout' and the limit."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever answers
+        inst = make_instance("svc", f"http://127.0.0.1:{silent.getsockname()[1]}")
+        with poller_for([inst], timeout=0.2) as poller:
+            poller.poll_once()
+            probe = poller.last_probe(*inst.key)
+    assert probe is not None
+    assert (probe.passed, probe.reason) == (False, "read timeout (0.2 s)")
+
+
+def test_probe_duration_is_measured_on_the_injected_clock(server: LiveServer) -> None:
+    """seconds is the probe's own span on the poller's clock."""
+
+    class TickingClock:
+        def __init__(self) -> None:
+            self.now = 0.0
+
+        def __call__(self) -> float:
+            self.now += 0.25
+            return self.now
+
+    inst = make_instance("svc", server.url)
+    poller = HealthPoller(lambda: [inst], clock=TickingClock())
+    try:
+        poller.poll_once()
+    finally:
+        poller.stop()
+    probe = poller.last_probe(*inst.key)
+    assert probe is not None
+    assert (probe.passed, probe.reason, probe.seconds) == (True, "HTTP 200", 0.25)
+
+
+def test_unprobed_instance_has_no_last_probe(dead_url: str) -> None:
+    """last_probe is None for an instance no sweep has reached."""
+    assert poller_for([]).last_probe("svc", dead_url) is None
+
+
+def test_unhealthy_warning_says_why(dead_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The warning that marks an instance unhealthy carries the last probe's reason."""
+    inst = make_instance("svc", dead_url)
+    with (
+        caplog.at_level(logging.WARNING, logger="mscomm_sync.registry"),
+        poller_for([inst], fall=1) as poller,
+    ):
+        poller.poll_once()
+    [line] = [r.getMessage() for r in caplog.records if "unhealthy" in r.getMessage()]
+    assert line.endswith("(last: connection refused)")
