@@ -71,11 +71,15 @@ def test_format_then_parse_round_trips(kid: str, ts: str, mid: str, ct: str) -> 
     assert parse_seal(format_seal("1", kid, ts, mid, ct)) == (kid, ts, mid, ct)
 
 
-@pytest.mark.parametrize("order", list(itertools.permutations(SEAL_FIELDS))[1:])
-def test_fields_in_any_other_order_are_refused(order: tuple[str, ...]) -> None:
+def test_fields_in_any_other_order_are_refused() -> None:
     """Of the 120 orders of the five fields, only the documented one parses."""
     fields = seal_fields(SEAL)
-    assert parse_seal(seal_value((name, fields[name]) for name in order)) is None
+    parsed = [
+        order
+        for order in itertools.permutations(SEAL_FIELDS)
+        if parse_seal(seal_value((name, fields[name]) for name in order)) is not None
+    ]
+    assert parsed == [SEAL_FIELDS]
 
 
 @pytest.mark.parametrize(
