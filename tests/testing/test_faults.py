@@ -50,6 +50,25 @@ def real_failure(url: str, timeout: float = 5.0) -> requests.RequestException:
     raise AssertionError(f"{url} answered")
 
 
+def read_whole_request(conn: socket.socket) -> None:
+    """Read one request, headers and Content-Length body, so a reset comes after it all."""
+    data = b""
+    for _ in range(1000):
+        head, sep, body = data.partition(b"\r\n\r\n")
+        if sep:
+            length = 0
+            for line in head.split(b"\r\n"):
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            if len(body) >= length:
+                return
+        chunk = conn.recv(65536)
+        if not chunk:
+            return
+        data += chunk
+
+
 @pytest.fixture
 def silent_url() -> Iterator[str]:
     """A loopback server whose kernel accepts connections that nobody ever answers."""
@@ -73,7 +92,7 @@ def resetting_url() -> Iterator[str]:
         except OSError:
             return
         conn.settimeout(WAIT_SECONDS)
-        conn.recv(65536)
+        read_whole_request(conn)
         conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.close()  # with a zero linger, close() sends RST
 
