@@ -6,16 +6,11 @@ import base64
 import inspect
 import itertools
 import logging
-import re
 import threading
 from collections.abc import Iterator
 
 import pytest
-from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from support.seal import (
     SEAL_FIELDS,
     replace_seal_field,
@@ -39,7 +34,6 @@ from mscomm_sync.envelope import (
     Opened,
     Sealed,
     claimed_ids,
-    derive_message_key,
     target_from_endpoint,
     target_from_environ,
     target_from_url,
@@ -165,31 +159,6 @@ def billing(clock: FakeClock) -> Envelope:
 
 
 # -- cryptographic construction ---------------------------------------------
-
-
-def test_message_key_is_hkdf_sha256_as_documented() -> None:
-    """derive_message_key equals cryptography's HKDF-SHA256 (no salt, info = label || id)."""
-    secret = bytes(range(32))
-    message_id = bytes(range(100, 116))
-    expected = HKDF(
-        algorithm=hashes.SHA256(),
-        length=32,
-        salt=None,
-        info=b"mscomm-sync/1 message key" + message_id,
-    ).derive(secret)
-    assert derive_message_key(secret, message_id) == expected
-
-
-def test_message_key_differs_per_message_id_and_per_secret() -> None:
-    """Each (key, message id) pair yields its own 32-byte AES key."""
-    secret, other = bytes(32), bytes([1]) * 32
-    keys = {
-        derive_message_key(secret, bytes(16)),
-        derive_message_key(secret, bytes([1]) + bytes(15)),
-        derive_message_key(other, bytes(16)),
-    }
-    assert len(keys) == 3
-    assert all(len(k) == 32 for k in keys)
 
 
 def test_same_plaintext_sealed_twice_differs(alpha: Envelope) -> None:
@@ -615,52 +584,6 @@ def test_claimed_ids_of_a_real_seal(alpha: Envelope) -> None:
     assert claimed_ids(sealed.headers[HEADER_SEAL]) == (kid, sealed.message_id)
 
 
-KID = "0123456789abcdef"
-MID = "00112233445566778899aabbccddeeff"
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        (None, (None, None)),
-        ("", (None, None)),
-        (f"v=1;kid={KID};ts=1;id={MID};ct=x", (KID, MID)),
-        (f"kid={KID};id={MID}", (KID, MID)),
-        (f"v=1;kid={KID.upper()};id={MID.upper()}", (None, None)),
-        (f"v=1;kid={KID[:-1]};id={MID[:-1]}", (None, None)),
-        (f"v=1;kid={KID}0;id={MID}0", (None, None)),
-        (f"v=1;kid={KID[:-1]}g;id={MID[:-1]}g", (None, None)),
-        (f"v=1;kid={MID}", (None, None)),  # "id=" inside "kid=" is not a message id
-        (f"v=1;xkid={KID};xid={MID}", (None, None)),
-        (f"v=1;kid= {KID};id={MID} ", (None, None)),
-        (f"v=1;kid={KID}\nforged;id={MID}\r\nX-Evil: 1", (None, None)),
-        (f"v=1;kid={KID}'%(x)s;id={MID}%s", (None, None)),
-        (f"v=1;kid={KID},{KID};id={MID},{MID}", (None, None)),
-    ],
-)
-def test_claimed_ids_returns_only_well_formed_ids(
-    value: str | None, expected: tuple[str | None, str | None]
-) -> None:
-    """claimed_ids returns an id only if it is exactly hex of the right length, else None."""
-    assert claimed_ids(value) == expected
-
-
-_claim_pieces = st.one_of(
-    st.sampled_from(["kid=", "id=", ";", "v=1", "=", "\n", " ", "\x00", "ts=1", "ct="]),
-    st.text(alphabet="0123456789abcdefABCDEF", min_size=14, max_size=34),
-    st.text(max_size=6),
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(value=st.one_of(st.text(max_size=80), st.lists(_claim_pieces, max_size=12).map("".join)))
-def test_claimed_ids_never_returns_anything_but_hex_ids(value: str) -> None:
-    """Whatever the header holds, each claimed id is None or lower-case hex of its length."""
-    kid, mid = claimed_ids(value)
-    assert kid is None or (re.fullmatch(r"[0-9a-f]{16}", kid) and f"kid={kid}" in value)
-    assert mid is None or (re.fullmatch(r"[0-9a-f]{32}", mid) and f"id={mid}" in value)
-
-
 def _seal_reply(billing: Envelope, status: int = 200, reply_to: str = "0" * 32) -> Sealed:
     return billing.seal_response(
         recipient="alpha",
@@ -724,13 +647,7 @@ def test_response_sender_header_must_match_expected_sender(
         _open_reply(alpha, sealed)
 
 
-# -- canonical target ------------------------------------------------------------
-
-
-def test_authority_is_not_bound() -> None:
-    """Host and port do not change the canonical target."""
-    assert target_from_url("http://a:1/x?q=1") == target_from_url("https://b:2/x?q=1")
-    assert target_from_url("http://a:1/x") == "/x"
+# -- the canonical target is bound (its rules: test_target.py) ----------------------
 
 
 def test_message_opens_behind_another_authority(alpha: Envelope, billing: Envelope) -> None:
@@ -743,71 +660,6 @@ def test_message_opens_behind_another_authority(alpha: Envelope, billing: Envelo
         method="GET", target=target_from_environ(environ), headers=sealed.headers, body=sealed.body
     )
     assert opened.sender == "alpha"
-
-
-def test_empty_path_is_root() -> None:
-    """A URL without a path and an empty WSGI path both mean "/"."""
-    assert target_from_url("http://h") == "/"
-    assert target_from_environ({"SCRIPT_NAME": "", "PATH_INFO": "", "QUERY_STRING": ""}) == "/"
-
-
-CLIENT_URLS = [
-    ("plain", "/invoices", "?customer=42"),
-    ("space", "/a%20b/c%20d", "?q=a%20b"),
-    ("plus-in-query", "/x", "?q=a+b"),
-    ("percent-escape", "/a%2541/b%25", "?q=%25"),
-    ("escaped-slash", "/a%2Fb", ""),
-    ("escaped-unreserved", "/a%7Eb%2Dc", ""),
-    ("sub-delims", "/a;b=c,d/@e:f!$'()*", ""),
-    ("non-ascii", "/caf%C3%A9/%E2%82%AC", "?name=%C3%A9t%C3%A9"),
-    ("trailing-slash", "/dir/", ""),
-    ("ampersand-escaped", "/x", "?a%26b=1"),
-]
-
-
-@pytest.mark.parametrize(
-    ("path", "query"), [(p, q) for _, p, q in CLIENT_URLS], ids=[n for n, _, _ in CLIENT_URLS]
-)
-@pytest.mark.parametrize("prefix", ["", "/prefix", "/m%C3%BCnchen"], ids=["root", "prefix", "utf8"])
-def test_client_and_wsgi_targets_agree(path: str, query: str, prefix: str) -> None:
-    """The endpoint a client binds and the PATH_INFO a server binds agree for every
-    endpoint a client can send, wherever the service is mounted."""
-    environ = EnvironBuilder(
-        path=f"{path}{query}", base_url=f"http://other-host:9000{prefix}/"
-    ).get_environ()
-    assert bool(environ["SCRIPT_NAME"]) == bool(prefix)
-    assert target_from_endpoint(path, query.lstrip("?")) == target_from_environ(environ)
-    # The instance URL's own path (the mount point) is never part of it.
-    assert target_from_url(f"http://svc.internal:8080{path}{query}") == target_from_environ(environ)
-
-
-def test_targets_agree_on_bytes_that_are_not_utf8() -> None:
-    """Invalid UTF-8 in the path agrees with a PEP 3333 environ (bytes decoded as latin-1)."""
-    # werkzeug's EnvironBuilder replaces invalid UTF-8, so build what a real server passes.
-    environ = {"SCRIPT_NAME": "/p", "PATH_INFO": "/bin\xff\x00", "QUERY_STRING": "q=%FF"}
-    assert target_from_endpoint("/bin%FF%00", "q=%FF") == target_from_environ(environ)
-
-
-def test_targets_agree_when_environ_is_built_from_the_full_url() -> None:
-    """A WSGI environ built from the same full URL yields the client's target."""
-    url = "http://h/caf%C3%A9/a%20b/%2541?q=a%26b&x=%C3%A9"
-    environ = EnvironBuilder(url).get_environ()
-    assert target_from_url(url) == target_from_environ(environ)
-
-
-def test_canonical_target_form() -> None:
-    """The canonical target re-escapes the decoded path with upper-case hex, query as sent."""
-    assert target_from_url("http://h/a%7eb%20c/caf%c3%a9?q=%c3%a9") == (
-        "/a~b%20c/caf%C3%A9?q=%c3%a9"
-    )
-
-
-def test_escaped_ampersand_in_query_does_not_agree_with_separator() -> None:
-    """a%26b and a&b in the query are different targets."""
-    assert target_from_url("http://h/x?a%26b") != target_from_url("http://h/x?a&b")
-    environ = EnvironBuilder("http://h/x?a%26b").get_environ()
-    assert target_from_environ(environ) == target_from_url("http://h/x?a%26b")
-    assert target_from_environ(environ) != target_from_url("http://h/x?a&b")
 
 
 def test_seal_with_escaped_ampersand_does_not_open_with_separator(
@@ -1198,24 +1050,6 @@ def test_opened_cannot_be_walked_as_a_sequence_or_changed(
         del opened.sender
     assert opened.body == b"plaintext-marker"
     assert (opened.sender, opened.content_type) == ("alpha", "application/json")
-
-
-def test_long_targets_do_not_fill_the_associated_data_cache() -> None:
-    """The cache of associated-data heads is reached before the tag is checked, so a
-    forger could fill it: only targets of at most 512 characters are cached."""
-    from mscomm_sync.envelope import crypto
-    from mscomm_sync.envelope.messages import Binding
-
-    def aad(target: str) -> bytes:
-        binding = Binding._make("request", "alpha", "billing", "GET", target, "", "")
-        return crypto.message_aad("1", "0123456789abcdef", binding, "1", "m")
-
-    crypto._aad_head.cache_clear()
-    long_target = "/x?" + "q" * 600
-    assert long_target.encode() in aad(long_target)
-    assert crypto._aad_head.cache_info().currsize == 0
-    aad("/short")
-    assert crypto._aad_head.cache_info().currsize == 1
 
 
 def test_reprs_show_no_plaintext_or_key(alpha: Envelope, billing: Envelope) -> None:

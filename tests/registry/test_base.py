@@ -74,13 +74,3 @@ def test_instance_url_with_credentials_is_refused_without_echoing_them() -> None
         normalize_url("http://svc:hunter2-secret@127.0.0.1:8001")
     assert "hunter2" not in str(info.value)
     assert "credentials" in str(info.value)
-
-
-def test_etcd_location_with_credentials_is_refused_without_echoing_them() -> None:
-    """An etcd:// location with user:password@ is refused, and the password is not echoed."""
-    from mscomm_sync.errors import ConfigurationError
-    from mscomm_sync.registry.location import parse_location
-
-    with pytest.raises(ConfigurationError) as info:
-        parse_location("etcd://root:hunter2-secret@127.0.0.1:2379/x")
-    assert "hunter2" not in str(info.value)

@@ -10,7 +10,6 @@ import pytest
 from mscomm_sync.errors import ConfigurationError, RegistryError
 from mscomm_sync.registry import (
     FileRegistry,
-    default_location,
     get_registry,
     initialize_registry,
     register_from_env,
@@ -73,18 +72,6 @@ def test_an_explicit_location_in_a_missing_directory_is_not_created(
     with pytest.raises(RegistryError, match="does not exist"):
         initialize_registry().register("billing", "http://127.0.0.1:8001")
     assert not (tmp_path / "typo").exists()
-
-
-def test_default_location_falls_back_to_the_user_state_directory() -> None:
-    """Without MSCOMM_REGISTRY the default is under XDG_STATE_HOME."""
-    location = default_location({"XDG_STATE_HOME": "/srv/state"})
-    assert location == "/srv/state/mscomm/registry.json"
-
-
-def test_default_location_without_xdg_is_under_home(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without XDG_STATE_HOME the default is ~/.local/state/mscomm/registry.json."""
-    monkeypatch.setenv("HOME", "/home/someone")
-    assert default_location({}) == "/home/someone/.local/state/mscomm/registry.json"
 
 
 def test_initialize_again_closes_the_previous_default(tmp_path: Path) -> None:

@@ -13,10 +13,9 @@ import time
 
 import pytest
 
-from mscomm_sync.errors import ConfigurationError, RegistryError
+from mscomm_sync.errors import RegistryError
 from mscomm_sync.registry import EtcdRegistry, initialize_registry
-from mscomm_sync.registry.etcd_gateway import EtcdGateway, prefix_range_end
-from mscomm_sync.registry.location import DEFAULT_PREFIX, parse_location
+from mscomm_sync.registry.etcd_gateway import EtcdGateway
 
 from .conftest import EtcdCluster
 
@@ -33,33 +32,7 @@ def wait_until(condition: object, *, seconds: float, step: float = 0.1) -> bool:
     return False
 
 
-# -- locations (no server needed) -------------------------------------------
-
-
-def test_location_gives_endpoints_and_prefix() -> None:
-    """etcd://h:p,h:p/prefix names every member and the key prefix."""
-    assert parse_location("etcd://127.0.0.1:2379,127.0.0.1:2380/apps/prod") == (
-        ["http://127.0.0.1:2379", "http://127.0.0.1:2380"],
-        "/apps/prod",
-    )
-
-
-def test_location_without_prefix_uses_the_default() -> None:
-    """A location with no path uses the documented default prefix."""
-    assert parse_location("etcd://127.0.0.1:2379") == (["http://127.0.0.1:2379"], DEFAULT_PREFIX)
-
-
-@pytest.mark.parametrize("location", ["etcd://", "etcd://127.0.0.1", "etcd://:2379", "etcd://h:x"])
-def test_malformed_locations_are_refused(location: str) -> None:
-    """A location without host and numeric port is a configuration error."""
-    with pytest.raises(ConfigurationError):
-        parse_location(location)
-
-
-def test_prefix_range_end_covers_the_prefix() -> None:
-    """The range end is the prefix with its last byte incremented."""
-    assert prefix_range_end(b"/a/") == b"/a0"
-    assert prefix_range_end(b"a\xff") == b"b"
+# -- no server needed (locations: test_location.py) ---------------------------
 
 
 def test_unreachable_etcd_at_start_raises_registry_error() -> None:

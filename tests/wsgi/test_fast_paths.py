@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import wsgiref.util
 from collections.abc import Iterator
 from typing import Any
 
@@ -26,7 +25,6 @@ from mscomm_sync.wsgi.response import (
     refusal,
     status_code,
 )
-from mscomm_sync.wsgi.waitress import served_body
 
 LARGE = 1024 * 1024 + 7
 
@@ -172,36 +170,6 @@ def test_refusals_are_fresh_lists() -> None:
 
 
 # -- handing the sealed body to the server -------------------------------
-
-
-def test_large_body_goes_to_waitress_in_its_file_wrapper() -> None:
-    """waitress gets a large body in its own wrapper, which yields it whole, uncopied."""
-    from waitress.buffers import ReadOnlyFileBasedBuffer
-
-    body = b"s" * LARGE
-    served = served_body({"wsgi.file_wrapper": ReadOnlyFileBasedBuffer}, [body])
-    assert isinstance(served, ReadOnlyFileBasedBuffer)
-    assert len(served) == len(body) and served
-    chunks = list(served)
-    assert chunks == [body] and chunks[0] is body
-
-
-@pytest.mark.parametrize(
-    "environ",
-    [{}, {"wsgi.file_wrapper": wsgiref.util.FileWrapper}, {"wsgi.file_wrapper": None}],
-)
-def test_other_servers_get_the_list(environ: dict[str, Any]) -> None:
-    """Without waitress's wrapper, a large body goes out as the list it came in."""
-    chunks = [b"s" * LARGE]
-    assert served_body(environ, chunks) is chunks
-
-
-def test_small_body_goes_to_waitress_as_a_list() -> None:
-    """A small body goes to waitress as a list, which it sends in one piece with the headers."""
-    from waitress.buffers import ReadOnlyFileBasedBuffer
-
-    chunks = [b"s" * 1024]
-    assert served_body({"wsgi.file_wrapper": ReadOnlyFileBasedBuffer}, chunks) is chunks
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,184 @@
+"""Tests for mscomm_sync.errors: one base, familiar extra bases, structured fields, safe text."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+
+from mscomm_sync import errors
+from mscomm_sync.errors import (
+    CircuitOpenError,
+    ConfigurationError,
+    DeadlineExceededError,
+    InsecureResponseError,
+    IntegrityError,
+    MscommError,
+    RegistryError,
+    RequestRejectedError,
+    ServiceNotFoundError,
+    ServiceUnavailableError,
+)
+
+#: Stands for key material or plaintext that reached an error's arguments.
+SECRET = "k3y-MATERIAL-0xDEADBEEF"
+
+
+def test_every_error_is_an_mscomm_error() -> None:
+    """Every exception the module exports derives from MscommError, and every one it
+    defines is exported."""
+    exported = {getattr(errors, name) for name in errors.__all__}
+    defined = {
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type)
+        and issubclass(value, BaseException)
+        and value.__module__ == errors.__name__
+    }
+    assert exported == defined
+    for cls in exported:
+        assert issubclass(cls, MscommError), cls
+
+
+@pytest.mark.parametrize(
+    ("error", "base"),
+    [
+        (ConfigurationError("bad", variable="X"), ValueError),
+        (ServiceNotFoundError("billing"), LookupError),
+        (ServiceUnavailableError("billing", 3), requests.ConnectionError),
+        (DeadlineExceededError("billing", 2.5), requests.Timeout),
+    ],
+    ids=["configuration-value", "not-found-lookup", "unavailable-connection", "deadline-timeout"],
+)
+def test_errors_also_have_their_documented_familiar_base(error: MscommError, base: type) -> None:
+    """Each error with a familiar meaning is also caught by that familiar base."""
+    with pytest.raises(base):
+        raise error
+
+
+def test_transport_errors_are_caught_as_requests_exceptions() -> None:
+    """Code that catches requests.RequestException also catches unavailability and deadlines."""
+    for error in (ServiceUnavailableError("billing", 1), DeadlineExceededError("billing", 1.0)):
+        with pytest.raises(requests.RequestException):
+            raise error
+
+
+def test_errors_without_a_familiar_meaning_have_no_familiar_base() -> None:
+    """Integrity, registry, circuit and rejection errors are not ValueError or LookupError."""
+    for cls in (IntegrityError, RegistryError, CircuitOpenError, RequestRejectedError):
+        assert not issubclass(cls, (ValueError, LookupError, requests.RequestException)), cls
+
+
+def test_configuration_error_carries_variable_and_reason() -> None:
+    """ConfigurationError keeps its message, the variable named and the reason."""
+    error = ConfigurationError("BILLING_ENCRYPTION_KEY is malformed", variable="X", reason="short")
+    assert (str(error), error.variable, error.reason) == (
+        "BILLING_ENCRYPTION_KEY is malformed",
+        "X",
+        "short",
+    )
+
+
+def test_configuration_error_variable_defaults_to_none() -> None:
+    """A value passed directly (not from a variable) leaves ``variable`` None."""
+    error = ConfigurationError("bad")
+    assert (error.variable, error.reason) == (None, "")
+
+
+def test_registry_error_carries_location_and_reason() -> None:
+    """RegistryError keeps the location involved and what went wrong."""
+    error = RegistryError("cannot read", location="/srv/registry.json", reason="corrupt")
+    assert (error.location, error.reason) == ("/srv/registry.json", "corrupt")
+
+
+def test_service_not_found_names_the_service() -> None:
+    """ServiceNotFoundError keeps the name looked up and names it in its message."""
+    error = ServiceNotFoundError("billing")
+    assert error.service == "billing"
+    assert "'billing'" in str(error)
+
+
+def test_service_unavailable_carries_attempts_and_the_last_error() -> None:
+    """ServiceUnavailableError keeps the service, the attempt count and the last failure."""
+    last = requests.ConnectTimeout("slow")
+    error = ServiceUnavailableError("billing", 3, last)
+    assert (error.service, error.attempts, error.last_error) == ("billing", 3, last)
+    assert error.reason == "ConnectTimeout"
+    assert str(error) == "service 'billing' unavailable after 3 attempt(s): ConnectTimeout"
+
+
+def test_service_unavailable_without_a_failure_says_no_attempt_was_possible() -> None:
+    """With no last error and no reason, the reason is "no attempt possible"."""
+    error = ServiceUnavailableError("billing", 0)
+    assert (error.last_error, error.reason) == (None, "no attempt possible")
+
+
+def test_service_unavailable_keeps_an_explicit_reason() -> None:
+    """A reason given by the caller wins over the last error's type name."""
+    error = ServiceUnavailableError("billing", 2, ConnectionRefusedError(), reason="refused")
+    assert error.reason == "refused"
+    assert str(error).endswith(": refused")
+
+
+def test_deadline_exceeded_carries_service_and_timeout() -> None:
+    """DeadlineExceededError keeps the service and the deadline, shown compactly."""
+    error = DeadlineExceededError("billing", 2.5)
+    assert (error.service, error.timeout) == ("billing", 2.5)
+    assert str(error) == "call to service 'billing' exceeded its 2.5s deadline"
+
+
+def test_circuit_open_carries_retry_after_and_never_shows_a_negative_wait() -> None:
+    """CircuitOpenError keeps retry_after as given, and its message never shows a negative wait."""
+    error = CircuitOpenError("billing", -0.4)
+    assert (error.service, error.retry_after) == ("billing", -0.4)
+    assert "next probe in 0.0s" in str(error)
+    assert "next probe in 1.5s" in str(CircuitOpenError("billing", 1.5))
+
+
+def test_request_rejected_carries_service_and_status() -> None:
+    """RequestRejectedError keeps the refusing service and the HTTP status."""
+    error = RequestRejectedError("billing", 403)
+    assert (error.service, error.status) == ("billing", 403)
+    assert "HTTP 403" in str(error)
+
+
+def test_integrity_error_carries_service_and_reason() -> None:
+    """IntegrityError keeps the claimed sender and the reason, for local logs."""
+    error = IntegrityError(service="orders", reason="stale timestamp")
+    assert (error.service, error.reason) == ("orders", "stale timestamp")
+
+
+@pytest.mark.parametrize(
+    "reason", ["", "bad tag", "stale timestamp", "replayed message", "unknown key id", SECRET]
+)
+def test_integrity_error_message_is_the_same_whatever_the_reason(reason: str) -> None:
+    """Every rejection has the one fixed message, so a peer learns nothing from it."""
+    error = IntegrityError(service="orders", reason=reason)
+    assert str(error) == "sealed message rejected"
+    assert error.args == ("sealed message rejected",)
+
+
+def test_integrity_error_repr_shows_the_service_but_not_the_reason() -> None:
+    """The repr names the claimed sender and leaves the reason out."""
+    error = IntegrityError(service="orders", reason="bad tag")
+    assert repr(error) == "IntegrityError(service='orders')"
+
+
+def test_insecure_response_is_an_integrity_error_with_its_own_message() -> None:
+    """A downgraded answer is an IntegrityError with a fixed message and the status seen."""
+    error = InsecureResponseError(service="billing", status=200)
+    assert isinstance(error, IntegrityError)
+    assert str(error) == "unsealed response to a sealed request refused"
+    assert (error.service, error.status, error.reason) == ("billing", 200, "unsealed response")
+    assert repr(error) == "InsecureResponseError(service='billing')"
+
+
+def test_no_message_or_repr_contains_a_secret_passed_in() -> None:
+    """A secret in a reason or in the last failure's text never reaches str() or repr()."""
+    raised = [
+        IntegrityError(service="orders", reason=f"tag mismatch for {SECRET}"),
+        ServiceUnavailableError("billing", 2, ValueError(f"body was {SECRET}")),
+        ServiceUnavailableError("billing", 2, OSError(SECRET)),
+    ]
+    for error in raised:
+        assert SECRET not in str(error), type(error)
+        assert SECRET not in repr(error), type(error)

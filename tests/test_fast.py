@@ -1,0 +1,210 @@
+"""Tests for mscomm_sync._fast: the bounded memo, the exact-type test and Record."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Callable
+
+import pytest
+
+from mscomm_sync._fast import Record, exactly, memo
+
+
+def counted(maxsize: int, **kwargs: Any) -> tuple[Callable[..., str], list[Any]]:
+    """Return a memoised function that records every argument it actually computes."""
+    computed: list[Any] = []
+
+    @memo(maxsize, **kwargs)
+    def shout(text: Sequence[Any], suffix: str = "") -> str:
+        computed.append(text)
+        return f"{text}{suffix}".upper()
+
+    return shout, computed
+
+
+# -- memo ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("longest", [None, 8], ids=["plain", "with-longest"])
+def test_a_repeated_call_is_answered_from_the_cache(longest: int | None) -> None:
+    """The same arguments are computed once; later calls return the remembered result."""
+    shout, computed = counted(4, longest=longest)
+    assert [shout("a"), shout("a"), shout("a", "!"), shout("a", "!")] == ["A", "A", "A!", "A!"]
+    assert computed == ["a", "a"]
+
+
+@pytest.mark.parametrize("longest", [None, 8], ids=["plain", "with-longest"])
+def test_the_cache_never_holds_more_than_maxsize_results(longest: int | None) -> None:
+    """A flood of distinct arguments keeps the cache at maxsize, evicting the oldest first."""
+    shout, computed = counted(3, longest=longest)
+    for text in ("a", "b", "c", "d", "e"):
+        shout(text)
+    assert shout.cache_info().currsize == 3  # type: ignore[attr-defined]
+    computed.clear()
+    shout("e")
+    shout("a")
+    assert computed == ["a"]
+
+
+def test_an_argument_longer_than_longest_is_computed_every_time() -> None:
+    """A first argument past ``longest`` bypasses the cache: computed on each call, never kept."""
+    shout, computed = counted(4, longest=3)
+    assert shout("abcd") == shout("abcd") == "ABCD"
+    assert computed == ["abcd", "abcd"]
+    assert shout.cache_info().currsize == 0  # type: ignore[attr-defined]
+
+
+def test_an_argument_of_exactly_longest_is_cached() -> None:
+    """The bound is inclusive: a first argument of length ``longest`` is remembered."""
+    shout, computed = counted(4, longest=3)
+    shout("abc")
+    shout("abc")
+    assert computed == ["abc"]
+
+
+def test_long_arguments_do_not_evict_cached_results() -> None:
+    """Calls that bypass the cache leave every remembered result in place."""
+    shout, computed = counted(2, longest=3)
+    shout("a")
+    shout("b")
+    for n in range(10):
+        shout("x" * (4 + n))
+    computed.clear()
+    shout("a")
+    shout("b")
+    assert computed == []
+
+
+def test_longest_measures_only_the_first_argument() -> None:
+    """A long second argument does not bypass the cache."""
+    shout, computed = counted(4, longest=3)
+    shout("a", "!" * 100)
+    shout("a", "!" * 100)
+    assert computed == ["a"]
+
+
+@pytest.mark.parametrize("longest", [None, 8], ids=["plain", "with-longest"])
+def test_cache_clear_forgets_every_result(longest: int | None) -> None:
+    """After cache_clear() the cache is empty and the next call computes again."""
+    shout, computed = counted(4, longest=longest)
+    shout("a")
+    shout.cache_clear()  # type: ignore[attr-defined]
+    assert shout.cache_info().currsize == 0  # type: ignore[attr-defined]
+    shout("a")
+    assert computed == ["a", "a"]
+
+
+@pytest.mark.parametrize("longest", [None, 8], ids=["plain", "with-longest"])
+def test_the_undecorated_function_is_reachable(longest: int | None) -> None:
+    """``__wrapped__`` is the original function: it computes without touching the cache."""
+    shout, computed = counted(4, longest=longest)
+    assert shout.__wrapped__("a") == "A"  # type: ignore[attr-defined]
+    assert shout.__wrapped__("a") == "A"  # type: ignore[attr-defined]
+    assert computed == ["a", "a"]
+    assert shout.cache_info().currsize == 0  # type: ignore[attr-defined]
+    assert shout.__name__ == "shout"
+
+
+# -- exactly -------------------------------------------------------------------
+
+
+class LyingStr(str):
+    """A str subclass whose equality and hash could fool a set lookup."""
+
+    __slots__ = ()
+
+    def __eq__(self, other: object) -> bool:
+        return True
+
+    def __hash__(self) -> int:
+        return hash("GET")
+
+
+def test_exactly_accepts_the_exact_type() -> None:
+    """A value of exactly the named class passes."""
+    assert exactly("GET", str)
+    assert exactly(b"x", bytes)
+    assert exactly(3, int)
+
+
+def test_exactly_rejects_a_str_subclass() -> None:
+    """A str subclass is not a str for exactly(), although isinstance() says it is."""
+    lying = LyingStr("anything")
+    assert isinstance(lying, str) and lying in {"GET"}
+    assert not exactly(lying, str)
+
+
+def test_exactly_rejects_bool_as_int() -> None:
+    """bool, a subclass of int, is not an int for exactly()."""
+    assert not exactly(True, int)
+
+
+def test_exactly_rejects_other_types() -> None:
+    """bytes is not str, and str is not bytes."""
+    assert not exactly(b"GET", str)
+    assert not exactly("GET", bytes)
+
+
+# -- Record --------------------------------------------------------------------
+
+
+class Pair(Record):
+    """A two-field record, in the order its slots list them."""
+
+    __slots__ = ("second", "first")  # noqa: RUF023 - the fill order is under test
+
+    first: str
+    second: str
+
+
+class Single(Record):
+    """A record whose one slot is given as a plain string."""
+
+    __slots__ = "only"
+
+    only: int
+
+
+def test_make_fills_the_slots_in_their_listed_order() -> None:
+    """_make assigns its values to the slots in ``__slots__`` order, not alphabetical order."""
+    pair = Pair._make("a", "b")
+    assert (pair.second, pair.first) == ("a", "b")
+    assert Pair._fields == ("second", "first")
+
+
+def test_a_single_string_slot_is_one_field() -> None:
+    """``__slots__ = "name"`` is one field, not one per character."""
+    assert Single._fields == ("only",)
+    assert Single._make(7).only == 7
+
+
+def test_setting_an_attribute_is_refused() -> None:
+    """Assigning to a field of a record raises AttributeError and leaves it unchanged."""
+    pair = Pair._make("a", "b")
+    with pytest.raises(AttributeError, match="immutable"):
+        pair.first = "changed"
+    assert pair.first == "b"
+
+
+def test_deleting_an_attribute_is_refused() -> None:
+    """Deleting a field of a record raises AttributeError and leaves it in place."""
+    pair = Pair._make("a", "b")
+    with pytest.raises(AttributeError, match="immutable"):
+        del pair.first
+    assert pair.first == "b"
+
+
+def test_a_record_has_no_dict() -> None:
+    """A record has slots only: no ``__dict__`` for stray attributes to land in."""
+    pair = Pair._make("a", "b")
+    assert not hasattr(pair, "__dict__")
+    with pytest.raises(TypeError):
+        vars(pair)
+
+
+def test_a_record_is_not_a_sequence() -> None:
+    """A record is not a tuple and cannot be iterated, so reporters cannot list its fields."""
+    pair = Pair._make("secret", "b")
+    assert not isinstance(pair, tuple)
+    with pytest.raises(TypeError):
+        iter(pair)  # type: ignore[call-overload]
