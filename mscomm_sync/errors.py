@@ -8,7 +8,7 @@ and paths; they never contain key material, ciphertext or plaintext.
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import requests
 
@@ -29,7 +29,18 @@ __all__ = [
 
 
 class MscommError(Exception):
-    """Base class of every error raised by mscomm_sync."""
+    """Base class of every error raised by mscomm_sync.
+
+    Every error pickles (Celery, multiprocessing) with its message and its
+    fields; ``last_error``, the foreign exception behind a transport
+    failure, is left out of the pickle (its ``reason`` stays).
+    """
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        state = dict(self.__dict__)
+        if "last_error" in state:
+            state["last_error"] = None
+        return (_restore, (type(self), self.args, state))
 
 
 class ConfigurationError(MscommError, ValueError):
@@ -235,3 +246,11 @@ class ResponseTooLargeError(MscommError):
         self.service = service
         self.limit = limit
         self.declared = declared
+
+
+def _restore(cls: type[MscommError], args: tuple[Any, ...], state: dict[str, Any]) -> MscommError:
+    """Rebuild a pickled error without calling its ``__init__`` (whose arguments differ)."""
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error

@@ -182,3 +182,40 @@ def test_no_message_or_repr_contains_a_secret_passed_in() -> None:
     for error in raised:
         assert SECRET not in str(error), type(error)
         assert SECRET not in repr(error), type(error)
+
+
+def _examples() -> list[MscommError]:
+    """One instance of every exported error, with its fields set."""
+    return [
+        errors.ConfigurationError("bad", variable="X_ENCRYPTION_KEY", reason="empty"),
+        errors.IntegrityError(service="orders", reason="bad tag"),
+        errors.InsecureResponseError(service="billing", status=502),
+        errors.ReplayGapError(service="orders", message_id="ab" * 16, not_before=1.0),
+        errors.RegistryError("gone", location="/r.json", reason="missing"),
+        errors.ServiceNotFoundError("billing"),
+        errors.ServiceUnavailableError("billing", 3, OSError("x"), reason="ReadTimeout"),
+        errors.DeadlineExceededError("billing", 1.5),
+        errors.CircuitOpenError("billing", 2.0),
+        errors.RequestRejectedError("billing", 401),
+        errors.ResponseTooLargeError("billing", 10, 20),
+    ]
+
+
+@pytest.mark.parametrize("error", _examples(), ids=lambda e: type(e).__name__)
+def test_every_error_pickles_with_its_fields(error: MscommError) -> None:
+    """An error survives pickling (Celery sends them between processes): same type, message
+    and fields; the foreign last_error is dropped, its reason kept."""
+    import pickle
+
+    copy = pickle.loads(pickle.dumps(error))  # noqa: S301 - our own bytes
+    assert type(copy) is type(error)
+    assert str(copy) == str(error)
+    expected = {k: (None if k == "last_error" else v) for k, v in vars(error).items()}
+    assert {k: v for k, v in vars(copy).items()} == expected
+
+
+def test_the_examples_cover_every_error() -> None:
+    """The pickling examples hold every concrete exported error but the base."""
+    covered = {type(e) for e in _examples()}
+    exported = {getattr(errors, name) for name in errors.__all__} - {MscommError}
+    assert covered == exported

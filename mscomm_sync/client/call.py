@@ -18,6 +18,7 @@ from requests import PreparedRequest
 
 from .._fast import Record
 from ..envelope import Envelope, target_from_endpoint
+from ..errors import ConfigurationError
 from ..keyring import validate_service_name
 from .deadline import Deadline
 from .policies import CallPolicy
@@ -113,12 +114,21 @@ def plan_call(
     A request without an ``X-Request-Id`` gets one (16 hex digits).
 
     Raises:
-        ConfigurationError: the target is not a valid service name.
+        ConfigurationError: the target is not a valid service name, or the
+            endpoint starts with ``//``.
         TypeError: the body is a stream or files, which cannot be sealed.
     """
     parts = urlsplit(request.url or "")
     service = validate_service_name(parts.netloc, what="target service")
     path = parts.path or "/"
+    if path.startswith("//"):
+        # WSGI servers (werkzeug, waitress, gunicorn) collapse a leading "//"
+        # in PATH_INFO, so such a request could never verify: say so now.
+        raise ConfigurationError(
+            "an endpoint must not start with '//' (servers collapse it, so it never verifies)",
+            variable="endpoint",
+            reason="invalid endpoint",
+        )
     policy = policy_for(service)
     connect = policy.timeout.connect
     seconds = policy.timeout.deadline

@@ -63,6 +63,7 @@ DEFAULT_WINDOW = 60.0
 DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
 _TAG_BYTES = 16
 _MAX_CONTENT_TYPE = 1024
+_INF = float("inf")
 _Body = Union[bytes, bytearray, memoryview]
 
 
@@ -110,9 +111,16 @@ class Envelope:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.service_name = validate_service_name(service_name)
-        if window <= 0:
+        if (
+            isinstance(window, bool)
+            or not isinstance(window, (int, float))
+            or not 0 < window < _INF
+        ):
+            # NaN and infinity would switch the freshness check off.
             raise ConfigurationError(
-                "window must be a positive number of seconds", variable="window", reason="invalid"
+                "window must be a finite, positive number of seconds",
+                variable="window",
+                reason="invalid",
             )
         if max_body_size < 0:
             raise ConfigurationError(

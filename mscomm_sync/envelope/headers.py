@@ -90,9 +90,11 @@ def bound_method(method: object) -> Optional[str]:
 
     A method is 1 to 16 letters.
     """
+    if not isinstance(method, str):
+        return None
     if exactly(method, str) and method in COMMON_METHODS:
         return method
-    upper = str(method).upper()
+    upper = method.upper()
     return upper if _METHOD.match(upper) else None
 
 

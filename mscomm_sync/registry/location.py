@@ -63,7 +63,16 @@ def parse_location(location: str) -> tuple[list[str], str]:
         host = host.strip()
         try:
             parts = urlsplit(f"http://{host}")
-            valid = bool(parts.hostname) and parts.port is not None and parts.path == ""
+            valid = (
+                bool(parts.hostname)
+                and parts.port is not None
+                and parts.port > 0
+                and parts.path == ""
+                and not parts.query
+                and not parts.fragment
+                and "?" not in host
+                and "#" not in host
+            )
         except ValueError:
             valid = False
         if not valid:

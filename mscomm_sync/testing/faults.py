@@ -61,6 +61,8 @@ def transport_error(kind: str, request: requests.PreparedRequest) -> requests.Re
             HTTPConnection(host, port),
             "Failed to establish a new connection: [Errno 111] Connection refused",
         )
+        # urllib3 raises it from the socket's error; the client reads that cause.
+        refused.__cause__ = ConnectionRefusedError(111, "Connection refused")
         return requests.ConnectionError(MaxRetryError(pool, path, refused), request=request)
     if kind == "connect_timeout":
         slow = ConnectTimeoutError(HTTPConnection(host, port), f"Connection to {host} timed out.")

@@ -25,6 +25,7 @@ __all__ = [
 ]
 
 DEFAULT_EXEMPT_PATHS = frozenset({"/health"})
+_INF = float("inf")
 
 
 def resolve_service_name(service_name: Optional[str], environ: Mapping[str, str]) -> str:
@@ -46,7 +47,7 @@ def resolve_service_name(service_name: Optional[str], environ: Mapping[str, str]
 
 
 def _exempt_paths(value: Iterable[str]) -> frozenset[str]:
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ConfigurationError(
             "exempt_paths must be a collection of paths, not one string",
             variable="exempt_paths",
@@ -66,7 +67,7 @@ def _exempt_paths(value: Iterable[str]) -> frozenset[str]:
 def _allowed_callers(value: Optional[Iterable[str]]) -> Optional[frozenset[str]]:
     if value is None:
         return None
-    if isinstance(value, (str, bytes)):
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
         raise ConfigurationError(
             "allowed_callers must be a collection of service names, not one string",
             variable="allowed_callers",
@@ -85,9 +86,9 @@ def _non_negative_int(_inst: Any, attr: attrs.Attribute[Any], value: int) -> Non
 
 
 def _positive_number(_inst: Any, attr: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < _INF:
         raise ConfigurationError(
-            f"{attr.name} must be a positive number of seconds",
+            f"{attr.name} must be a finite, positive number of seconds",
             variable=attr.name,
             reason="invalid number",
         )

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import pytest
 from werkzeug.middleware.dispatcher import DispatcherMiddleware
 
-from mscomm_sync.errors import RequestRejectedError
+from mscomm_sync.errors import ConfigurationError, RequestRejectedError
 from mscomm_sync.registry import FileRegistry
 from mscomm_sync.testing import LiveServer
 
@@ -55,3 +55,16 @@ def test_service_mounted_under_a_prefix_serves_the_endpoint(
         assert resp.status_code == 200
         assert resp.json()["caller"] == "orders"
         assert dict(recorder.hits) == {"/admin/wipe": 1}
+
+
+def test_an_endpoint_starting_with_two_slashes_fails_before_sending(
+    serve: Callable[..., Any], make_client: Callable[..., Any]
+) -> None:
+    """Servers collapse a leading '//' (so it could never verify): the client refuses it with
+    a ConfigurationError naming the endpoint, and sends nothing."""
+    recorder = Recorder()
+    serve(sealed(json_app(recorder, {"/x": echo})))
+    with pytest.raises(ConfigurationError) as info:
+        make_client().request(target_service="billing", endpoint="//x")
+    assert info.value.variable == "endpoint"
+    assert recorder.hits == {}

@@ -1060,3 +1060,12 @@ def test_reprs_show_no_plaintext_or_key(alpha: Envelope, billing: Envelope) -> N
         assert "plaintext-marker" not in text
         assert KEY_ALPHA[:8] not in text
         assert KEY_BILLING[:8] not in text
+
+
+@pytest.mark.parametrize("window", [float("nan"), float("inf"), True])
+def test_a_window_that_would_switch_freshness_off_is_refused(window: float) -> None:
+    """NaN or infinity would let any old message open (and, with NaN, never expire from the
+    replay store): a ConfigurationError naming the window."""
+    with pytest.raises(ConfigurationError) as info:
+        make_envelope("billing", window=window)
+    assert info.value.variable == "window"

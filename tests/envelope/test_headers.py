@@ -289,10 +289,6 @@ def test_bytes_are_not_a_method() -> None:
     assert bound_method(b"GET") is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: bound_method binds str(method), so None is bound as 'NONE' and True as 'TRUE'",
-)
 @pytest.mark.parametrize("method", [None, True], ids=["none", "true"])
 def test_values_that_are_not_text_are_not_methods(method: object) -> None:
     """A value that is not a str (None, a bool) is not a method, whatever its str() spells."""

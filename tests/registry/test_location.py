@@ -126,11 +126,6 @@ def test_other_malformed_locations_are_refused(location: str) -> None:
     assert raised.value.reason == "bad location"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: location.py checks a member's path but not its query or fragment, so "
-    "'etcd://h:p?x' gives the endpoint 'http://h:p?x'",
-)
 @pytest.mark.parametrize("location", ["etcd://127.0.0.1:2379?x=1", "etcd://127.0.0.1:2379#f"])
 def test_a_member_with_a_query_or_fragment_is_refused(location: str) -> None:
     """A member is host:port only: a query or fragment after it is a bad location."""

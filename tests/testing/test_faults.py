@@ -198,11 +198,6 @@ def test_refused_matches_a_real_refused_connection() -> None:
     assert str(fake.args[0].reason) == str(real.args[0].reason)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: faults.py builds NewConnectionError without the ConnectionRefusedError "
-    "cause urllib3 raises it from, so the client does not see a mocked refusal as refused",
-)
 def test_refused_is_classified_like_a_real_refused_connection() -> None:
     """The client's failure classifier sees the refused fault as it sees a real refusal."""
     url = f"http://127.0.0.1:{free_port()}/invoices"

@@ -126,11 +126,6 @@ def test_an_invalid_allowed_caller_is_refused(caller: object) -> None:
         options(allowed_callers=["orders", caller])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: options.py converts with tuple(value) and a generator without a type check, "
-    "so None or a number raises TypeError, not ConfigurationError",
-)
 @pytest.mark.parametrize(
     ("option", "value"), [("exempt_paths", None), ("exempt_paths", 5), ("allowed_callers", 5)]
 )
