@@ -101,13 +101,12 @@ class AttemptLoop:
             InsecureResponseError: an unsealed answer was not allowed.
         """
         call = self.call
-        per_try = call.policy.timeout.attempt
         while True:
             remaining = call.deadline.remaining()
             if remaining <= 0:
                 raise call.deadline.exceeded()
             instance = self._choose()
-            read = remaining if per_try is None else min(per_try, remaining)
+            read = self._read_timeout(remaining)
             self.attempts += 1
             self.balancer.start(instance.url)
             try:
@@ -129,6 +128,23 @@ class AttemptLoop:
             self.balancer.readmit(instance.url)
             if not self._retry_answer(instance, response):
                 return response
+
+    def _read_timeout(self, remaining: float) -> float:
+        """Return this attempt's read timeout.
+
+        ``TimeoutPolicy.attempt`` when set (capped by what is left). Otherwise
+        a call that may be repeated gives each attempt left an equal share of
+        what is left, the last one all of it, so that an instance that hangs
+        costs a share of the deadline and the call fails over; a call that may
+        not be repeated has one attempt to wait for, so it gets it all.
+        """
+        per_try = self.call.policy.timeout.attempt
+        if per_try is not None:
+            return min(per_try, remaining)
+        if not self.call.may_repeat:
+            return remaining
+        left = self.retry.total if isinstance(self.retry.total, int) else 0
+        return remaining / (max(left, 0) + 1)
 
     def _choose(self) -> Instance:
         instance = self.balancer.choose(self.instances, self.tried)

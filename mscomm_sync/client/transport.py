@@ -23,7 +23,7 @@ import base64
 import binascii
 import logging
 import os
-from typing import Optional, Union
+from typing import Any, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
 import requests
@@ -52,6 +52,7 @@ from ..errors import (
 from .answer import read_answer
 from .call import Call
 from .failures import AttemptFailed
+from .pools import deadline_for, deadline_pools
 
 __all__ = ["DEFAULT_POOL_MAXSIZE", "REFUSAL_STATUSES", "SealedTransport"]
 
@@ -91,6 +92,15 @@ class SealedTransport(HTTPAdapter):
         # trust_env too, so turning it off (or on) later takes effect.
         self._environment = memo(_MAX_ENVIRONMENTS)(_environment)
 
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        """Build the pools as ``HTTPAdapter`` does, with answers read within the deadline."""
+        super().init_poolmanager(*args, **kwargs)
+        deadline_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> Any:
+        """Build a proxy's pools as ``HTTPAdapter`` does, with answers read within the deadline."""
+        return deadline_pools(super().proxy_manager_for(proxy, **proxy_kwargs))
+
     def send_attempt(self, call: Call, instance_url: str, timeout: tuple[float, float]) -> Response:
         """Seal ``call`` afresh for ``instance_url``, send it once, and open the answer.
 
@@ -122,8 +132,11 @@ class SealedTransport(HTTPAdapter):
         proxies, env_verify = self._environment(instance_url, call.trust_env)
         verify = env_verify if call.verify is True else call.verify
         try:
-            response = super().send(attempt, False, timeout, verify, call.cert, proxies)
+            with deadline_for(call.deadline):
+                response = super().send(attempt, False, timeout, verify, call.cert, proxies)
         except requests.RequestException as exc:
+            if call.deadline.remaining() <= 0:  # the status line or headers outlasted it
+                raise call.deadline.exceeded() from exc
             raise AttemptFailed.from_requests(exc) from exc
         reply_to = sealed.message_id
         # Sent: a large sealed body is not kept while the answer is read and

@@ -328,3 +328,40 @@ class WaitressServer:
             dispatcher.close()
         server.close()
         server.task_dispatcher.shutdown()
+
+
+class HeaderTrickleServer(SocketServer):
+    """Answers each request with its status line and headers one byte per ``interval``.
+
+    At most ``most`` bytes are sent, then it hangs up; ``sent`` counts them and
+    ``done`` is set when a connection is finished with (the client hung up,
+    or everything was sent).
+    """
+
+    HEAD = b"HTTP/1.1 200 OK\r\nX-Encrypted-Payload: true\r\nX-Pad: " + b"p" * 400 + b"\r\n\r\n"
+
+    def __init__(self, interval: float = 0.05) -> None:
+        super().__init__()
+        self.interval = interval
+        self.sent = 0
+        self.done = threading.Event()
+
+    def _handle(self, conn: socket.socket) -> None:
+        try:
+            with conn:
+                conn.settimeout(5)
+                request = b""
+                for _ in range(64):  # the request's headers (a GET: no body)
+                    if b"\r\n\r\n" in request:
+                        break
+                    request += conn.recv(65536)
+                self._count()
+                for byte in self.HEAD:
+                    if self._stop.wait(self.interval):
+                        return
+                    conn.sendall(bytes([byte]))
+                    self.sent += 1
+        except OSError:
+            pass  # the client hung up
+        finally:
+            self.done.set()

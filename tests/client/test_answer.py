@@ -12,16 +12,17 @@ from mscomm_sync.client.policies import CallPolicy, TimeoutPolicy
 from mscomm_sync.errors import DeadlineExceededError, ServiceUnavailableError
 from mscomm_sync.registry import FileRegistry
 
-from .servers import TrickleServer, sealed_trickle
+from .servers import HeaderTrickleServer, TrickleServer, sealed_trickle
 
 
 @pytest.mark.parametrize("method", ["GET", "POST"])
 def test_trickled_body_stops_at_deadline(
     registry: FileRegistry, make_client: Callable[..., Any], method: str
 ) -> None:
-    """A body trickled one byte per 0.2 s raises DeadlineExceededError, not the whole answer."""
+    """A body trickled one byte per 0.05 s (each inside any attempt's read timeout) raises
+    DeadlineExceededError, not the whole answer."""
     plaintext = attrs.evolve(CallPolicy(), allow_plaintext_replies=True)
-    with TrickleServer(length=20, interval=0.2) as server:
+    with TrickleServer(length=80, interval=0.05) as server:
         registry.register("billing", server.url)
         client = make_client(
             clock=time.monotonic, sleep=time.sleep, policies={"billing": plaintext}
@@ -62,3 +63,38 @@ def test_attempt_timeout_while_reading_body(
         assert not isinstance(info.value, DeadlineExceededError)
         assert info.value.reason == "ReadTimeout"
         assert (info.value.attempts, server.requests) == (1, 1)
+
+
+@pytest.mark.parametrize("attempt", [None, 0.3], ids=["no-attempt-timeout", "attempt-timeout"])
+def test_trickled_status_line_and_headers_stop_at_the_deadline(
+    registry: FileRegistry, make_client: Callable[..., Any], attempt: Any
+) -> None:
+    """A server that sends its status line and headers a byte every 0.05 s (each inside
+    the read timeout, so every socket read succeeds) is cut off when the call's deadline
+    passes: DeadlineExceededError, and most of its 455 bytes never sent."""
+    policy = attrs.evolve(CallPolicy(), timeout=TimeoutPolicy(deadline=30, attempt=attempt))
+    with HeaderTrickleServer(interval=0.05) as server:
+        registry.register("billing", server.url)
+        client = make_client(clock=time.monotonic, sleep=time.sleep, policies={"billing": policy})
+        with pytest.raises(DeadlineExceededError) as info:
+            client.request(target_service="billing", endpoint="/x", timeout=1)
+        assert (info.value.service, info.value.timeout) == ("billing", 1)
+        assert server.requests == 1
+        assert server.done.wait(15)
+    # A client that read on past its deadline would have taken all of them (22 s).
+    assert server.sent < len(HeaderTrickleServer.HEAD) // 2
+
+
+@pytest.mark.parametrize(("method", "attempts"), [("GET", 3), ("POST", 1)])
+def test_a_hung_instance_costs_an_idempotent_call_a_share_of_its_deadline(
+    registry: FileRegistry, make_client: Callable[..., Any], method: str, attempts: int
+) -> None:
+    """With no per-attempt timeout, a GET to an instance that never answers times out its
+    attempts on equal shares of the deadline and is retried (the retry table's promise);
+    a POST, which may not be repeated, waits the whole deadline on one attempt."""
+    with HeaderTrickleServer(interval=60) as hung:  # accepts, then sends nothing
+        registry.register("billing", hung.url)
+        client = make_client(clock=time.monotonic, sleep=time.sleep)
+        with pytest.raises(DeadlineExceededError):
+            client.request(target_service="billing", endpoint="/x", method=method, timeout=1.5)
+        assert hung.requests == attempts

@@ -147,14 +147,18 @@ def slow(serve: Callable[..., Any]) -> Any:
     release.set()
 
 
-def test_slower_than_deadline(slow: Recorder, make_client: Callable[..., Any]) -> None:
-    """A response slower than the deadline raises DeadlineExceededError (a requests.Timeout)."""
+@pytest.mark.parametrize(("method", "sent"), [("GET", 3), ("POST", 1)])
+def test_slower_than_deadline(
+    slow: Recorder, make_client: Callable[..., Any], method: str, sent: int
+) -> None:
+    """A response slower than the deadline raises DeadlineExceededError (a requests.Timeout);
+    a GET's attempts each had a share of it, a POST's one attempt all of it."""
     client = make_client(clock=time.monotonic, sleep=time.sleep)
     with pytest.raises(DeadlineExceededError) as info:
-        client.request(target_service="billing", endpoint="/slow", timeout=0.5)
+        client.request(target_service="billing", endpoint="/slow", method=method, timeout=0.5)
     assert isinstance(info.value, requests.Timeout)
     assert (info.value.service, info.value.timeout) == ("billing", 0.5)
-    assert slow.hits["/slow"] == 1
+    assert slow.hits["/slow"] == sent
 
 
 @pytest.mark.parametrize(("method", "sent"), [("POST", 1), ("GET", 3)])
