@@ -4,27 +4,44 @@ Every error is a subclass of :class:`MscommError`. Each one carries the facts
 that explain it as attributes, captured when it is raised, so that callers can
 branch on fields instead of parsing messages. Messages name services, variables
 and paths; they never contain key material, ciphertext or plaintext.
+
+Every error a call raises also says whether the request reached the service,
+as its ``delivery`` field and in its type: a :class:`NotDeliveredError`
+certainly did not (nothing ran: send it again whatever it does), a
+:class:`MaybeDeliveredError` may have (it may have run: send it again only
+with an idempotency key the service honours), and an :class:`AnsweredError`
+got an answer the client refused or that refused it.
 """
 
 from __future__ import annotations
 
+import enum
 from typing import Any, Optional
 
 import requests
 
 __all__ = [
+    "AnswerLostError",
+    "AnsweredError",
     "CircuitOpenError",
     "ConfigurationError",
+    "DeadlineAfterSendingError",
+    "DeadlineBeforeSendingError",
     "DeadlineExceededError",
+    "Delivery",
     "InsecureResponseError",
     "IntegrityError",
+    "MaybeDeliveredError",
     "MscommError",
+    "NotDeliveredError",
     "RegistryError",
     "ReplayGapError",
     "RequestRejectedError",
     "ResponseTooLargeError",
     "ServiceNotFoundError",
     "ServiceUnavailableError",
+    "ServiceUnreachableError",
+    "UnverifiedAnswerError",
 ]
 
 
@@ -41,6 +58,42 @@ class MscommError(Exception):
         if "last_error" in state:
             state["last_error"] = None
         return (_restore, (type(self), self.args, state))
+
+
+class Delivery(enum.Enum):
+    """Whether a failed call's request reached the service."""
+
+    #: It certainly did not: no attempt left this host, or the service said
+    #: (sealed) that it did not run it. Sending it again is always safe.
+    NOT_DELIVERED = "not delivered"
+    #: It may have: an attempt left and no answer came back. It may have run.
+    MAYBE_DELIVERED = "may have been delivered"
+    #: It did, and an answer came back that refused it or that was refused.
+    ANSWERED = "answered"
+
+
+class NotDeliveredError(MscommError):
+    """A call failed and its request certainly never reached the service: nothing ran.
+
+    Sending it again is safe whatever it does.
+    """
+
+    delivery = Delivery.NOT_DELIVERED
+
+
+class MaybeDeliveredError(MscommError):
+    """A call failed after its request may have reached the service: it may have run.
+
+    Send it again only with an idempotency key the service honours.
+    """
+
+    delivery = Delivery.MAYBE_DELIVERED
+
+
+class AnsweredError(MscommError):
+    """A call got an answer, but one that refused the request or that the client refused."""
+
+    delivery = Delivery.ANSWERED
 
 
 class ConfigurationError(MscommError, ValueError):
@@ -104,7 +157,16 @@ class ReplayGapError(IntegrityError):
         self.not_before = not_before
 
 
-class InsecureResponseError(IntegrityError):
+class UnverifiedAnswerError(IntegrityError, AnsweredError):
+    """An answer came back but did not verify: altered, forged, replayed, or for another request.
+
+    The request may have run; what the service answered is unknown.
+    """
+
+    MESSAGE = "sealed answer rejected"
+
+
+class InsecureResponseError(IntegrityError, AnsweredError):
     """A sealed request got an unsealed answer (a downgrade), and plaintext
     replies were not allowed for that service.
 
@@ -134,7 +196,7 @@ class RegistryError(MscommError):
         self.reason = reason
 
 
-class ServiceNotFoundError(MscommError, LookupError):
+class ServiceNotFoundError(NotDeliveredError, LookupError):
     """Nothing is registered under the requested service name.
 
     Attributes:
@@ -148,6 +210,10 @@ class ServiceNotFoundError(MscommError, LookupError):
 
 class ServiceUnavailableError(MscommError, requests.ConnectionError):
     """Every attempt to reach a service failed at the transport level.
+
+    A call raises one of its two kinds: :class:`ServiceUnreachableError`
+    (no attempt reached the service) or :class:`AnswerLostError` (one may
+    have, and its answer was lost).
 
     Attributes:
         service: the target service.
@@ -175,14 +241,38 @@ class ServiceUnavailableError(MscommError, requests.ConnectionError):
         self.last_error = last_error
         self.reason = reason
 
+    #: Unknown for the base class; its two kinds say.
+    delivery = Delivery.MAYBE_DELIVERED
+
+
+class ServiceUnreachableError(ServiceUnavailableError, NotDeliveredError):
+    """No attempt reached the service: each failed before its connection was made,
+    or was one the service said (sealed) it did not run. Nothing ran."""
+
+    delivery = Delivery.NOT_DELIVERED
+
+
+class AnswerLostError(ServiceUnavailableError, MaybeDeliveredError):
+    """An attempt may have reached the service, and its answer was lost (a reset,
+    a read timeout, a connection closed mid-answer). It may have run."""
+
+    delivery = Delivery.MAYBE_DELIVERED
+
 
 class DeadlineExceededError(MscommError, requests.Timeout):
     """The call's overall deadline passed before an answer arrived.
+
+    A call raises one of its two kinds: :class:`DeadlineBeforeSendingError`
+    (no attempt had been sent) or :class:`DeadlineAfterSendingError` (one
+    had, and may have run).
 
     Attributes:
         service: the target service.
         timeout: the deadline that was exceeded, in seconds.
     """
+
+    #: Unknown for the base class; its two kinds say.
+    delivery = Delivery.MAYBE_DELIVERED
 
     def __init__(self, service: str, timeout: float) -> None:
         super().__init__(f"call to service {service!r} exceeded its {timeout:g}s deadline")
@@ -190,7 +280,21 @@ class DeadlineExceededError(MscommError, requests.Timeout):
         self.timeout = timeout
 
 
-class CircuitOpenError(MscommError):
+class DeadlineBeforeSendingError(DeadlineExceededError, NotDeliveredError):
+    """The deadline passed before any attempt was sent (connecting, or waiting to retry
+    after attempts that never left). Nothing ran."""
+
+    delivery = Delivery.NOT_DELIVERED
+
+
+class DeadlineAfterSendingError(DeadlineExceededError, MaybeDeliveredError):
+    """The deadline passed after an attempt was sent and before its answer came: it may
+    have run."""
+
+    delivery = Delivery.MAYBE_DELIVERED
+
+
+class CircuitOpenError(NotDeliveredError):
     """The circuit breaker for a service is open; no request was sent.
 
     Attributes:
@@ -206,7 +310,7 @@ class CircuitOpenError(MscommError):
         self.retry_after = retry_after
 
 
-class RequestRejectedError(MscommError):
+class RequestRejectedError(AnsweredError):
     """The peer's middleware refused the request before it reached the app.
 
     Such refusals (400, 401, 403, 413) arrive unsealed, because the peer could
@@ -223,7 +327,7 @@ class RequestRejectedError(MscommError):
         self.status = status
 
 
-class ResponseTooLargeError(MscommError):
+class ResponseTooLargeError(AnsweredError):
     """An answer was larger than the client accepts; it was not read past the limit.
 
     A declared ``Content-Length`` above the limit is refused before a byte

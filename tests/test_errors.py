@@ -26,7 +26,11 @@ SECRET = "k3y-MATERIAL-0xDEADBEEF"
 def test_every_error_is_an_mscomm_error() -> None:
     """Every exception the module exports derives from MscommError, and every one it
     defines is exported."""
-    exported = {getattr(errors, name) for name in errors.__all__}
+    exported = {
+        value
+        for value in (getattr(errors, name) for name in errors.__all__)
+        if isinstance(value, type) and issubclass(value, BaseException)
+    }
     defined = {
         value
         for value in vars(errors).values()
@@ -198,6 +202,11 @@ def _examples() -> list[MscommError]:
         errors.CircuitOpenError("billing", 2.0),
         errors.RequestRejectedError("billing", 401),
         errors.ResponseTooLargeError("billing", 10, 20),
+        errors.ServiceUnreachableError("billing", 1, reason="connection refused"),
+        errors.AnswerLostError("billing", 2, reason="ReadTimeout"),
+        errors.DeadlineBeforeSendingError("billing", 1.0),
+        errors.DeadlineAfterSendingError("billing", 1.0),
+        errors.UnverifiedAnswerError(service="billing", reason="bad tag"),
     ]
 
 
@@ -217,5 +226,32 @@ def test_every_error_pickles_with_its_fields(error: MscommError) -> None:
 def test_the_examples_cover_every_error() -> None:
     """The pickling examples hold every concrete exported error but the base."""
     covered = {type(e) for e in _examples()}
-    exported = {getattr(errors, name) for name in errors.__all__} - {MscommError}
+    bases = {
+        MscommError,
+        errors.NotDeliveredError,
+        errors.MaybeDeliveredError,
+        errors.AnsweredError,
+        errors.Delivery,
+    }
+    exported = {getattr(errors, name) for name in errors.__all__} - bases
     assert covered == exported
+
+
+@pytest.mark.parametrize("error", _examples(), ids=lambda e: type(e).__name__)
+def test_the_delivery_field_and_the_type_agree(error: MscommError) -> None:
+    """Every error that says how far its request got says it both ways: its delivery field
+    and exactly one of the three marker types."""
+    markers = {
+        errors.Delivery.NOT_DELIVERED: errors.NotDeliveredError,
+        errors.Delivery.MAYBE_DELIVERED: errors.MaybeDeliveredError,
+        errors.Delivery.ANSWERED: errors.AnsweredError,
+    }
+    delivery = getattr(error, "delivery", None)
+    kinds = [marker for marker in markers.values() if isinstance(error, marker)]
+    if delivery is None:
+        assert kinds == []  # not a call's error: configuration, registry, the server's side
+        return
+    if type(error) in (errors.ServiceUnavailableError, errors.DeadlineExceededError):
+        assert delivery is errors.Delivery.MAYBE_DELIVERED and kinds == []  # the bases: unknown
+        return
+    assert kinds == [markers[delivery]]

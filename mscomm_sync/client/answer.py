@@ -213,7 +213,7 @@ def _fill(
     while buffer.missing:
         left = deadline.remaining()
         if left <= 0:
-            raise deadline.exceeded()
+            raise deadline.exceeded(sent=True)
         by_deadline = read_timeout is None or left <= read_timeout
         sock.settimeout(left if by_deadline else read_timeout)
         try:
@@ -223,7 +223,7 @@ def _fill(
                 n = fp.fp.readinto1(space)
         except socket.timeout as exc:
             if by_deadline:
-                raise deadline.exceeded() from exc
+                raise deadline.exceeded(sent=True) from exc
             raise AttemptFailed.mid_answer(exc, "ReadTimeout") from exc
         except OSError as exc:  # a reset, a TLS error (ssl.SSLError is an OSError)
             raise AttemptFailed.mid_answer(exc) from exc
@@ -265,7 +265,7 @@ class _Pieces:
                 break
             left = deadline.remaining()
             if left <= 0:
-                raise deadline.exceeded()
+                raise deadline.exceeded(sent=True)
             by_deadline = read_timeout is None or left <= read_timeout
             self.sock.settimeout(left if by_deadline else read_timeout)
             amount = self.piece if length is None else min(length, self.piece)
@@ -273,7 +273,7 @@ class _Pieces:
                 piece = read1(amount, decode_content=self.decode)
             except ReadTimeoutError as exc:
                 if by_deadline:
-                    raise deadline.exceeded() from exc
+                    raise deadline.exceeded(sent=True) from exc
                 raise AttemptFailed.mid_answer(exc, "ReadTimeout") from exc
             except _BROKEN as exc:
                 raise AttemptFailed.mid_answer(exc) from exc

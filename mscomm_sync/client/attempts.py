@@ -41,7 +41,7 @@ from requests import Response
 from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
 
-from ..errors import InsecureResponseError, ServiceUnavailableError
+from ..errors import AnswerLostError, InsecureResponseError, ServiceUnreachableError
 from ..registry.base import Instance
 from .balancer import PowerOfTwoBalancer
 from .budget import RetryBudget
@@ -82,6 +82,8 @@ class AttemptLoop:
     attempts: int = attrs.field(init=False, default=0)
     why: str = attrs.field(init=False, default="")
     pause: float = attrs.field(init=False, default=0.0)
+    #: Whether an attempt may have reached the service (decides which error says so).
+    sent: bool = attrs.field(init=False, default=False)
 
     def __attrs_post_init__(self) -> None:
         self.retry = self.call.policy.retry.to_urllib3()
@@ -95,16 +97,19 @@ class AttemptLoop:
 
         Raises:
             DeadlineExceededError: the deadline passed (also while reading a
-                body), or the next pause would pass it.
+                body), or the next pause would pass it; its kind says
+                whether an attempt had been sent.
             ServiceUnavailableError: the last attempt failed at the
-                transport level and no retry was allowed.
+                transport level and no retry was allowed:
+                ``ServiceUnreachableError`` if no attempt reached the
+                service, ``AnswerLostError`` if one may have.
             InsecureResponseError: an unsealed answer was not allowed.
         """
         call = self.call
         while True:
             remaining = call.deadline.remaining()
             if remaining <= 0:
-                raise call.deadline.exceeded()
+                raise call.deadline.exceeded(sent=self.sent)
             instance = self._choose()
             read = self._read_timeout(remaining)
             self.attempts += 1
@@ -114,9 +119,11 @@ class AttemptLoop:
                     call, instance.url, (min(call.connect, remaining), read)
                 )
             except AttemptFailed as failure:
+                self.sent = self.sent or not failure.not_run
                 self._after_failure(instance, failure)
                 continue
             except InsecureResponseError as exc:
+                self.sent = True
                 # An intermediary's unsealed 502/503/504 is retried like the
                 # service's own; its body is never returned.
                 if not (call.may_repeat and exc.status in call.policy.retry.retry_statuses):
@@ -126,6 +133,7 @@ class AttemptLoop:
             finally:
                 self.balancer.finish(instance.url)
             self.balancer.readmit(instance.url)
+            self.sent = True
             if not self._retry_answer(instance, response):
                 return response
 
@@ -172,7 +180,7 @@ class AttemptLoop:
         if failure.connect_phase:
             self.balancer.eject(instance.url)
         if self.clock() >= call.deadline.at:
-            raise call.deadline.exceeded() from failure.cause
+            raise call.deadline.exceeded(sent=self.sent) from failure.cause
         if not (failure.not_run or call.may_repeat):
             self._unavailable(failure)
         # urllib3's Retry counts the attempt and knows its kind by the error's type.
@@ -183,7 +191,7 @@ class AttemptLoop:
             self._unavailable(failure)
         delay = self._backoff() if failure.retry_after is None else failure.retry_after
         if self.clock() + delay >= call.deadline.at:
-            raise call.deadline.exceeded() from failure.cause
+            raise call.deadline.exceeded(sent=self.sent) from failure.cause
         if not failure.refused and not self._spend():
             self._unavailable(failure)
         self._pause(failure.reason, delay)
@@ -238,6 +246,7 @@ class AttemptLoop:
         self.sleep(delay)
 
     def _unavailable(self, failure: AttemptFailed) -> NoReturn:
-        raise ServiceUnavailableError(
+        kind = AnswerLostError if self.sent else ServiceUnreachableError
+        raise kind(
             self.call.service, self.attempts, failure.cause, reason=failure.reason
         ) from failure.cause

@@ -7,7 +7,7 @@ from typing import Callable
 
 import attrs
 
-from ..errors import DeadlineExceededError
+from ..errors import DeadlineAfterSendingError, DeadlineBeforeSendingError, DeadlineExceededError
 
 __all__ = ["Deadline"]
 
@@ -32,6 +32,11 @@ class Deadline:
         """Return the seconds left (negative once the deadline has passed)."""
         return self.at - self.clock()
 
-    def exceeded(self) -> DeadlineExceededError:
-        """Return the error that reports this deadline as passed."""
-        return DeadlineExceededError(self.service, self.seconds)
+    def exceeded(self, *, sent: bool) -> DeadlineExceededError:
+        """Return the error that reports this deadline as passed.
+
+        Args:
+            sent: whether an attempt of the call may have reached the service.
+        """
+        kind = DeadlineAfterSendingError if sent else DeadlineBeforeSendingError
+        return kind(self.service, self.seconds)

@@ -48,6 +48,7 @@ from ..errors import (
     MscommError,
     RequestRejectedError,
     ResponseTooLargeError,
+    UnverifiedAnswerError,
 )
 from .answer import read_answer
 from .call import Call
@@ -135,9 +136,10 @@ class SealedTransport(HTTPAdapter):
             with deadline_for(call.deadline):
                 response = super().send(attempt, False, timeout, verify, call.cert, proxies)
         except requests.RequestException as exc:
-            if call.deadline.remaining() <= 0:  # the status line or headers outlasted it
-                raise call.deadline.exceeded() from exc
-            raise AttemptFailed.from_requests(exc) from exc
+            failure = AttemptFailed.from_requests(exc)
+            if call.deadline.remaining() <= 0:  # connecting, or the status line, outlasted it
+                raise call.deadline.exceeded(sent=not failure.connect_phase) from exc
+            raise failure from exc
         reply_to = sealed.message_id
         # Sent: a large sealed body is not kept while the answer is read and
         # opened, nor in resp.request for as long as the caller holds the
@@ -191,6 +193,8 @@ class SealedTransport(HTTPAdapter):
                 headers=headers,
                 body=data,
             )
+        except IntegrityError as exc:
+            raise UnverifiedAnswerError(service=call.service, reason=exc.reason) from None
         finally:
             if isinstance(data, memoryview):  # read into a kept buffer: offer it back
                 response._content = b""
@@ -278,7 +282,9 @@ def _check_before_reading(call: Call, response: Response, *, sealed: bool) -> No
             "sealed answer with Content-Encoding refused (service=%s request_id=%s)",
             call.service, call.request_id,
         )  # fmt: skip
-        raise IntegrityError(service=call.service, reason="content encoding on a sealed answer")
+        raise UnverifiedAnswerError(
+            service=call.service, reason="content encoding on a sealed answer"
+        )
     declared = getattr(response.raw, "length_remaining", None)
     limit = call.policy.max_answer_size
     if isinstance(declared, int) and declared > limit + (_TAG_BYTES if sealed else 0):
@@ -330,4 +336,6 @@ def _unb64(text: str, service: str) -> bytes:
     try:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
-        raise IntegrityError(service=service, reason="malformed sealed body header") from None
+        raise UnverifiedAnswerError(
+            service=service, reason="malformed sealed body header"
+        ) from None

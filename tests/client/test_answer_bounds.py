@@ -101,7 +101,7 @@ EXPECTED = {
     "unsealed-refusal-declared": "RequestRejectedError",
     "sealed-declared": "ResponseTooLargeError",
     "sealed-endless-chunked": "ResponseTooLargeError",
-    "sealed-gzip-bomb": "IntegrityError",
+    "sealed-gzip-bomb": "UnverifiedAnswerError",
     "plaintext-allowed-declared": "ResponseTooLargeError",
     "plaintext-allowed-endless-chunked": "ResponseTooLargeError",
     "plaintext-allowed-gzip-bomb": "ResponseTooLargeError",
