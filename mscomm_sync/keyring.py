@@ -25,7 +25,7 @@ import re
 import secrets
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 import attrs
 
@@ -273,6 +273,27 @@ class Keyring:
         with self._lock:
             self._cache[service] = parsed
         return parsed
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as "read the environment again"; a keyring that holds keys refuses.
+
+        Raises:
+            TypeError: the keyring was built from a mapping, or reads a
+                mapping other than ``os.environ``: pickling it would copy
+                keys into the pickle.
+        """
+        if self._static or self._environ is not os.environ:
+            raise TypeError(
+                "this Keyring holds keys (built from a mapping): it is not pickled, so that "
+                "no pickle ever holds a key; use the environment, or build it again"
+            )
+        return (Keyring, ())
+
+    def __copy__(self) -> Keyring:
+        return self  # keys are shared, never duplicated
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Keyring:
+        return self
 
     def reload(self) -> None:
         """Forget keys read from the environment so the next use re-reads them."""

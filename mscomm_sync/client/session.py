@@ -10,9 +10,11 @@ an ordinary Session.
 
 from __future__ import annotations
 
+import copy
 import os
 import random as _random
 import time
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any, Callable, Optional, Union, cast
 
@@ -36,6 +38,22 @@ from .policies import DEFAULT_MAX_ANSWER_SIZE, CallPolicy
 from .transport import DEFAULT_POOL_MAXSIZE
 
 __all__ = ["MicroServiceClient"]
+
+#: What a client keeps besides the Session's state (see __getstate__).
+_SETTINGS = (
+    "service_name",
+    "policy",
+    "policies",
+    "_registry",
+    "_keyring",
+    "_listener",
+    "_pool_maxsize",
+    "_clock",
+    "_sleep",
+    "_random",
+)
+#: The settings a deep copy shares with the original instead of copying.
+_SHARED = ("_registry", "_keyring", "_listener", "_clock", "_sleep", "_random")
 
 
 class MicroServiceClient(requests.Session):
@@ -91,6 +109,15 @@ class MicroServiceClient(requests.Session):
         self.policies: dict[str, CallPolicy] = dict(policies or {})
         self._registry = registry
         self._keyring = keyring
+        self._listener = breaker_listener
+        self._pool_maxsize = pool_maxsize
+        self._clock = clock
+        self._sleep = sleep
+        self._random = random
+        self._start()
+
+    def _start(self) -> None:
+        """Mount the service adapter and begin this process's state (also when unpickled)."""
         self._envelope: Optional[Envelope] = None
         self.mount(
             SCHEME,
@@ -98,16 +125,59 @@ class MicroServiceClient(requests.Session):
                 envelope=self._get_envelope,
                 registry=self._get_registry,
                 policy_for=self.policy_for,
-                clock=clock,
-                sleep=sleep,
-                random=random,
-                listener=breaker_listener,
-                trust_env=lambda: self.trust_env,
-                pool_maxsize=pool_maxsize,
+                clock=self._clock,
+                sleep=self._sleep,
+                random=self._random,
+                listener=self._listener,
+                trust_env=self._trusts_env,
+                pool_maxsize=self._pool_maxsize,
             ),
         )
         # After mount(): the adapters whose pools a forked child renews.
         self._pools: PerProcess[int] = PerProcess(self._fresh_pools)
+
+    def _trusts_env(self) -> bool:
+        return bool(self.trust_env)
+
+    # -- copies and pickles --------------------------------------------------
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The Session's state and this client's settings, never its keys or sockets.
+
+        A copy or an unpickled client seals as the same service, with the
+        same policies and registry; its keyring reads the environment again
+        (a keyring built from a mapping refuses to be pickled), and its
+        pools, breakers and budgets start afresh.
+        """
+        state: dict[str, Any] = dict(super().__getstate__())  # type: ignore[call-overload]
+        state["adapters"] = OrderedDict(
+            (prefix, a) for prefix, a in self.adapters.items() if not isinstance(a, ServiceAdapter)
+        )
+        state.update({name: getattr(self, name) for name in _SETTINGS})
+        if self._random is _random.random:
+            state["_random"] = None  # the module's generator, not a copy of its state
+        return state
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> MicroServiceClient:
+        # Headers, cookies, policies and mounted adapters are copied; the
+        # registry, the keyring and the injected clock, sleep, randomness and
+        # listener are shared, as they would be by two clients built alike.
+        state = self.__getstate__()
+        shared = {name: state.pop(name) for name in _SHARED}
+        state = copy.deepcopy(state, memo)
+        state.update(shared)
+        other = type(self).__new__(type(self))
+        other.__setstate__(state)
+        return other
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        settings = {name: state.pop(name) for name in _SETTINGS}
+        requests.Session.__setstate__(self, state)  # type: ignore[attr-defined]
+        for name, value in settings.items():
+            setattr(self, name, value)
+        if self._random is None:
+            self._random = _random.random
+        self._start()
 
     # -- the service form --------------------------------------------------
 

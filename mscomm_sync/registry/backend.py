@@ -139,6 +139,15 @@ class BaseRegistry:
         """Read the backend now instead of waiting for the next change check."""
         raise NotImplementedError
 
+    # -- copies ----------------------------------------------------------
+
+    def __copy__(self) -> BaseRegistry:
+        # A registry is a view of shared data with its own threads: copies share it.
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> BaseRegistry:
+        return self
+
     # -- health checks ---------------------------------------------------
 
     @property

@@ -14,6 +14,7 @@ Layout: ``<prefix>/services/<name>/<url>`` holds the JSON entry
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -304,6 +305,13 @@ class EtcdRegistry(BaseRegistry):
         return True
 
     # -- lifecycle -------------------------------------------------------
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the way to open this location again (its health checks are not running)."""
+        reopen = functools.partial(
+            EtcdRegistry, self.location, lease_ttl=self.lease_ttl, health_check=self.health_check
+        )
+        return (reopen, ())
 
     def _reset_after_fork(self) -> None:
         super()._reset_after_fork()

@@ -17,13 +17,14 @@ registration creates it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import random as _random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Optional, Union
+from typing import Any, Optional, Union
 
 from ..errors import RegistryError
 from .atomic import remove_orphans, replace_file
@@ -97,6 +98,17 @@ class FileRegistry(BaseRegistry):
         self._reload(first=True)
         if health_check_interval is not None:
             self.start_health_checks(health_check_interval)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the way to open this file again (its health checks are not running)."""
+        reopen = functools.partial(
+            FileRegistry,
+            self.path,
+            lock_timeout=self.lock_timeout,
+            create_parents=self.create_parents,
+            health_check=self.health_check,
+        )
+        return (reopen, ())
 
     # -- writes ----------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pytest
 import requests
 import responses
 
+from mscomm_sync.client import MicroServiceClient
 from mscomm_sync.errors import ConfigurationError, InsecureResponseError, ServiceUnavailableError
 from mscomm_sync.registry import FileRegistry
 from mscomm_sync.testing import LiveServer
@@ -139,3 +140,64 @@ def test_instance_environment_follows_trust_env_and_stays_bounded(
     for port in range(3000):
         environment(f"http://10.0.0.7:{port}", True)
     assert environment.cache_info().currsize <= 1024
+
+
+def test_pickled_client_sends_like_a_session(make_client: Callable[..., Any]) -> None:
+    """requests' own test_session_pickling, with the client: an unpickled client sends a
+    plain request and has a repr."""
+    import pickle
+
+    with LiveServer(plain_app) as server:
+        client = MicroServiceClient("orders")
+        restored = pickle.loads(pickle.dumps(client))  # noqa: S301 - our own bytes
+        restored.proxies = {}
+        prepared = requests.Request("GET", server.url + "/plain").prepare()
+        assert restored.send(prepared, timeout=30).status_code == 200
+        assert repr(restored) == "<MicroServiceClient service='orders'>"
+
+
+@pytest.mark.parametrize("how", ["copy", "deepcopy", "pickle"])
+def test_a_copied_client_makes_sealed_calls(
+    serve: Callable[..., Any],
+    registry: FileRegistry,
+    monkeypatch: pytest.MonkeyPatch,
+    how: str,
+) -> None:
+    """copy.copy, copy.deepcopy and pickle give a client that seals, resolves and opens
+    as the original does, with its own breakers; keys come from their source, the
+    environment, and never enter the pickle."""
+    import copy
+    import pickle
+
+    from mscomm_sync.keyring import env_var_name
+
+    from .servers import KEYS
+
+    for name, key in KEYS.items():
+        monkeypatch.setenv(env_var_name(name), key)
+    serve(sealed(json_app(Recorder(), {"/echo": echo})))
+    client = MicroServiceClient("orders", registry=registry)
+    if how == "pickle":
+        data = pickle.dumps(client)
+        assert not any(key.encode() in data for key in KEYS.values())
+        other = pickle.loads(data)  # noqa: S301 - our own bytes
+    else:
+        other = getattr(copy, how)(client)
+    resp = other.request(target_service="billing", endpoint="/echo", method="POST", payload=1)
+    assert (resp.status_code, resp.json()["caller"]) == (200, "orders")
+    assert other.breaker("billing") is not client.breaker("billing")
+    assert other.policy == client.policy
+
+
+def test_a_client_whose_keyring_holds_keys_refuses_to_be_pickled(
+    make_client: Callable[..., Any],
+) -> None:
+    """A keyring built from a mapping holds keys: pickling the client raises TypeError
+    rather than write them into the pickle; copies share the keyring."""
+    import copy
+    import pickle
+
+    client = make_client()
+    with pytest.raises(TypeError, match="holds keys"):
+        pickle.dumps(client)
+    assert copy.deepcopy(client)._keyring is client._keyring
