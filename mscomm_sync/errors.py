@@ -149,12 +149,17 @@ class ReplayGapError(IntegrityError):
         service: the verified sender.
         message_id: the request's message id.
         not_before: the first whole second (Unix time) the store vouches for.
+        request: the verified request without its body (what the answer is
+            sealed for: its version and keys), or ``None``.
     """
 
-    def __init__(self, *, service: str, message_id: str, not_before: float) -> None:
+    def __init__(
+        self, *, service: str, message_id: str, not_before: float, request: Any = None
+    ) -> None:
         super().__init__(service=service, reason="sealed before the replay store began")
         self.message_id = message_id
         self.not_before = not_before
+        self.request = request
 
 
 class UnverifiedAnswerError(IntegrityError, AnsweredError):

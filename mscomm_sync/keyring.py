@@ -39,6 +39,7 @@ __all__ = [
     "env_var_name",
     "generate_key",
     "validate_service_name",
+    "variable_name",
 ]
 
 KEY_BYTES = 32
@@ -74,13 +75,22 @@ def validate_service_name(name: str, *, what: str = "service name") -> str:
     return name
 
 
+def variable_name(service: str, suffix: str) -> str:
+    """Return the environment variable ``<NAME>_<suffix>`` of ``service``.
+
+    >>> variable_name("other-service", "PUBLIC_KEY")
+    'OTHER_SERVICE_PUBLIC_KEY'
+    """
+    return re.sub(r"[^A-Z0-9]", "_", service.upper()) + "_" + suffix
+
+
 def env_var_name(service: str) -> str:
-    """Return the environment variable that holds ``service``'s keys.
+    """Return the environment variable that holds ``service``'s (protocol v1) keys.
 
     >>> env_var_name("other-service")
     'OTHER_SERVICE_ENCRYPTION_KEY'
     """
-    return re.sub(r"[^A-Z0-9]", "_", service.upper()) + "_ENCRYPTION_KEY"
+    return variable_name(service, "ENCRYPTION_KEY")
 
 
 def generate_key() -> str:

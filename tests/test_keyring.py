@@ -11,7 +11,7 @@ import pytest
 from support.seal import seal_fields
 
 from mscomm_sync.envelope import HEADER_SEAL, Envelope
-from mscomm_sync.envelope import envelope as envelope_module
+from mscomm_sync.envelope import v1 as envelope_module
 from mscomm_sync.errors import ConfigurationError, IntegrityError, MscommError
 from mscomm_sync.keyring import Key, Keyring, ServiceKeys, env_var_name, generate_key
 from mscomm_sync.replay import MemoryReplayStore

@@ -32,13 +32,14 @@ service, the instance, the attempt number and the reason for the retry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Callable, NoReturn, Optional
+from typing import Callable, NoReturn
 
 import attrs
 from requests import Response
-from urllib3.exceptions import ConnectTimeoutError, MaxRetryError, ProtocolError
+from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
 
 from ..errors import AnswerLostError, InsecureResponseError, ServiceUnreachableError
@@ -209,7 +210,8 @@ class AttemptLoop:
     def _retry_answer(self, instance: Instance, response: Response) -> bool:
         call = self.call
         status = response.status_code
-        has_retry_after = "Retry-After" in response.headers
+        retry_after = response.headers.get("Retry-After")  # sealed, in v2
+        has_retry_after = retry_after is not None
         if not (call.may_repeat and self.retry.is_retry(call.method, status, has_retry_after)):
             return False
         try:
@@ -217,10 +219,9 @@ class AttemptLoop:
         except MaxRetryError:
             return False
         delay = self._backoff()
-        if call.policy.retry.respect_retry_after:
-            after: Optional[float] = self.retry.get_retry_after(response.raw)
-            if after is not None:
-                delay = after
+        if call.policy.retry.respect_retry_after and retry_after is not None:
+            with contextlib.suppress(InvalidHeader):  # keep the backoff
+                delay = self.retry.parse_retry_after(retry_after)
         if self.clock() + delay >= call.deadline.at or not self._spend():
             return False
         response.close()

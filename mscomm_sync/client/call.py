@@ -18,6 +18,7 @@ from requests import PreparedRequest
 
 from .._fast import Record
 from ..envelope import Envelope, target_from_endpoint
+from ..envelope.fields import sealable
 from ..errors import ConfigurationError
 from ..keyring import validate_service_name
 from .deadline import Deadline
@@ -43,6 +44,8 @@ class Call(Record):
             seal (never the instance URL's own path: see
             :mod:`mscomm_sync.envelope.target`).
         headers: the plaintext request's headers (``Content-Length`` aside).
+        end_to_end: its end-to-end headers, names lower case, the content
+            type aside: what protocol v2 seals (v1 sends ``headers`` in clear).
         body: the plaintext body (``b""`` for none).
         content_type: the plaintext's ``Content-Type``, sealed with it.
         request_id: the call's ``X-Request-Id``, the same on every attempt.
@@ -63,6 +66,7 @@ class Call(Record):
         "suffix",
         "target",
         "headers",
+        "end_to_end",
         "body",
         "content_type",
         "request_id",
@@ -81,6 +85,7 @@ class Call(Record):
     suffix: str
     target: str
     headers: Mapping[str, str]
+    end_to_end: tuple[tuple[str, str], ...]
     body: bytes
     content_type: Optional[str]
     request_id: str
@@ -147,6 +152,7 @@ def plan_call(
         f"{path}?{parts.query}" if parts.query else path,
         target_from_endpoint(path, parts.query),
         headers,
+        tuple((n, v) for n, v in sealable(headers.items()) if n != "content-type"),
         _body_bytes(request.body),
         headers.get("Content-Type"),
         str(headers[HEADER_REQUEST_ID]),

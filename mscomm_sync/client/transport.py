@@ -128,6 +128,7 @@ class SealedTransport(HTTPAdapter):
             target=call.target,
             body=call.body,
             content_type=call.content_type,
+            headers=call.end_to_end,
         )
         attempt = _attempt(call, url, sealed)
         proxies, env_verify = self._environment(instance_url, call.trust_env)
@@ -140,13 +141,15 @@ class SealedTransport(HTTPAdapter):
             if call.deadline.remaining() <= 0:  # connecting, or the status line, outlasted it
                 raise call.deadline.exceeded(sent=not failure.connect_phase) from exc
             raise failure from exc
-        reply_to = sealed.message_id
         # Sent: a large sealed body is not kept while the answer is read and
         # opened, nor in resp.request for as long as the caller holds the
         # answer (see BufferPool for what holding it cost).
-        del sealed
-        if len(attempt.body) >= RELEASE_SENT_BODY:  # type: ignore[arg-type]
+        if sealed.length >= RELEASE_SENT_BODY:
             attempt.body = None
+        request = Sealed._make(
+            sealed.headers, (), sealed.message_id, sealed.timestamp, sealed.version, sealed.pair
+        )
+        del sealed
         sealed_reply = (response.headers.get(HEADER_ENCRYPTED) or "").lower() == "true"
         if not sealed_reply and not call.policy.allow_plaintext_replies:
             # A refusal or a downgrade: its body is never used, so never read
@@ -171,14 +174,14 @@ class SealedTransport(HTTPAdapter):
                 response.status_code,
             )
             return response
-        return self._open(call, response, data, reply_to)
+        return self._open(call, response, data, request)
 
     def _open(
         self,
         call: Call,
         response: Response,
         data: Union[bytes, bytearray, memoryview],
-        reply_to: str,
+        request: Sealed,
     ) -> Response:
         headers = response.headers
         if not data and HEADER_SEALED_BODY in headers:
@@ -189,9 +192,10 @@ class SealedTransport(HTTPAdapter):
                 method=call.method,
                 target=call.target,
                 status=response.status_code,
-                reply_to=reply_to,
+                reply_to=request.message_id,
                 headers=headers,
                 body=data,
+                request=request,
             )
         except IntegrityError as exc:
             raise UnverifiedAnswerError(service=call.service, reason=exc.reason) from None
@@ -199,15 +203,15 @@ class SealedTransport(HTTPAdapter):
             if isinstance(data, memoryview):  # read into a kept buffer: offer it back
                 response._content = b""
                 self.buffers.give(data)
+        _as_opened(response, opened, call.method)
         if response.status_code == 503 and opened.content_type == NOT_EXECUTED_CONTENT_TYPE:
             # The service's middleware says, sealed, that it did not run this
             # request (its replay store is newer than the seal): seal it again.
             response.close()
             raise AttemptFailed.not_executed(
                 RuntimeError("the service did not run the request"),
-                _retry_after(headers.get("Retry-After")),
+                _retry_after(response.headers.get("Retry-After")),
             )
-        _as_opened(response, opened, call.method)
         return response
 
     def close(self) -> None:
@@ -224,13 +228,18 @@ def _attempt(call: Call, url: str, sealed: Sealed) -> PreparedRequest:
     attempt = PreparedRequest()
     attempt.method = call.method
     attempt.url = url
-    outgoing = dict(call.headers)  # later keys win in CaseInsensitiveDict
-    outgoing.update(sealed.headers)
-    outgoing["Content-Length"] = str(len(sealed.body))
+    if sealed.version == "2":
+        outgoing = dict(sealed.headers)  # every end-to-end header travels inside the seal
+    else:
+        outgoing = dict(call.headers)  # v1: in clear; later keys win in CaseInsensitiveDict
+        outgoing.update(sealed.headers)
+    outgoing["Content-Length"] = str(sealed.length)
     outgoing["Accept-Encoding"] = "identity"
     attempt.headers = CaseInsensitiveDict(outgoing)
     attempt.headers.pop("Transfer-Encoding", None)
-    attempt.body = sealed.body
+    # http.client sends the chunks one after the other: a v2 body is not joined.
+    chunks = sealed.chunks
+    attempt.body = chunks[0] if len(chunks) == 1 else list(chunks)  # type: ignore[assignment]
     attempt.hooks = {"response": []}
     return attempt
 
@@ -297,7 +306,18 @@ def _check_before_reading(call: Call, response: Response, *, sealed: bool) -> No
 
 
 def _as_opened(response: Response, opened: Opened, method: str) -> None:
-    """Make ``response`` the opened answer: its plaintext body and content type."""
+    """Make ``response`` the opened answer: its plaintext body, content type and headers.
+
+    A v2 answer's headers are the sealed ones only (repeats joined with
+    ``", "``); the ones that came outside the seal are dropped, since anyone
+    on the path could have written them. A v1 answer keeps its outer headers
+    but the envelope's.
+    """
+    if opened.version == "2":
+        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
+        for name, value in opened.headers:
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        response.headers = headers
     headers = response.headers
     for name in _STRIP:
         headers.pop(name, None)

@@ -1,26 +1,26 @@
-"""The sealed envelope: how one request or response is sealed and opened.
+"""The sealed envelope: how one request or response is sealed and opened, in both versions.
 
 Trust model: the network between services is hostile. An attacker there can
 read, drop, reorder, replay, reflect and rewrite any bytes, headers included,
-and may hold the keys of *other* services. A service's key is shared by that
-service and its callers (see ``docs/security.md``). Against that attacker this
-module guarantees, for every message it opens:
+and may hold the keys of *other* services. Against that attacker this module
+guarantees, for every message it opens:
 
-* the body and its content type are confidential and unmodified (AES-256-GCM
-  under a key derived freshly for every message, so nonces never repeat);
-* the message was sealed by a holder of the claimed sender's key, for this
-  recipient, in this direction, for this HTTP method and path with query, and,
-  for a response, with this status, in answer to this request;
+* the body, its content type and (v2) its end-to-end headers are
+  confidential and unmodified (AES-256-GCM under a key derived freshly for
+  every message, so nonces never repeat);
+* the message was sealed by the claimed sender, for this recipient, in this
+  direction, for this HTTP method and endpoint with query, and, for a
+  response, with this status, in answer to this request. In protocol v2
+  only the two services of the pair can seal it; in v1 anyone holding the
+  sender's shared key can (see ``docs/security.md``);
 * it is fresh (timestamp within the window) and, for requests, delivered once
-  (message id recorded in a replay store after a successful open).
+  (message id recorded in a replay store after a successful open, and never
+  older than the store's memory).
 
 Every failure raises :class:`~mscomm_sync.errors.IntegrityError` with one fixed
 message; the reason goes to the ``mscomm_sync.envelope`` log only. This module
 knows nothing of HTTP clients or WSGI: callers pass the method, the canonical
-target (see :func:`~mscomm_sync.envelope.target.canonical_target`), the headers
-and the body.
-
-The wire format is specified in ``docs/protocol.md``.
+target, the headers and the body. The wire format is in ``docs/protocol.md``.
 """
 
 from __future__ import annotations
@@ -28,18 +28,20 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Callable, Optional, Union
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from .._fast import memo
 from ..errors import ConfigurationError, IntegrityError, ReplayGapError
 from ..keyring import Keyring, validate_service_name
 from ..replay import MemoryReplayStore, ReplayStore
 from ..replay.store import remembers_since
-from .crypto import BODY_NONCE, META_NONCE, VERSION, derive_message_key, message_aad
+from ..trust.identity import Identity
+from ..trust.keys import PrivateKey, PublicKey
+from ..trust.store import TrustStore
+from .fields import FieldError, encode_section
 from .headers import (
     HEADER_ENCRYPTED,
     HEADER_SEAL,
@@ -47,13 +49,20 @@ from .headers import (
     SEALED_CONTENT_TYPE,
     SealFields,
     bound_method,
-    format_seal,
     parse_seal,
     seal_version,
 )
 from .messages import REQUEST, RESPONSE, Binding, Opened, Sealed
+from .v1 import open_v1, seal_v1
+from .v2 import open_v2, seal_v2
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "DEFAULT_WINDOW", "Envelope"]
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "DEFAULT_VERSIONS",
+    "DEFAULT_WINDOW",
+    "SEALING_OVERHEAD",
+    "Envelope",
+]
 
 log = logging.getLogger("mscomm_sync.envelope")
 
@@ -61,10 +70,18 @@ log = logging.getLogger("mscomm_sync.envelope")
 DEFAULT_WINDOW = 60.0
 #: The largest plaintext body a receiver accepts unless told otherwise.
 DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
+#: The protocol versions an envelope speaks unless told otherwise.
+DEFAULT_VERSIONS = frozenset({"1", "2"})
 _TAG_BYTES = 16
+#: Room, past the body's limit, for v2's sealed header fields.
+_SECTION_ROOM = 64 * 1024
+#: How much longer than its plaintext a sealed body may be (v2: two tags and the fields).
+SEALING_OVERHEAD = _TAG_BYTES * 2 + _SECTION_ROOM
 _MAX_CONTENT_TYPE = 1024
 _INF = float("inf")
 _Body = Union[bytes, bytearray, memoryview]
+_Headers = Sequence[tuple[str, str]]
+_Opener = Callable[[_Body], tuple[Optional[str], list[tuple[str, str]], bytes]]
 
 
 def _new_message_id() -> bytes:
@@ -82,18 +99,29 @@ def _valid_sender(name: str) -> bool:
 
 
 class Envelope:
-    """One service's side of the envelope protocol.
+    """One service's side of the envelope protocol, in both its versions.
+
+    A request is sealed with protocol v2 whenever this service has a private
+    key and the recipient's public key is trusted, else with v1 if both
+    shared keys are there; with neither, sealing fails before anything is
+    sent. An answer uses its request's version.
 
     Args:
         service_name: this service's name; it seals as this sender and opens
             only messages addressed to it.
-        keyring: where keys come from; defaults to the environment.
+        keyring: v1's shared keys; defaults to the environment
+            (``<NAME>_ENCRYPTION_KEY``).
+        identity: v2's private keys of this service; defaults to the
+            environment (``<NAME>_PRIVATE_KEY``).
+        trust: v2's public keys of the peers; defaults to ``$MSCOMM_TRUST``
+            and ``<NAME>_PUBLIC_KEY``.
+        versions: the protocol versions to seal and open (``{"1", "2"}``).
         window: how far, in seconds, a message's timestamp may be from now.
         replay_store: remembers request ids; defaults to a
             :class:`~mscomm_sync.replay.MemoryReplayStore`.
         max_body_size: the largest plaintext body opened; a sealed body longer
-            than this plus its 16-byte tag is rejected before any
-            cryptographic work.
+            than this plus its 16-byte tag (and, in v2, its sealed headers) is
+            rejected before any cryptographic work.
         clock: wall-clock source, injectable for tests.
 
     Raises:
@@ -105,17 +133,17 @@ class Envelope:
         service_name: str,
         *,
         keyring: Optional[Keyring] = None,
+        identity: Optional[Identity] = None,
+        trust: Optional[TrustStore] = None,
+        versions: Collection[str] = DEFAULT_VERSIONS,
         window: float = DEFAULT_WINDOW,
         replay_store: Optional[ReplayStore] = None,
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.service_name = validate_service_name(service_name)
-        if (
-            isinstance(window, bool)
-            or not isinstance(window, (int, float))
-            or not 0 < window < _INF
-        ):
+        number = isinstance(window, (int, float)) and not isinstance(window, bool)
+        if not number or not 0 < window < _INF:
             # NaN and infinity would switch the freshness check off.
             raise ConfigurationError(
                 "window must be a finite, positive number of seconds",
@@ -126,7 +154,14 @@ class Envelope:
             raise ConfigurationError(
                 "max_body_size must not be negative", variable="max_body_size", reason="invalid"
             )
+        self.versions = frozenset(versions)
+        if not self.versions or not self.versions <= DEFAULT_VERSIONS:
+            raise ConfigurationError(
+                'versions must be some of "1" and "2"', variable="versions", reason="invalid"
+            )
         self.keyring = keyring if keyring is not None else Keyring()
+        self.identity = identity if identity is not None else Identity(self.service_name)
+        self.trust = trust if trust is not None else TrustStore(clock=clock)
         self.window = float(window)
         self.replay_store: ReplayStore = (
             replay_store if replay_store is not None else MemoryReplayStore(clock=clock)
@@ -135,7 +170,10 @@ class Envelope:
         self._clock = clock
 
     def __repr__(self) -> str:
-        return f"<Envelope service={self.service_name!r} window={self.window:g}>"
+        versions = ",".join(sorted(self.versions))
+        return (
+            f"<Envelope service={self.service_name!r} versions={versions} window={self.window:g}>"
+        )
 
     # -- sealing ---------------------------------------------------------
 
@@ -147,26 +185,48 @@ class Envelope:
         target: str,
         body: bytes = b"",
         content_type: Optional[str] = None,
+        headers: Optional[_Headers] = None,
     ) -> Sealed:
         """Seal a request from this service to ``recipient``.
 
         Args:
             recipient: the service the request is for.
             method: the HTTP method.
-            target: the canonical path and query (``target_from_url``).
+            target: the canonical endpoint and query (``target_from_endpoint``).
             body: the plaintext body; may be empty.
             content_type: the plaintext's ``Content-Type``.
+            headers: the end-to-end headers to seal (v2; names lower case;
+                see :func:`~mscomm_sync.envelope.fields.sealable`). In v1
+                they are not sealed, and the caller sends them in clear.
 
         Raises:
-            ConfigurationError: an invalid recipient or method, or no usable
-                key for this service.
+            ConfigurationError: an invalid recipient or method, a header that
+                cannot be sealed, or no key material to seal for ``recipient``
+                with any allowed version (the message says what is missing).
         """
         if not _valid_sender(recipient):
             validate_service_name(recipient, what="recipient")  # raises
         binding = Binding._make(
             REQUEST, self.service_name, recipient, _method(method), target, "", ""
         )
-        return self._seal(binding, body, content_type)
+        if "2" in self.versions and self.identity.available():
+            peer = self.trust.sealing_key(recipient)
+            if peer is not None:
+                own = self.identity.current
+                return self._seal_v2(own, peer, binding, body, content_type, headers)
+        if "1" in self.versions:
+            problem = self._v1_problem(recipient)
+            if problem is None:
+                return self._seal_v1(binding, body, content_type)
+        else:
+            problem = "protocol v1 is not allowed here"
+        raise ConfigurationError(
+            f"cannot seal a request for {recipient!r}: no public key of it is trusted "
+            f"(list it in the trust file, or set its _PUBLIC_KEY variable, with this "
+            f"service's _PRIVATE_KEY set) and {problem}",
+            variable=None,
+            reason="no key for recipient",
+        )
 
     def seal_response(
         self,
@@ -178,6 +238,8 @@ class Envelope:
         reply_to: str,
         body: bytes = b"",
         content_type: Optional[str] = None,
+        headers: Optional[_Headers] = None,
+        request: Optional[Opened] = None,
     ) -> Sealed:
         """Seal this service's response to a request it opened.
 
@@ -189,32 +251,71 @@ class Envelope:
             reply_to: the request's message id.
             body: the plaintext response body.
             content_type: its ``Content-Type``.
+            headers: the end-to-end response headers to seal (v2).
+            request: the opened request; its version (and, in v2, its pair of
+                keys) is the answer's. ``None`` answers with v1.
+
+        Raises:
+            ConfigurationError: no usable key to answer with.
         """
         binding = Binding._make(
             RESPONSE, self.service_name, recipient, _method(method), target, str(status), reply_to
         )
-        return self._seal(binding, body, content_type)
+        if request is not None and request.version == "2":
+            # Answer with the pair the request used: its recipient key is ours.
+            peer_kid, own_kid = request.key_id[:16], request.key_id[17:]
+            own = self.identity.find(own_kid)
+            peer = self.trust.find(recipient, peer_kid)
+            if own is None or peer is None:
+                raise ConfigurationError(
+                    "the keys the request was sealed with are no longer there to answer it",
+                    reason="keys gone",
+                )
+            return self._seal_v2(own, peer, binding, body, content_type, headers)
+        return self._seal_v1(binding, body, content_type)
 
-    def _seal(self, binding: Binding, body: bytes, content_type: Optional[str]) -> Sealed:
-        ct_plain = content_type.encode("utf-8") if content_type else b""
-        if len(ct_plain) > _MAX_CONTENT_TYPE:
-            raise ConfigurationError(
-                f"content type longer than {_MAX_CONTENT_TYPE} bytes", reason="invalid content type"
-            )
+    def _v1_problem(self, recipient: str) -> Optional[str]:
+        """Return why v1 cannot seal for ``recipient`` (both keys are needed), or ``None``."""
+        for service in (self.service_name, recipient):
+            try:
+                self.keyring.keys_for(service)
+            except ConfigurationError as exc:
+                return f"for protocol v1, {exc.variable or 'a key'} is {exc.reason}"
+        return None
+
+    def _seal_v1(self, binding: Binding, body: bytes, content_type: Optional[str]) -> Sealed:
         key = self.keyring.keys_for(self.service_name).sealing
-        mid_bytes = _new_message_id()
-        mid = mid_bytes.hex()
-        ts = str(int(self._clock()))
-        aad = message_aad(VERSION, key.kid, binding, ts, mid)
-        aead = AESGCM(derive_message_key(key.secret, mid_bytes))
-        sealed_ct = aead.encrypt(META_NONCE, ct_plain, aad).hex()
-        headers = {
+        mid, ts = _new_message_id(), str(int(self._clock()))
+        seal, sealed = seal_v1(key, binding, ts, mid, body, _content_type(content_type))
+        return Sealed._make(self._headers(seal), (sealed,), mid.hex(), int(ts), "1", key.kid)
+
+    def _seal_v2(
+        self,
+        own: PrivateKey,
+        peer: PublicKey,
+        binding: Binding,
+        body: bytes,
+        content_type: Optional[str],
+        headers: Optional[_Headers],
+    ) -> Sealed:
+        _content_type(content_type)  # the same bound as v1
+        try:
+            section = encode_section(content_type, headers or ())
+        except FieldError as exc:
+            raise ConfigurationError(
+                f"cannot seal the headers: {exc}", reason="bad header"
+            ) from None
+        mid, ts = _new_message_id(), str(int(self._clock()))
+        seal, pair, chunks = seal_v2(own, peer, binding, ts, mid, body, section)
+        return Sealed._make(self._headers(seal), chunks, mid.hex(), int(ts), "2", pair)
+
+    def _headers(self, seal: str) -> dict[str, str]:
+        return {
             HEADER_ENCRYPTED: "true",
             HEADER_SERVICE: self.service_name,
-            HEADER_SEAL: format_seal(VERSION, key.kid, ts, mid, sealed_ct),
+            HEADER_SEAL: seal,
             "Content-Type": SEALED_CONTENT_TYPE,
         }
-        return Sealed._make(headers, aead.encrypt(BODY_NONCE, body, aad), mid, int(ts))
 
     # -- opening ---------------------------------------------------------
 
@@ -249,8 +350,15 @@ class Envelope:
         since = remembers_since(self.replay_store)
         if opened.timestamp < since:
             _reject("sealed before the replay store began", binding, fields)
+            without_body = Opened._make(
+                opened.sender, b"", None, opened.message_id, opened.key_id,
+                opened.timestamp, opened.version, (),
+            )  # fmt: skip
             raise ReplayGapError(
-                service=opened.sender, message_id=opened.message_id, not_before=since
+                service=opened.sender,
+                message_id=opened.message_id,
+                not_before=since,
+                request=without_body,
             )
         expires = opened.timestamp + self.window + 1.0
         if not self.replay_store.add(f"{opened.sender}/{opened.message_id}", expires):
@@ -267,6 +375,7 @@ class Envelope:
         reply_to: str,
         headers: Mapping[str, str],
         body: _Body,
+        request: Optional[Sealed] = None,
     ) -> Opened:
         """Verify and open the response to a request this service sealed.
 
@@ -278,6 +387,8 @@ class Envelope:
             reply_to: the request's message id (``Sealed.message_id``).
             headers: the response headers.
             body: the sealed body.
+            request: the sealed request: the answer must use its version
+                and, in v2, its pair of keys the other way round.
 
         Raises:
             IntegrityError: for every reason it cannot be accepted.
@@ -292,6 +403,14 @@ class Envelope:
             str(status),
             reply_to,
         )
+        if request is not None:
+            expected = request.pair
+            if request.version == "2":
+                expected = f"{request.pair[17:]}-{request.pair[:16]}"
+            if fields.version != request.version or (
+                request.version == "2" and fields.kid != expected
+            ):
+                raise _reject("answer sealed otherwise than its request", binding, fields)
         return self._open(binding, fields, body)
 
     def _envelope_of(
@@ -305,14 +424,17 @@ class Envelope:
         def reject(reason: str) -> IntegrityError:
             return _reject(reason, None, fields, direction=direction, sender=sender)
 
-        if len(body) > self.max_body_size + _TAG_BYTES:
+        if len(body) > self.max_body_size + SEALING_OVERHEAD:
             raise reject("body too large")
         if (headers.get(HEADER_ENCRYPTED) or "").lower() != "true":
             raise reject("not sealed")
         if fields is None:
+            version = seal_version(seal)
             raise reject(
-                "malformed envelope" if seal_version(seal) == "v=1" else "unsupported version"
+                "malformed envelope" if version in ("v=1", "v=2") else "unsupported version"
             )
+        if fields.version not in self.versions:
+            raise reject(f"protocol v{fields.version} is not allowed here")
         if sender is None:
             raise reject("malformed envelope")
         if not _valid_sender(sender):
@@ -329,7 +451,35 @@ class Envelope:
         return bound
 
     def _open(self, binding: Binding, fields: SealFields, body: _Body) -> Opened:
-        """Find the key, check freshness, and decrypt; the envelope's form is already checked."""
+        """Find the keys, check freshness, and decrypt; the envelope's form is already checked."""
+        opener = (
+            self._opener_v2(binding, fields)
+            if fields.version == "2"
+            else self._opener_v1(binding, fields, body)
+        )
+        ts = int(fields.timestamp)
+        if abs(self._clock() - ts) > self.window:
+            raise _reject("stale timestamp", binding, fields)
+        try:
+            content_type, sealed_headers, plaintext = opener(body)
+        except (InvalidTag, UnicodeDecodeError):
+            raise _reject("bad tag", binding, fields) from None
+        except (FieldError, ValueError):
+            raise _reject("malformed sealed headers", binding, fields) from None
+        if len(plaintext) > self.max_body_size:
+            raise _reject("body too large", binding, fields)
+        return Opened._make(
+            binding.sender,
+            plaintext,
+            content_type,
+            fields.message_id,
+            fields.kid,
+            ts,
+            fields.version,
+            tuple(sealed_headers),
+        )
+
+    def _opener_v1(self, binding: Binding, fields: SealFields, body: _Body) -> _Opener:
         try:
             keys = self.keyring.keys_for(binding.sender)
         except ConfigurationError as exc:
@@ -339,20 +489,37 @@ class Envelope:
         key = keys.find(fields.kid)
         if key is None:
             raise _reject("unknown key id", binding, fields)
-        ts = int(fields.timestamp)
-        if abs(self._clock() - ts) > self.window:
-            raise _reject("stale timestamp", binding, fields)
-        mid = fields.message_id
-        aad = message_aad(VERSION, fields.kid, binding, fields.timestamp, mid)
-        aead = AESGCM(derive_message_key(key.secret, bytes.fromhex(mid)))
+        if len(body) > self.max_body_size + _TAG_BYTES:
+            raise _reject("body too large", binding, fields)
+
+        def opener(data: _Body) -> tuple[Optional[str], list[tuple[str, str]], bytes]:
+            content_type, plaintext = open_v1(key, binding, fields, data)
+            return content_type, [], plaintext
+
+        return opener
+
+    def _opener_v2(self, binding: Binding, fields: SealFields) -> _Opener:
         try:
-            # Lower-case hex of even length (parse_seal): one spelling.
-            sealed_ct = bytes.fromhex(fields.sealed_content_type)
-            content_type = aead.decrypt(META_NONCE, sealed_ct, aad).decode("utf-8")
-            plaintext = aead.decrypt(BODY_NONCE, body, aad)
-        except (InvalidTag, UnicodeDecodeError):
-            raise _reject("bad tag", binding, fields) from None
-        return Opened._make(binding.sender, plaintext, content_type or None, mid, fields.kid, ts)
+            own = self.identity.find(fields.recipient_kid) if self.identity.available() else None
+            peer = self.trust.find(binding.sender, fields.sender_kid)
+        except ConfigurationError as exc:
+            raise _reject(
+                f"unusable keys ({exc.variable}: {exc.reason})", binding, fields
+            ) from None
+        if own is None:
+            raise _reject("unknown recipient key id", binding, fields)
+        if peer is None:
+            raise _reject("no trusted public key of the sender with that id", binding, fields)
+        return lambda data: open_v2(own, peer, binding, fields, data)
+
+
+def _content_type(content_type: Optional[str]) -> bytes:
+    ct_plain = content_type.encode("utf-8") if content_type else b""
+    if len(ct_plain) > _MAX_CONTENT_TYPE:
+        raise ConfigurationError(
+            f"content type longer than {_MAX_CONTENT_TYPE} bytes", reason="invalid content type"
+        )
+    return ct_plain
 
 
 def _method(method: str) -> str:

@@ -50,34 +50,70 @@ _METHOD = re.compile(r"[A-Z]{1,16}\Z")
 _SEAL = re.compile(
     r"v=1;kid=([0-9a-f]{16});ts=(0|[1-9][0-9]{0,11});id=([0-9a-f]{32});ct=([0-9a-f]{32,2080})\Z"
 )
-_CLAIMED_KID = re.compile(r"(?:^|;)kid=([0-9a-f]{16})(?:;|$)")
+_SEAL_2 = re.compile(
+    r"v=2;skid=([0-9a-f]{16});rkid=([0-9a-f]{16});ts=(0|[1-9][0-9]{0,11});id=([0-9a-f]{32})\Z"
+)
+_CLAIMED_KID = re.compile(r"(?:^|;)s?kid=([0-9a-f]{16})(?:;|$)")
 _CLAIMED_MID = re.compile(r"(?:^|;)id=([0-9a-f]{32})(?:;|$)")
 
 
 class SealFields(NamedTuple):
-    """The fields of a well-formed seal header, as text."""
+    """The fields of a well-formed seal header, as text.
 
+    Attributes:
+        version: ``"1"`` or ``"2"``.
+        kid: v1, the sender's key id; v2, the pair ``<sender kid>-<recipient kid>``.
+        timestamp: Unix seconds, decimal.
+        message_id: 32 hex digits.
+        sealed_content_type: v1, the sealed content type in hex; v2, empty.
+    """
+
+    version: str
     kid: str
     timestamp: str
     message_id: str
     sealed_content_type: str
 
+    @property
+    def sender_kid(self) -> str:
+        """The sender's key id (in v2, the first half of the pair)."""
+        return self.kid[:16]
+
+    @property
+    def recipient_kid(self) -> str:
+        """The recipient's key id (v2 only; empty in v1)."""
+        return self.kid[17:]
+
 
 def format_seal(version: str, kid: str, timestamp: str, message_id: str, sealed_ct: str) -> str:
-    """Return the value of ``X-Mscomm-Seal`` for these fields (``sealed_ct`` in hex)."""
+    """Return the value of ``X-Mscomm-Seal`` for these fields.
+
+    v1: ``kid`` is the sender's key id and ``sealed_ct`` the sealed content
+    type in hex; v2: ``kid`` is the pair ``<sender kid>-<recipient kid>``.
+    """
+    if version == "2":
+        sender, _, recipient = kid.partition("-")
+        return f"v=2;skid={sender};rkid={recipient};ts={timestamp};id={message_id}"
     return f"v={version};kid={kid};ts={timestamp};id={message_id};ct={sealed_ct}"
 
 
 def parse_seal(value: str) -> Optional[SealFields]:
     """Return the fields of a seal header in exactly the form the protocol gives, or ``None``.
 
-    The sealed content type is lower-case hex of even length, so it has one
-    spelling only.
+    The v1 sealed content type is lower-case hex of even length, so it has
+    one spelling only.
     """
+    if value.startswith("v=2;"):
+        two = _SEAL_2.match(value)
+        if two is None:
+            return None
+        skid, rkid, ts, mid = two.groups()
+        return SealFields("2", f"{skid}-{rkid}", ts, mid, "")
     fields = _SEAL.match(value)
     if fields is None or len(fields.group(4)) & 1:
         return None
-    return SealFields._make(fields.groups())
+    kid, ts, mid, ct = fields.groups()
+    return SealFields("1", kid, ts, mid, ct)
 
 
 def seal_version(value: str) -> str:

@@ -48,28 +48,54 @@ class Binding(Record):
 
 
 class Sealed(Record):
-    """A sealed message: the headers to send and the body bytes.
+    """A sealed message: the headers to send and the body.
 
     Attributes:
         headers: the envelope headers, including ``Content-Type``.
-        body: the ciphertext with its 16-byte tag.
+        chunks: the sealed body in the pieces it was made in (v2 makes two,
+            so that a large body is never copied); send them in order.
         message_id: this message's id (32 hex digits).
         timestamp: the Unix time bound into it.
+        version: the protocol version, ``"1"`` or ``"2"``.
+        pair: v2, the sender's and recipient's key ids (``<sender>-<recipient>``);
+            v1, the sender's key id.
     """
 
-    __slots__ = ("headers", "body", "message_id", "timestamp")  # noqa: RUF023 - the fill order
+    __slots__ = ("headers", "chunks", "message_id", "timestamp", "version", "pair")  # noqa: RUF023 - the fill order
 
     headers: dict[str, str]
-    body: bytes
+    chunks: tuple[bytes, ...]
     message_id: str
     timestamp: int
+    version: str
+    pair: str
 
-    def __init__(self, headers: dict[str, str], body: bytes, message_id: str, timestamp: int):
-        for name, value in zip(self._fields, (headers, body, message_id, timestamp)):
+    def __init__(
+        self,
+        headers: dict[str, str],
+        body: bytes,
+        message_id: str,
+        timestamp: int,
+        version: str = "1",
+        pair: str = "",
+    ) -> None:
+        values = (headers, (body,), message_id, timestamp, version, pair)
+        for name, value in zip(self._fields, values):
             object.__setattr__(self, name, value)
 
+    @property
+    def body(self) -> bytes:
+        """The whole sealed body (joined, for v2: prefer :attr:`chunks` to send it)."""
+        chunks = self.chunks
+        return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @property
+    def length(self) -> int:
+        """The sealed body's length in bytes."""
+        return sum(map(len, self.chunks))
+
     def __repr__(self) -> str:
-        return f"<Sealed id={self.message_id} bytes={len(self.body)}>"
+        return f"<Sealed v{self.version} id={self.message_id} bytes={self.length}>"
 
 
 class Opened(Record):
@@ -80,11 +106,24 @@ class Opened(Record):
         body: the plaintext body.
         content_type: the original ``Content-Type``, or ``None``.
         message_id: the message's id.
-        key_id: the id of the key that opened it.
+        key_id: v1, the id of the sender's key that opened it; v2, the pair
+            of key ids (``<sender>-<recipient>``).
         timestamp: the Unix time it was sealed.
+        version: the protocol version, ``"1"`` or ``"2"``.
+        headers: v2, the sealed end-to-end header fields (names lower case,
+            in order, the content type aside); v1, none.
     """
 
-    __slots__ = ("sender", "body", "content_type", "message_id", "key_id", "timestamp")  # noqa: RUF023 - the fill order
+    __slots__ = (  # noqa: RUF023 - the fill order
+        "sender",
+        "body",
+        "content_type",
+        "message_id",
+        "key_id",
+        "timestamp",
+        "version",
+        "headers",
+    )
 
     sender: str
     body: bytes
@@ -92,6 +131,8 @@ class Opened(Record):
     message_id: str
     key_id: str
     timestamp: int
+    version: str
+    headers: tuple[tuple[str, str], ...]
 
     def __init__(
         self,
@@ -101,10 +142,15 @@ class Opened(Record):
         message_id: str,
         key_id: str,
         timestamp: int,
+        version: str = "1",
+        headers: tuple[tuple[str, str], ...] = (),
     ) -> None:
-        values = (sender, body, content_type, message_id, key_id, timestamp)
+        values = (sender, body, content_type, message_id, key_id, timestamp, version, headers)
         for name, value in zip(self._fields, values):
             object.__setattr__(self, name, value)
 
     def __repr__(self) -> str:
-        return f"<Opened sender={self.sender!r} id={self.message_id} bytes={len(self.body)}>"
+        return (
+            f"<Opened v{self.version} sender={self.sender!r} id={self.message_id}"
+            f" bytes={len(self.body)}>"
+        )

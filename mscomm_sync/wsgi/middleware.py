@@ -17,7 +17,7 @@ that pass are held to ``max_body_size`` like sealed ones.
 
 from __future__ import annotations
 
-import io
+import os
 import time
 from collections.abc import Iterable
 from typing import Any, Callable, Optional
@@ -34,13 +34,24 @@ from ..envelope import (
     Opened,
     target_from_environ,
 )
+from ..envelope.envelope import SEALING_OVERHEAD
+from ..envelope.fields import sealable
 from ..envelope.headers import bound_method
 from ..errors import ConfigurationError, IntegrityError, ReplayGapError
 from ..keyring import Keyring
 from ..replay import ReplayStore, default_replay_store
+from ..trust.identity import Identity
+from ..trust.store import TrustStore
 from .body import BodyRefused, check_passthrough_body, read_request_body
-from .log import log_app_failure, log_refusal
-from .options import DEFAULT_EXEMPT_PATHS, MiddlewareOptions
+from .environ import CALLER_KEY, MESSAGE_ID_KEY, environ_key, opened_environ
+from .log import log, log_app_failure, log_refusal
+from .options import (
+    CALLERS_ENV,
+    DEFAULT_EXEMPT_PATHS,
+    MiddlewareOptions,
+    callers_from_env,
+    own_versions,
+)
 from .response import (
     BODILESS_STATUSES,
     NOT_EXECUTED,
@@ -59,20 +70,10 @@ from .waitress import served_body
 
 __all__ = ["CALLER_KEY", "MESSAGE_ID_KEY", "EncryptionMiddleware"]
 
-#: The environ key that holds the verified sender of a sealed request.
-CALLER_KEY = "mscomm.caller"
-#: The environ key that holds the verified request's message id.
-MESSAGE_ID_KEY = "mscomm.message_id"
 
+_ENVIRON_HEADERS = tuple((h, environ_key(h)) for h in ENVELOPE_HEADERS)
 _TAG_BYTES = 16
-
-
-def _environ_key(header: str) -> str:
-    return "HTTP_" + header.upper().replace("-", "_")
-
-
-_ENVIRON_HEADERS = tuple((h, _environ_key(h)) for h in ENVELOPE_HEADERS)
-_SEALED_FLAG = _environ_key(HEADER_ENCRYPTED)
+_SEALED_FLAG = environ_key(HEADER_ENCRYPTED)
 #: Removed from every request before anything reads it: the verified
 #: identity (only the middleware sets it), and the well-known method-override
 #: headers, which travel unbound in v1 and would let anyone on the path turn
@@ -84,15 +85,8 @@ _UNBOUND = (
     "HTTP_X_HTTP_METHOD",
     "HTTP_X_METHOD_OVERRIDE",
 )
-_SERVICE_KEY = _environ_key(HEADER_SERVICE)
-_SEAL_KEY = _environ_key(HEADER_SEAL)
-#: What a verified request loses before the app sees it: the envelope's
-#: headers, and the encodings that described the sealed body.
-_SEALED_ONLY = (
-    *(key for _name, key in _ENVIRON_HEADERS),
-    "HTTP_TRANSFER_ENCODING",
-    "HTTP_CONTENT_ENCODING",
-)
+_SERVICE_KEY = environ_key(HEADER_SERVICE)
+_SEAL_KEY = environ_key(HEADER_SEAL)
 
 
 @memo(256, longest=512)
@@ -114,14 +108,26 @@ class EncryptionMiddleware:
             not in ``exempt_paths``.
         exempt_paths: exact paths (``PATH_INFO``) that plaintext requests may
             reach untouched.
-        allowed_callers: when set, verified senders outside it get 403.
+        allowed_callers: the verified senders that may reach the app; others
+            get 403. When ``None``: the trust file's ``callers`` for this
+            service, else ``$MSCOMM_CALLERS``; with none of these, no one.
+            Holding a service's key (to open its answers) never makes it a
+            caller.
         max_body_size: the largest body, in bytes, of any request: the
             plaintext of a sealed one, or a plaintext one as sent (413 above it).
         replay_window: seconds a request's timestamp may differ from now.
         script_name: the app's mount point, the ``SCRIPT_NAME`` every
             request must have (``""``, the default, for the root); any
             other is refused with 400 before anything else.
-        keyring: where keys come from; defaults to the environment.
+        versions: the protocol versions accepted (``("1", "2")``); a version
+            this service has no key of its own for is left out.
+        outer_headers: protocol v2: the outer (unauthenticated) headers the
+            app may see, such as ``X-Forwarded-For`` from the deployment's
+            own proxies; every other header the app sees came sealed.
+        keyring: v1's shared keys; defaults to the environment.
+        identity: v2's private keys of this service; defaults to the environment.
+        trust: v2's public keys of the callers; defaults to ``$MSCOMM_TRUST``
+            and ``<NAME>_PUBLIC_KEY``.
         replay_store: remembers delivered request ids; defaults to
             :func:`~mscomm_sync.replay.default_replay_store`, shared by every
             process on the host.
@@ -144,7 +150,11 @@ class EncryptionMiddleware:
         max_body_size: int = DEFAULT_MAX_BODY_SIZE,
         replay_window: float = DEFAULT_WINDOW,
         script_name: str = "",
+        versions: Iterable[str] = ("1", "2"),
+        outer_headers: Iterable[str] = (),
         keyring: Optional[Keyring] = None,
+        identity: Optional[Identity] = None,
+        trust: Optional[TrustStore] = None,
         replay_store: Optional[ReplayStore] = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -158,19 +168,34 @@ class EncryptionMiddleware:
             max_body_size=max_body_size,
             replay_window=replay_window,
             script_name=script_name,
+            versions=versions,
+            outer_headers=outer_headers,
         )
+        name = self.options.service_name
         self.keyring = keyring if keyring is not None else Keyring()
-        # Fail at start-up, not on the first request, when our own key is unusable.
-        self.keyring.keys_for(self.options.service_name)
+        self.identity = identity if identity is not None else Identity(name)
+        # Fail at start-up, not on the first request, when our own keys are unusable.
+        speaks = own_versions(name, self.options.versions, self.keyring, self.identity)
         self.replay_store = replay_store if replay_store is not None else default_replay_store()
         self.envelope = Envelope(
-            self.options.service_name,
+            name,
             keyring=self.keyring,
+            identity=self.identity,
+            trust=trust,
+            versions=speaks,
             window=self.options.replay_window,
             replay_store=self.replay_store,
             max_body_size=self.options.max_body_size,
             clock=clock,
         )
+        self._outer = frozenset(environ_key(h) for h in self.options.outer_headers)
+        self._env_callers = callers_from_env(os.environ)
+        if self._callers() == frozenset():
+            log.warning(
+                "service %s accepts no callers: set allowed_callers, %s or the trust "
+                "file's callers for it (every sealed request gets 403 until then)",
+                name, CALLERS_ENV,
+            )  # fmt: skip
 
     def __repr__(self) -> str:
         return (
@@ -206,7 +231,7 @@ class EncryptionMiddleware:
     def _sealed(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         options = self.options
         try:
-            body = read_request_body(environ, options.max_body_size + _TAG_BYTES)
+            body = read_request_body(environ, options.max_body_size + self._overhead(environ))
         except BodyRefused as exc:
             log_refusal(exc.status, exc.reason, environ)
             return _refuse(exc.status, start_response)
@@ -229,9 +254,8 @@ class EncryptionMiddleware:
                 sender=exc.service,
                 message_id=exc.message_id,
             )
-            sender = str(exc.service)
             return self._send_sealed(
-                environ, start_response, NOT_EXECUTED, sender, exc.message_id, method, target
+                environ, start_response, NOT_EXECUTED, exc.request, method, target
             )
         except IntegrityError as exc:
             log_refusal(401, f"verification failed: {exc.reason}", environ)
@@ -239,8 +263,7 @@ class EncryptionMiddleware:
         # The ciphertext is not needed any more: let it go before the app runs,
         # so a large request is not held twice while it is being answered.
         del body
-        allowed = options.allowed_callers
-        if allowed is not None and opened.sender not in allowed:
+        if opened.sender not in self._callers():
             log_refusal(
                 403,
                 "caller not allowed",
@@ -249,12 +272,27 @@ class EncryptionMiddleware:
                 message_id=opened.message_id,
             )
             return _refuse(403, start_response)
-        inner = _plaintext_environ(environ, opened)
+        inner = opened_environ(environ, opened, self._outer)
         # The envelope binds the method upper-cased: hand the app the form it verified.
         inner["REQUEST_METHOD"] = method
         if not options.encrypt_responses:
             return self._plaintext_answer(inner, start_response)
         return self._sealed_answer(inner, start_response, opened, method, target)
+
+    @staticmethod
+    def _overhead(environ: dict[str, Any]) -> int:
+        """How much longer than its plaintext this request's sealed body may be."""
+        seal = environ.get(_SEAL_KEY)
+        v2 = exactly(seal, str) and seal.startswith("v=2;")
+        return SEALING_OVERHEAD if v2 else _TAG_BYTES
+
+    def _callers(self) -> frozenset[str]:
+        """Who may call this service: the option, else the trust file, else the environment."""
+        allowed = self.options.allowed_callers
+        if allowed is not None:
+            return allowed
+        from_trust = self.envelope.trust.callers(self.options.service_name)
+        return from_trust if from_trust is not None else self._env_callers
 
     @staticmethod
     def _target(environ: dict[str, Any]) -> str:
@@ -298,40 +336,43 @@ class EncryptionMiddleware:
             status, kept, body = status_line(500), [], error_body(500)
             content_type = "application/json"
         answer = Answer(status, code, kept, body, content_type)
-        return self._send_sealed(
-            environ, start_response, answer, opened.sender, opened.message_id, method, target
-        )
+        return self._send_sealed(environ, start_response, answer, opened, method, target)
 
     def _send_sealed(
         self,
         environ: dict[str, Any],
         start_response: StartResponse,
         answer: Answer,
-        recipient: str,
-        reply_to: str,
+        request: Opened,
         method: str,
         target: str,
     ) -> Iterable[bytes]:
-        """Seal ``answer`` for the request it answers and hand it to the server."""
+        """Seal ``answer`` for the request it answers and hand it to the server.
+
+        In v2 the app's headers travel inside the seal; in v1 beside it.
+        """
         code = answer.code
         bodiless = method == "HEAD" or code < 200 or code in BODILESS_STATUSES
+        v2 = request.version == "2"
         try:
             sealed = self.envelope.seal_response(
-                recipient=recipient,
+                recipient=request.sender,
                 method=method,
                 target=target,
                 status=code,
-                reply_to=reply_to,
+                reply_to=request.message_id,
                 body=b"" if bodiless else answer.body,
                 content_type=answer.content_type,
+                headers=sealable(answer.headers) if v2 else None,
+                request=request,
             )
         except ConfigurationError:
             # Our own key became unusable (e.g. a bad rotation); the caller
             # will refuse this unsealed answer, which is the truth.
-            log_app_failure("cannot seal the answer", environ, recipient, reply_to)
+            log_app_failure("cannot seal the answer", environ, request.sender, request.message_id)
             return _refuse(500, start_response)
         # A copy: sealed_headers extends the list, and NOT_EXECUTED is shared.
-        kept = list(answer.headers)
+        kept = [] if v2 else list(answer.headers)
         out_headers, out_body = sealed_headers(kept, sealed, code, bodiless=bodiless)
         start_response(answer.status, out_headers)
         return served_body(environ, out_body)
@@ -358,21 +399,3 @@ def _envelope_headers(environ: dict[str, Any]) -> dict[str, str]:
     if seal is not None:
         headers[HEADER_SEAL] = seal
     return headers
-
-
-def _plaintext_environ(environ: dict[str, Any], opened: Opened) -> dict[str, Any]:
-    # Rewritten in place, not copied: the server hands each request its own
-    # environ, and nothing reads the sealed values after this point.
-    for key in _SEALED_ONLY:
-        environ.pop(key, None)
-    body = opened.body
-    environ["wsgi.input"] = io.BytesIO(body)
-    environ["wsgi.input_terminated"] = True
-    environ["CONTENT_LENGTH"] = str(len(body))
-    if opened.content_type:
-        environ["CONTENT_TYPE"] = opened.content_type
-    else:
-        environ.pop("CONTENT_TYPE", None)
-    environ[CALLER_KEY] = opened.sender
-    environ[MESSAGE_ID_KEY] = opened.message_id
-    return environ

@@ -17,14 +17,19 @@ from ..errors import ConfigurationError
 from ..keyring import validate_service_name
 
 __all__ = [
+    "CALLERS_ENV",
     "DEFAULT_EXEMPT_PATHS",
     "MIDDLEWARE_OPTIONS",
     "MiddlewareOptions",
+    "callers_from_env",
+    "own_versions",
     "reject_unknown_options",
     "resolve_service_name",
 ]
 
 DEFAULT_EXEMPT_PATHS = frozenset({"/health"})
+#: The variable that names the services allowed to call this one (comma-separated).
+CALLERS_ENV = "MSCOMM_CALLERS"
 _INF = float("inf")
 
 
@@ -74,6 +79,38 @@ def _allowed_callers(value: Optional[Iterable[str]]) -> Optional[frozenset[str]]
             reason="not a collection",
         )
     return frozenset(validate_service_name(v, what="allowed caller") for v in value)
+
+
+def _versions(value: Iterable[object]) -> frozenset[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigurationError(
+            'versions must be a collection such as ("1", "2")',
+            variable="versions",
+            reason="invalid",
+        )
+    found = frozenset(str(v) for v in value)
+    if not found or not found <= {"1", "2"}:
+        raise ConfigurationError(
+            'versions must be some of "1" and "2"', variable="versions", reason="invalid"
+        )
+    return found
+
+
+def _header_names(value: Iterable[str]) -> frozenset[str]:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigurationError(
+            "outer_headers must be a collection of header names",
+            variable="outer_headers",
+            reason="not a collection",
+        )
+    names = frozenset(str(v).lower() for v in value)
+    if any(not n or not n.replace("-", "").isalnum() or not n.isascii() for n in names):
+        raise ConfigurationError(
+            "outer_headers must be header names such as X-Forwarded-For",
+            variable="outer_headers",
+            reason="invalid name",
+        )
+    return names
 
 
 def _non_negative_int(_inst: Any, attr: attrs.Attribute[Any], value: int) -> None:
@@ -129,7 +166,9 @@ class MiddlewareOptions:
         require_encryption: refuse plaintext requests to paths that are not exempt.
         exempt_paths: paths (``PATH_INFO``, below the mount point, exact
             match) that plaintext requests may reach.
-        allowed_callers: when set, only these verified senders reach the app.
+        allowed_callers: the verified senders that may reach the app. When
+            ``None``, the trust file's ``callers`` for this service, else
+            ``$MSCOMM_CALLERS``; with none of them, no caller may.
         max_body_size: the largest body, in bytes, of any request: the
             plaintext a sealed request carries (its sealed body may be 16 bytes
             longer), or a plaintext request's body as sent.
@@ -140,6 +179,11 @@ class MiddlewareOptions:
             that a server or proxy that rewrites ``SCRIPT_NAME`` (gunicorn
             takes it from a request header) cannot make the app route
             another path than the one verified.
+        versions: the protocol versions accepted (``{"1", "2"}``).
+        outer_headers: headers (protocol v2) that may reach the app from
+            outside the seal, unauthenticated, such as ``X-Forwarded-For``
+            from the deployment's own proxies; every other header the app
+            sees came sealed.
     """
 
     service_name: str = attrs.field(converter=validate_service_name)
@@ -154,6 +198,8 @@ class MiddlewareOptions:
     max_body_size: int = attrs.field(default=DEFAULT_MAX_BODY_SIZE, validator=_non_negative_int)
     replay_window: float = attrs.field(default=DEFAULT_WINDOW, validator=_positive_number)
     script_name: str = attrs.field(default="", validator=_mount_point)
+    versions: frozenset[str] = attrs.field(default=frozenset({"1", "2"}), converter=_versions)
+    outer_headers: frozenset[str] = attrs.field(default=frozenset(), converter=_header_names)
 
     @classmethod
     def build(cls, service_name: Optional[str], **options: Any) -> MiddlewareOptions:
@@ -170,6 +216,8 @@ class MiddlewareOptions:
 MIDDLEWARE_OPTIONS: tuple[str, ...] = (
     *(field.name for field in attrs.fields(MiddlewareOptions)),
     "keyring",
+    "identity",
+    "trust",
     "replay_store",
     "clock",
 )
@@ -186,3 +234,61 @@ def reject_unknown_options(names: Iterable[str]) -> None:
         raise ConfigurationError(
             f"unknown mscomm_sync option(s): {', '.join(unknown)}", reason="unknown option"
         )
+
+
+def callers_from_env(environ: Mapping[str, str]) -> frozenset[str]:
+    """Return the callers ``$MSCOMM_CALLERS`` names (none when it is unset).
+
+    Raises:
+        ConfigurationError: a name in it is not a valid service name.
+    """
+    value = environ.get(CALLERS_ENV, "")
+    names = [n.strip() for n in value.split(",") if n.strip()]
+    for name in names:
+        try:
+            validate_service_name(name, what="caller")
+        except ConfigurationError as exc:
+            raise ConfigurationError(str(exc), variable=CALLERS_ENV, reason=exc.reason) from None
+    return frozenset(names)
+
+
+def own_versions(
+    service: str, versions: frozenset[str], keyring: Any, identity: Any
+) -> frozenset[str]:
+    """Return the versions ``service`` can answer in: those it has its own key for.
+
+    v2 needs its private key (``<NAME>_PRIVATE_KEY``), v1 its shared key
+    (``<NAME>_ENCRYPTION_KEY``). A key that is there but malformed is an
+    error now, at start-up.
+
+    Raises:
+        ConfigurationError: a key is malformed, or it has no key for any of
+            ``versions`` (the message names the variables to set).
+    """
+    speaks = set()
+    if "2" in versions and identity.available():
+        identity.keys()  # raises, naming the variable, when malformed
+        speaks.add("2")
+    if "1" in versions:
+        try:
+            keyring.keys_for(service)
+        except ConfigurationError as exc:
+            if exc.reason != "missing":
+                raise
+        else:
+            speaks.add("1")
+    if not speaks:
+        raise ConfigurationError(
+            f"service {service!r} has no key of its own: set {identity.variable} (protocol v2; "
+            f"make one with `mscomm keygen`) or {keyring_variable(service)} (protocol v1)",
+            variable=identity.variable,
+            reason="missing",
+        )
+    return frozenset(speaks)
+
+
+def keyring_variable(service: str) -> str:
+    """The variable of ``service``'s v1 key."""
+    from ..keyring import env_var_name
+
+    return env_var_name(service)

@@ -202,15 +202,14 @@ def sealed_headers(
             sealed body then travels in :data:`HEADER_SEALED_BODY`.
     """
     kept.extend(sealed.headers.items())
-    body = sealed.body
     if bodiless:
-        encoded = base64.urlsafe_b64encode(body).rstrip(b"=").decode("ascii")
+        encoded = base64.urlsafe_b64encode(sealed.body).rstrip(b"=").decode("ascii")
         kept.append((HEADER_SEALED_BODY, encoded))
         if not (100 <= code < 200 or code in BODILESS_STATUSES):
             kept.append(("Content-Length", "0"))
         return kept, []
-    kept.append(("Content-Length", str(len(body))))
-    return kept, [body]
+    kept.append(("Content-Length", str(sealed.length)))
+    return kept, list(sealed.chunks)
 
 
 def sealed_response(

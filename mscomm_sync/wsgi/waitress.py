@@ -29,10 +29,12 @@ def served_body(environ: Mapping[str, Any], chunks: list[bytes]) -> Iterable[byt
     that shares the bytes (iterating it yields them in one chunk, uncopied).
     Anything else gets the list: other servers send its chunk as it is.
     """
-    if len(chunks) == 1 and len(chunks[0]) >= _WRAP_MIN_BYTES:
+    if sum(map(len, chunks)) >= _WRAP_MIN_BYTES:
         wrapper: Any = environ.get("wsgi.file_wrapper")
         if getattr(wrapper, "__module__", None) == _WAITRESS_WRAPPER_MODULE:
-            body = chunks[0]
+            # One file for waitress: a v2 body's two chunks are joined (one
+            # copy, where waitress would copy the large one and spill it).
+            body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             wrapped = wrapper(io.BytesIO(body), len(body))
             # Sized now (waitress does it again), so len() and bool() of it are
             # right for any middleware outside this one.

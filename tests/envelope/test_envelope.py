@@ -39,6 +39,7 @@ from mscomm_sync.envelope import (
     target_from_url,
 )
 from mscomm_sync.envelope import envelope as envelope_module
+from mscomm_sync.envelope import v1 as v1_module
 from mscomm_sync.errors import ConfigurationError, IntegrityError, ReplayGapError
 from mscomm_sync.keyring import Key, Keyring
 from mscomm_sync.replay import MemoryReplayStore
@@ -437,17 +438,30 @@ def test_changed_key_id_is_rejected(clock: FakeClock) -> None:
     assert opened_ok(billing, sealed)
 
 
-@pytest.mark.parametrize("version", ["2", "0", "01", "1.0", ""])
+@pytest.mark.parametrize(
+    ("version", "reason"),
+    [
+        ("2", "malformed envelope"),  # v2 exists, and has other fields
+        ("0", "unsupported version"),
+        ("01", "unsupported version"),
+        ("1.0", "unsupported version"),
+        ("", "unsupported version"),
+    ],
+)
 def test_changed_version_field_is_rejected(
-    alpha: Envelope, billing: Envelope, version: str, caplog: pytest.LogCaptureFixture
+    alpha: Envelope,
+    billing: Envelope,
+    version: str,
+    reason: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """A message claiming another protocol version is rejected as an unsupported version."""
+    """A v1 message claiming another protocol version is rejected."""
     sealed = seal_json(alpha)
     headers = with_seal_field(sealed.headers, "v", version)
     envelope_log = caplog.at_level(logging.INFO, logger="mscomm_sync.envelope")
     with envelope_log, pytest.raises(IntegrityError):
         open_json(billing, sealed, headers=headers)
-    assert "unsupported version" in caplog.text
+    assert reason in caplog.text
     assert opened_ok(billing, sealed)
 
 
@@ -455,10 +469,14 @@ def test_version_is_bound_into_the_seal(
     alpha: Envelope, billing: Envelope, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A message sealed under another protocol version fails even with a relabelled header."""
-    monkeypatch.setattr(envelope_module, "VERSION", "2")
+    from mscomm_sync.envelope import crypto, v1
+
+    # v1 sealed with a version field of "9" bound into its associated data.
+    monkeypatch.setitem(crypto._AAD_LABELS, "9", crypto._AAD_LABELS["1"])
+    monkeypatch.setattr(v1, "VERSION", "9")
     sealed = seal_json(alpha)
-    monkeypatch.setattr(envelope_module, "VERSION", "1")
-    assert seal_fields(sealed.headers[HEADER_SEAL])["v"] == "2"
+    monkeypatch.setattr(v1, "VERSION", "1")
+    assert seal_fields(sealed.headers[HEADER_SEAL])["v"] == "9"
     with pytest.raises(IntegrityError):
         open_json(billing, sealed, headers=with_seal_field(sealed.headers, "v", "1"))
 
@@ -889,7 +907,7 @@ FAILURES = {
     "unknown key id": _unknown_key_id,
     "malformed": lambda s: {"headers": with_seal_field(s.headers, "id", "not-hex")},
     "missing field": lambda s: _without_seal_field(s, "ts"),
-    "unsupported version": lambda s: {"headers": with_seal_field(s.headers, "v", "2")},
+    "unsupported version": lambda s: {"headers": with_seal_field(s.headers, "v", "9")},
     "no usable key": lambda s: {"headers": with_header(s, HEADER_SERVICE, "stranger")},
     "not sealed": lambda s: {"headers": with_header(s, HEADER_ENCRYPTED, "false")},
     "wrong target": lambda s: {"target": "/elsewhere"},
@@ -987,7 +1005,7 @@ class _DecryptCounter:
 def decrypt_counter(monkeypatch: pytest.MonkeyPatch) -> type[_DecryptCounter]:
     """Replace the envelope's AESGCM with a decrypt-counting wrapper."""
     counter = type("Counter", (_DecryptCounter,), {"calls": 0})
-    monkeypatch.setattr(envelope_module, "AESGCM", counter)
+    monkeypatch.setattr(v1_module, "AESGCM", counter)
     return counter
 
 

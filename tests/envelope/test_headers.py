@@ -60,7 +60,9 @@ def test_format_seal_writes_the_documented_form() -> None:
 
 def test_parse_seal_returns_the_fields_as_text() -> None:
     """A well-formed seal parses to its key id, timestamp, message id and sealed type."""
-    expected = SealFields(kid=KID, timestamp=TS, message_id=MID, sealed_content_type=CT)
+    expected = SealFields(
+        version="1", kid=KID, timestamp=TS, message_id=MID, sealed_content_type=CT
+    )
     assert parse_seal(SEAL) == expected
 
 
@@ -68,7 +70,7 @@ def test_parse_seal_returns_the_fields_as_text() -> None:
 @given(kid=kids, ts=timestamps, mid=mids, ct=sealed_cts)
 def test_format_then_parse_round_trips(kid: str, ts: str, mid: str, ct: str) -> None:
     """Every seal format_seal writes for valid fields parses back to exactly those fields."""
-    assert parse_seal(format_seal("1", kid, ts, mid, ct)) == (kid, ts, mid, ct)
+    assert parse_seal(format_seal("1", kid, ts, mid, ct)) == ("1", kid, ts, mid, ct)
 
 
 def test_fields_in_any_other_order_are_refused() -> None:
@@ -247,8 +249,8 @@ def test_one_character_edited_in_a_seal_never_parses_to_other_fields(
         edited = value[:at] + char + value[at + 1 :]
     fields = parse_seal(edited)
     if fields is not None:
-        assert format_seal("1", *fields) == edited
-        assert (fields == (kid, ts, mid, ct)) == (edited == value)
+        assert format_seal(*fields) == edited
+        assert (fields == ("1", kid, ts, mid, ct)) == (edited == value)
 
 
 def test_seal_version_is_the_first_field_as_sent() -> None:

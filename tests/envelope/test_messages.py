@@ -65,7 +65,15 @@ def test_sealed_keeps_what_it_was_given() -> None:
 
 def test_sealed_fields_fill_in_order_when_made_positionally() -> None:
     """Sealed._make (the envelope's fast path) fills the same fields as the constructor."""
-    assert vars_of(Sealed._make({}, BODY, MID, 7)) == vars_of(Sealed({}, BODY, MID, 7))
+    made = Sealed._make({}, (BODY,), MID, 7, "1", "0123456789abcdef")
+    assert vars_of(made) == vars_of(Sealed({}, BODY, MID, 7, "1", "0123456789abcdef"))
+    assert made.body == BODY and made.length == len(BODY)
+
+
+def test_a_sealed_body_in_chunks_joins_in_order() -> None:
+    """A v2 message's chunks (sealed fields, then body) read as one body, in order."""
+    made = Sealed._make({}, (b"head", b"body"), MID, 7, "2", "a" * 16 + "-" + "b" * 16)
+    assert (made.body, made.length) == (b"headbody", 8)
 
 
 def test_opened_keeps_what_it_was_given() -> None:
@@ -83,7 +91,7 @@ def test_opened_keeps_what_it_was_given() -> None:
 
 def test_opened_fields_fill_in_order_when_made_positionally() -> None:
     """Opened._make (the envelope's fast path) fills the same fields as the constructor."""
-    args = ("orders", BODY, None, MID, "0123456789abcdef", 7)
+    args = ("orders", BODY, None, MID, "0123456789abcdef", 7, "2", (("a", "b"),))
     assert vars_of(Opened._make(*args)) == vars_of(Opened(*args))
 
 
@@ -144,13 +152,13 @@ def test_response_binding_repr_shows_its_status_but_not_the_request_id() -> None
 
 def test_sealed_repr_shows_id_and_size_but_no_body() -> None:
     """A Sealed repr gives its id and byte count, never its bytes."""
-    assert repr(sealed()) == f"<Sealed id={MID} bytes={len(BODY)}>"
+    assert repr(sealed()) == f"<Sealed v1 id={MID} bytes={len(BODY)}>"
 
 
 def test_opened_repr_shows_sender_id_and_size_but_no_body_or_type() -> None:
     """An Opened repr gives sender, id and byte count, never the plaintext or its type."""
     text = repr(opened())
-    assert text == f"<Opened sender='orders' id={MID} bytes={len(BODY)}>"
+    assert text == f"<Opened v1 sender='orders' id={MID} bytes={len(BODY)}>"
 
 
 @pytest.mark.parametrize("kind", sorted(VALUES))

@@ -58,10 +58,11 @@ def test_evolve_validates_the_new_value() -> None:
 
 
 def test_option_names_are_the_fields_then_the_collaborators() -> None:
-    """MIDDLEWARE_OPTIONS lists service_name first, every field, then keyring, store and clock."""
+    """MIDDLEWARE_OPTIONS lists service_name first, every field, then the collaborators."""
     fields = [field.name for field in attrs.fields(MiddlewareOptions)]
     assert fields[0] == "service_name"
-    assert list(MIDDLEWARE_OPTIONS) == [*fields, "keyring", "replay_store", "clock"]
+    collaborators = ["keyring", "identity", "trust", "replay_store", "clock"]
+    assert list(MIDDLEWARE_OPTIONS) == [*fields, *collaborators]
 
 
 # -- validation --------------------------------------------------------------------------

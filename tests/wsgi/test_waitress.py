@@ -60,9 +60,18 @@ def test_a_body_just_below_the_threshold_is_a_list() -> None:
     assert served_body(WAITRESS, chunks) is chunks
 
 
-def test_a_body_in_several_chunks_is_never_wrapped() -> None:
-    """Only a body of one chunk is wrapped: several chunks go as they came, however large."""
-    chunks = [b"s" * LARGE, b"t" * LARGE]
+def test_a_large_body_in_several_chunks_is_joined_and_wrapped() -> None:
+    """A large body of several chunks (a v2 answer's sealed fields, then its body) goes to
+    waitress as one wrapped file of the chunks in order, not as chunks it would copy."""
+    chunks = [b"head", b"t" * LARGE]
+    served = served_body(WAITRESS, chunks)
+    assert served is not chunks
+    assert b"".join(served) == b"head" + b"t" * LARGE
+
+
+def test_small_chunks_are_never_wrapped() -> None:
+    """Small bodies go as they came, in chunks, whatever the server."""
+    chunks = [b"head", b"t" * 100]
     assert served_body(WAITRESS, chunks) is chunks
 
 

@@ -1,0 +1,85 @@
+"""The environ the app sees for a verified request: its plaintext, and only trusted headers.
+
+Trust model: before verification every header is the network's. After it,
+the app is given the opened body, the verified sender, and headers it can
+trust: in protocol v2 exactly the sealed ones (the caller's end-to-end
+headers), plus the transport's ``Host`` and the outer headers the deployment
+allowed by name (``outer_headers``, e.g. ``X-Forwarded-For`` from its own
+proxies, documented as unauthenticated); every other outer header is
+dropped, and a sealed header replaces an outer one of the same name. In v1
+only the body, its content type, the method and the endpoint are sealed:
+the envelope's headers and the method-override headers are dropped, and the
+rest reach the app unauthenticated.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable
+from typing import Any
+
+from ..envelope import ENVELOPE_HEADERS, Opened
+
+__all__ = ["CALLER_KEY", "MESSAGE_ID_KEY", "environ_key", "opened_environ"]
+
+#: The environ key that holds the verified sender of a sealed request.
+CALLER_KEY = "mscomm.caller"
+#: The environ key that holds the verified request's message id.
+MESSAGE_ID_KEY = "mscomm.message_id"
+
+
+def environ_key(header: str) -> str:
+    """Return the CGI environ key of a request header: ``X-Request-Id`` is ``HTTP_X_REQUEST_ID``."""
+    return "HTTP_" + header.upper().replace("-", "_")
+
+
+#: What a verified v1 request loses before the app sees it: the envelope's
+#: headers, and the encodings that described the sealed body.
+_V1_DROP = (
+    *(environ_key(h) for h in ENVELOPE_HEADERS),
+    "HTTP_TRANSFER_ENCODING",
+    "HTTP_CONTENT_ENCODING",
+)
+_NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+
+
+def opened_environ(
+    environ: dict[str, Any], opened: Opened, outer_allowed: Iterable[str]
+) -> dict[str, Any]:
+    """Rewrite ``environ`` in place for the app: the opened body and the trusted headers.
+
+    The server hands each request its own environ, and nothing reads the
+    sealed values after this point, so it is not copied.
+
+    Args:
+        environ: the request's environ, its body already read.
+        opened: the verified request.
+        outer_allowed: environ keys (``HTTP_...``) of the outer headers a
+            v2 request keeps.
+    """
+    if opened.version == "2":
+        keep = frozenset(outer_allowed) | {"HTTP_HOST"}
+        for key in [k for k in environ if k.startswith("HTTP_") and k not in keep]:
+            del environ[key]
+        sealed: dict[str, str] = {}
+        for name, value in opened.headers:
+            key = environ_key(name)
+            if key in _NOT_HEADERS:
+                continue
+            joiner = "; " if key == "HTTP_COOKIE" else ", "
+            sealed[key] = f"{sealed[key]}{joiner}{value}" if key in sealed else value
+        environ.update(sealed)  # a sealed header replaces an outer one of its name
+    else:
+        for key in _V1_DROP:
+            environ.pop(key, None)
+    body = opened.body
+    environ["wsgi.input"] = io.BytesIO(body)
+    environ["wsgi.input_terminated"] = True
+    environ["CONTENT_LENGTH"] = str(len(body))
+    if opened.content_type:
+        environ["CONTENT_TYPE"] = opened.content_type
+    else:
+        environ.pop("CONTENT_TYPE", None)
+    environ[CALLER_KEY] = opened.sender
+    environ[MESSAGE_ID_KEY] = opened.message_id
+    return environ

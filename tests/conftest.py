@@ -1,0 +1,15 @@
+"""Settings every test runs under, as a deployment would set them.
+
+The services the tests seal as are the callers every test service accepts
+(``MSCOMM_CALLERS``): a service accepts no caller it was not told of. Tests
+of that rule remove the variable themselves.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: The senders the tests use.
+TEST_CALLERS = "orders,shipping,alpha,carol,legacy,billing,billing-v2,other-service,ledger,worker"
+
+os.environ.setdefault("MSCOMM_CALLERS", TEST_CALLERS)
