@@ -30,6 +30,8 @@ from ..errors import ConfigurationError
 from ..forking import PerProcess
 from ..keyring import Keyring, validate_service_name
 from ..registry.base import Registry
+from ..trust.identity import Identity
+from ..trust.store import TrustStore
 from .adapter import ServiceAdapter
 from .breaker import CircuitBreaker, Listener
 from .call import SCHEME, Timeout
@@ -46,6 +48,8 @@ _SETTINGS = (
     "policies",
     "_registry",
     "_keyring",
+    "_identity",
+    "_trust",
     "_listener",
     "_pool_maxsize",
     "_clock",
@@ -53,7 +57,16 @@ _SETTINGS = (
     "_random",
 )
 #: The settings a deep copy shares with the original instead of copying.
-_SHARED = ("_registry", "_keyring", "_listener", "_clock", "_sleep", "_random")
+_SHARED = (
+    "_registry",
+    "_keyring",
+    "_identity",
+    "_trust",
+    "_listener",
+    "_clock",
+    "_sleep",
+    "_random",
+)
 
 
 class MicroServiceClient(requests.Session):
@@ -68,7 +81,11 @@ class MicroServiceClient(requests.Session):
             defaults to the ``SERVICE_NAME`` environment variable.
         registry: where instances are found; defaults to
             :func:`mscomm_sync.registry.get_registry`, looked up at call time.
-        keyring: where keys come from; defaults to the environment.
+        keyring: protocol v1's shared keys; defaults to the environment.
+        identity: protocol v2's private keys of this service; defaults to
+            the environment (``<NAME>_PRIVATE_KEY``).
+        trust: protocol v2's public keys of the services called; defaults to
+            ``$MSCOMM_TRUST`` and ``<NAME>_PUBLIC_KEY``.
         policy: the :class:`CallPolicy` for every target.
         policies: per-target overrides of ``policy``.
         breaker_listener: called as ``listener(breaker, old, new)`` after
@@ -88,6 +105,8 @@ class MicroServiceClient(requests.Session):
         *,
         registry: Optional[Registry] = None,
         keyring: Optional[Keyring] = None,
+        identity: Optional[Identity] = None,
+        trust: Optional[TrustStore] = None,
         policy: Optional[CallPolicy] = None,
         policies: Optional[Mapping[str, CallPolicy]] = None,
         breaker_listener: Optional[Listener] = None,
@@ -109,6 +128,8 @@ class MicroServiceClient(requests.Session):
         self.policies: dict[str, CallPolicy] = dict(policies or {})
         self._registry = registry
         self._keyring = keyring
+        self._identity = identity
+        self._trust = trust
         self._listener = breaker_listener
         self._pool_maxsize = pool_maxsize
         self._clock = clock
@@ -344,8 +365,14 @@ class MicroServiceClient(requests.Session):
 
     def _get_envelope(self) -> Envelope:
         if self._envelope is None:
+            # The client's read limit (CallPolicy.max_answer_size) bounds answers
+            # before they are opened; the envelope's own is the largest it allows.
             self._envelope = Envelope(
-                self.service_name, keyring=self._keyring, max_body_size=DEFAULT_MAX_ANSWER_SIZE
+                self.service_name,
+                keyring=self._keyring,
+                identity=self._identity,
+                trust=self._trust,
+                max_body_size=DEFAULT_MAX_ANSWER_SIZE,
             )
         return self._envelope
 
