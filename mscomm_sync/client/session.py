@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import os
 import random as _random
+import re
 import time
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -40,6 +41,8 @@ from .policies import DEFAULT_MAX_ANSWER_SIZE, CallPolicy
 from .transport import DEFAULT_POOL_MAXSIZE
 
 __all__ = ["MicroServiceClient"]
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
 
 #: What a client keeps besides the Session's state (see __getstate__).
 _SETTINGS = (
@@ -294,6 +297,13 @@ class MicroServiceClient(requests.Session):
         Raises:
             MscommError: as :meth:`request`.
         """
+        if _BAD_ESCAPE.search(endpoint):
+            # requests would then escape every other "%" too, and send another path.
+            raise ConfigurationError(
+                "an endpoint's '%' must start an escape of two hex digits (write %25 for '%')",
+                variable="endpoint",
+                reason="invalid escape",
+            )
         if not endpoint.startswith("/"):
             endpoint = "/" + endpoint
         url = with_query(f"{SCHEME}{target_service}{requote_uri(endpoint)}", params)

@@ -23,6 +23,7 @@ import base64
 import binascii
 import logging
 import os
+import re
 from typing import Any, Optional, Union
 from urllib.parse import urlsplit, urlunsplit
 
@@ -72,6 +73,7 @@ _TAG_BYTES = 16
 _MAX_ENVIRONMENTS = 1024
 
 _STRIP = (*ENVELOPE_HEADERS, HEADER_SEALED_BODY, "Content-Length")
+_B64URL = re.compile(r"[A-Za-z0-9_-]*\Z")
 Environment = tuple[dict[str, str], Union[bool, str]]
 
 
@@ -184,8 +186,17 @@ class SealedTransport(HTTPAdapter):
         request: Sealed,
     ) -> Response:
         headers = response.headers
-        if not data and HEADER_SEALED_BODY in headers:
-            data = _unb64(headers[HEADER_SEALED_BODY], call.service)
+        # One strict rule (docs/protocol.md): an answer HTTP gives no body
+        # (to HEAD; 1xx, 204, 304) carries its sealed body in the header, and
+        # only such an answer does.
+        status = response.status_code
+        carried = headers.get(HEADER_SEALED_BODY)
+        if call.method == "HEAD" or status < 200 or status in (204, 304):
+            if carried is None or data:
+                raise UnverifiedAnswerError(service=call.service, reason="sealed body misplaced")
+            data = _unb64(carried, call.service)
+        elif carried is not None:
+            raise UnverifiedAnswerError(service=call.service, reason="sealed body misplaced")
         try:
             opened = call.envelope.open_response(
                 sender=call.service,
@@ -353,8 +364,14 @@ def _without_query(url: str) -> str:
 
 
 def _unb64(text: str, service: str) -> bytes:
+    """Decode strict URL-safe base64 without padding (one spelling of each body)."""
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        if not _B64URL.match(text) or len(text) % 4 == 1:
+            raise ValueError("not URL-safe base64 without padding")
+        decoded = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        if base64.urlsafe_b64encode(decoded).rstrip(b"=").decode("ascii") != text:
+            raise ValueError("non-canonical base64")  # unused bits set in the last character
+        return decoded
     except (binascii.Error, ValueError):
         raise UnverifiedAnswerError(
             service=service, reason="malformed sealed body header"

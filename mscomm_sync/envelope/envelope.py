@@ -426,7 +426,7 @@ class Envelope:
 
         if len(body) > self.max_body_size + SEALING_OVERHEAD:
             raise reject("body too large")
-        if (headers.get(HEADER_ENCRYPTED) or "").lower() != "true":
+        if headers.get(HEADER_ENCRYPTED) != "true":  # exactly; "TRUE" is not the protocol
             raise reject("not sealed")
         if fields is None:
             version = seal_version(seal)
@@ -458,7 +458,9 @@ class Envelope:
             else self._opener_v1(binding, fields, body)
         )
         ts = int(fields.timestamp)
-        if abs(self._clock() - ts) > self.window:
+        # Whole seconds, the same both ways: now - W <= ts <= now + W.
+        now, window = int(self._clock()), int(self.window)
+        if not now - window <= ts <= now + window:
             raise _reject("stale timestamp", binding, fields)
         try:
             content_type, sealed_headers, plaintext = opener(body)

@@ -12,7 +12,7 @@ sends one request out to each spoke in turn and each returns to it:
 * :mod:`.log`: what a refusal or an app failure logs.
 """
 
-from .environ import CALLER_KEY, MESSAGE_ID_KEY
+from .environ import CALLER_KEY, MESSAGE_ID_KEY, PROTOCOL_KEY
 from .middleware import EncryptionMiddleware
 
-__all__ = ["CALLER_KEY", "MESSAGE_ID_KEY", "EncryptionMiddleware"]
+__all__ = ["CALLER_KEY", "MESSAGE_ID_KEY", "PROTOCOL_KEY", "EncryptionMiddleware"]

@@ -20,12 +20,14 @@ from typing import Any
 
 from ..envelope import ENVELOPE_HEADERS, Opened
 
-__all__ = ["CALLER_KEY", "MESSAGE_ID_KEY", "environ_key", "opened_environ"]
+__all__ = ["CALLER_KEY", "MESSAGE_ID_KEY", "PROTOCOL_KEY", "environ_key", "opened_environ"]
 
 #: The environ key that holds the verified sender of a sealed request.
 CALLER_KEY = "mscomm.caller"
 #: The environ key that holds the verified request's message id.
 MESSAGE_ID_KEY = "mscomm.message_id"
+#: The environ key that holds the protocol version that verified it (``"1"`` or ``"2"``).
+PROTOCOL_KEY = "mscomm.protocol"
 
 
 def environ_key(header: str) -> str:
@@ -82,4 +84,5 @@ def opened_environ(
         environ.pop("CONTENT_TYPE", None)
     environ[CALLER_KEY] = opened.sender
     environ[MESSAGE_ID_KEY] = opened.message_id
+    environ[PROTOCOL_KEY] = opened.version
     return environ

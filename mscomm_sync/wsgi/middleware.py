@@ -43,7 +43,7 @@ from ..replay import ReplayStore, default_replay_store
 from ..trust.identity import Identity
 from ..trust.store import TrustStore
 from .body import BodyRefused, check_passthrough_body, read_request_body
-from .environ import CALLER_KEY, MESSAGE_ID_KEY, environ_key, opened_environ
+from .environ import CALLER_KEY, MESSAGE_ID_KEY, PROTOCOL_KEY, environ_key, opened_environ
 from .log import log, log_app_failure, log_refusal
 from .options import (
     CALLERS_ENV,
@@ -81,6 +81,7 @@ _SEALED_FLAG = environ_key(HEADER_ENCRYPTED)
 _UNBOUND = (
     CALLER_KEY,
     MESSAGE_ID_KEY,
+    PROTOCOL_KEY,
     "HTTP_X_HTTP_METHOD_OVERRIDE",
     "HTTP_X_HTTP_METHOD",
     "HTTP_X_METHOD_OVERRIDE",

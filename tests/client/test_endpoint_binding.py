@@ -68,3 +68,17 @@ def test_an_endpoint_starting_with_two_slashes_fails_before_sending(
         make_client().request(target_service="billing", endpoint="//x")
     assert info.value.variable == "endpoint"
     assert recorder.hits == {}
+
+
+@pytest.mark.parametrize("endpoint", ["/a%zz", "/a%2", "/ok%20then%"])
+def test_an_endpoint_with_an_invalid_escape_fails_before_sending(
+    serve: Callable[..., Any], make_client: Callable[..., Any], endpoint: str
+) -> None:
+    """A '%' that does not start two hex digits is refused (requests would otherwise escape
+    every other '%' in the endpoint too, and call another path)."""
+    recorder = Recorder()
+    serve(sealed(json_app(recorder, {})))
+    with pytest.raises(ConfigurationError) as info:
+        make_client().request(target_service="billing", endpoint=endpoint)
+    assert info.value.variable == "endpoint"
+    assert recorder.hits == {}

@@ -1087,3 +1087,37 @@ def test_a_window_that_would_switch_freshness_off_is_refused(window: float) -> N
     with pytest.raises(ConfigurationError) as info:
         make_envelope("billing", window=window)
     assert info.value.variable == "window"
+
+
+@pytest.mark.parametrize("flag", ["TRUE", "True", " true", "true ", "1", "yes"])
+def test_the_sealed_flag_is_exactly_true(alpha: Envelope, billing: Envelope, flag: str) -> None:
+    """X-Encrypted-Payload must be exactly "true", as the protocol spells it."""
+    sealed = seal_json(alpha)
+    with pytest.raises(IntegrityError):
+        open_json(billing, sealed, headers=with_header(sealed, HEADER_ENCRYPTED, flag))
+    assert opened_ok(billing, sealed)
+
+
+@pytest.mark.parametrize(
+    ("offset", "opens"),
+    [
+        (60, True),
+        (61, False),
+        (60.9, True),  # the receiver's now is T0 + 60 in whole seconds
+        (-60, True),
+        (-61, False),
+        (-60.5, False),  # the receiver's now is T0 - 61 in whole seconds
+        (0.0, True),
+    ],
+)
+def test_freshness_is_whole_seconds_the_same_both_ways(offset: float, opens: bool) -> None:
+    """With the default 60 s window a message opens iff now - 60 <= ts <= now + 60, with
+    now the receiver's clock in whole seconds: the past and the future alike."""
+    alpha = make_envelope("alpha", FakeClock(T0))
+    billing = make_envelope("billing", FakeClock(T0 + offset))
+    sealed = seal_json(alpha)
+    if opens:
+        assert opened_ok(billing, sealed)
+    else:
+        with pytest.raises(IntegrityError):
+            open_json(billing, sealed)
