@@ -34,6 +34,7 @@ KEY_BYTES = 32
 _KID_LABEL = b"mscomm-sync key id v2\x00"
 _B64URL = re.compile(r"[A-Za-z0-9_-]{43}=?\Z")
 _HOWTO = "make a key pair with `mscomm keygen`"
+_ROOT_HOWTO = "make a trust root with `mscomm trust root`"
 
 
 def key_id(public: bytes) -> str:
@@ -54,9 +55,10 @@ def parse_key(text: str, *, source: str, what: str) -> bytes:
         ConfigurationError: it is not base64 of exactly 32 bytes.
     """
     candidate = text.strip()
+    howto = _ROOT_HOWTO if what.startswith("trust root") else _HOWTO
     if not _B64URL.match(candidate):
         raise ConfigurationError(
-            f"{source} does not hold a valid {what} (43 URL-safe base64 characters); {_HOWTO}",
+            f"{source} does not hold a valid {what} (43 URL-safe base64 characters); {howto}",
             variable=source,
             reason=f"invalid {what}",
         )
@@ -64,7 +66,7 @@ def parse_key(text: str, *, source: str, what: str) -> bytes:
         raw = base64.urlsafe_b64decode(candidate.rstrip("=") + "=")
     except (binascii.Error, ValueError):  # pragma: no cover - the regex admits only base64
         raise ConfigurationError(
-            f"{source} does not hold a valid {what}; {_HOWTO}",
+            f"{source} does not hold a valid {what}; {howto}",
             variable=source,
             reason=f"invalid {what}",
         ) from None

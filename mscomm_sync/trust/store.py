@@ -81,6 +81,7 @@ class TrustStore:
         self._check_interval = check_interval
         self._next_check = 0.0
         self._signature: Optional[_Signature] = None
+        self._reported: Optional[tuple[Optional[_Signature], str]] = None
         self._document: Optional[TrustDocument] = None
         self._from_env: dict[str, tuple[PublicKey, ...]] = {}
         self._lock = threading.Lock()
@@ -162,7 +163,7 @@ class TrustStore:
         try:
             st = os.stat(self.path)
         except OSError as exc:
-            self._failed(first, f"cannot be read ({exc.strerror or type(exc).__name__})")
+            self._failed(first, f"cannot be read ({exc.strerror or type(exc).__name__})", None)
             return
         signature = (st.st_mtime_ns, st.st_size, st.st_ino)
         if signature == self._signature:
@@ -173,10 +174,10 @@ class TrustStore:
             if self.roots:
                 verify(document, self.roots)
         except OSError as exc:
-            self._failed(first, f"cannot be read ({exc.strerror or type(exc).__name__})")
+            self._failed(first, f"cannot be read ({exc.strerror or type(exc).__name__})", signature)
             return
         except TrustError as exc:
-            self._failed(first, str(exc))
+            self._failed(first, str(exc), signature)
             return
         with self._lock:
             old = self._document
@@ -188,16 +189,20 @@ class TrustStore:
                 self._signature = signature
                 return
             self._document, self._signature = document, signature
+            self._reported = None
         if old is not None:
             log.info("trust file %s re-read: serial %d", self.path, document.serial)
 
-    def _failed(self, first: bool, why: str) -> None:
+    def _failed(self, first: bool, why: str, signature: Optional[_Signature]) -> None:
         if first:
             raise ConfigurationError(
                 f"trust file {self.path} (from {TRUST_ENV} or the trust= option) {why}",
                 variable=TRUST_ENV,
                 reason="invalid trust file",
             )
+        if self._reported == (signature, why):
+            return  # this version was refused already: once in the log, not at every check
+        self._reported = (signature, why)
         log.error("trust file %s %s; keeping the last good one", self.path, why)
 
     def __repr__(self) -> str:
