@@ -23,6 +23,11 @@ from .errors import (
     DeadlineBeforeSendingError,
     DeadlineExceededError,
     Delivery,
+    IdempotencyError,
+    IdempotencyInProgressError,
+    IdempotencyKeyReusedError,
+    IdempotencyStoreError,
+    IdempotentAnswerLostError,
     InsecureResponseError,
     IntegrityError,
     MaybeDeliveredError,
@@ -36,6 +41,12 @@ from .errors import (
     ServiceUnavailableError,
     ServiceUnreachableError,
     UnverifiedAnswerError,
+)
+from .idempotency import (
+    IdempotencyStore,
+    MemoryIdempotencyStore,
+    SqliteIdempotencyStore,
+    default_idempotency_store,
 )
 from .keyring import Keyring, env_var_name, generate_key
 from .registry import (
@@ -56,7 +67,7 @@ from .replay import (
     SqliteReplayStore,
     default_replay_store,
 )
-from .wsgi import EncryptionMiddleware
+from .wsgi import EncryptionMiddleware, Idempotency
 
 if _TYPE_CHECKING:
     from .registry.etcd import EtcdRegistry
@@ -82,11 +93,19 @@ __all__ = [
     "FileRegistry",
     "HealthCheckConfig",
     "HealthPoller",
+    "Idempotency",
+    "IdempotencyError",
+    "IdempotencyInProgressError",
+    "IdempotencyKeyReusedError",
+    "IdempotencyStore",
+    "IdempotencyStoreError",
+    "IdempotentAnswerLostError",
     "InsecureResponseError",
     "Instance",
     "IntegrityError",
     "Keyring",
     "MaybeDeliveredError",
+    "MemoryIdempotencyStore",
     "MemoryReplayStore",
     "MicroServiceClient",
     "MscommError",
@@ -102,10 +121,12 @@ __all__ = [
     "ServiceUnavailableError",
     "ServiceUnreachableError",
     "ShmReplayStore",
+    "SqliteIdempotencyStore",
     "SqliteReplayStore",
     "TimeoutPolicy",
     "UnverifiedAnswerError",
     "__version__",
+    "default_idempotency_store",
     "default_replay_store",
     "env_var_name",
     "generate_key",

@@ -29,6 +29,11 @@ __all__ = [
     "DeadlineBeforeSendingError",
     "DeadlineExceededError",
     "Delivery",
+    "IdempotencyError",
+    "IdempotencyInProgressError",
+    "IdempotencyKeyReusedError",
+    "IdempotencyStoreError",
+    "IdempotentAnswerLostError",
     "InsecureResponseError",
     "IntegrityError",
     "MaybeDeliveredError",
@@ -355,6 +360,92 @@ class ResponseTooLargeError(AnsweredError):
         self.service = service
         self.limit = limit
         self.declared = declared
+
+
+class IdempotencyStoreError(MscommError):
+    """An idempotency store could not be read or written (on the service's side).
+
+    The middleware then does not run the handler (it could not promise to
+    run it only once) and tells the caller, sealed, that it did not.
+
+    Attributes:
+        store: the store's ``repr``.
+        reason: what failed; never a key or an answer.
+    """
+
+    def __init__(self, message: str, *, store: str, reason: str) -> None:
+        super().__init__(message)
+        self.store = store
+        self.reason = reason
+
+
+class IdempotencyError(MscommError):
+    """The service refused a call because of its idempotency key.
+
+    Attributes:
+        service: the service that answered.
+        idempotency_key: the call's key (a caller's own identifier, not a secret).
+        status: the HTTP status the service answered with.
+    """
+
+    def __init__(self, message: str, *, service: str, idempotency_key: str, status: int) -> None:
+        super().__init__(message)
+        self.service = service
+        self.idempotency_key = idempotency_key
+        self.status = status
+
+
+class IdempotencyInProgressError(IdempotencyError, MaybeDeliveredError):
+    """A request with this key is still running on the service (409), after every retry.
+
+    Its outcome is not known yet: send the call again later, with the same key.
+
+    Attributes:
+        retry_after: the seconds the service asked to wait.
+    """
+
+    def __init__(self, *, service: str, idempotency_key: str, retry_after: float) -> None:
+        super().__init__(
+            f"service {service!r} is still running the request with this idempotency key;"
+            " send it again later with the same key",
+            service=service,
+            idempotency_key=idempotency_key,
+            status=409,
+        )
+        self.retry_after = retry_after
+
+
+class IdempotencyKeyReusedError(IdempotencyError, AnsweredError):
+    """The key was used before for another method, target or body (422); nothing ran now.
+
+    A key names one request: give each different request its own key.
+    """
+
+    def __init__(self, *, service: str, idempotency_key: str) -> None:
+        super().__init__(
+            f"service {service!r} refused the call: its idempotency key was used for"
+            " another method, target or body",
+            service=service,
+            idempotency_key=idempotency_key,
+            status=422,
+        )
+
+
+class IdempotentAnswerLostError(IdempotencyError, AnsweredError):
+    """The request with this key ran before, but its answer was not kept (410).
+
+    It was larger than the service keeps, or the service's store lost it. It
+    ran: do not send it again under a new key unless running it twice is safe.
+    """
+
+    def __init__(self, *, service: str, idempotency_key: str) -> None:
+        super().__init__(
+            f"service {service!r} ran the request with this idempotency key before,"
+            " but did not keep its answer",
+            service=service,
+            idempotency_key=idempotency_key,
+            status=410,
+        )
 
 
 def _restore(cls: type[MscommError], args: tuple[Any, ...], state: dict[str, Any]) -> MscommError:

@@ -207,6 +207,11 @@ def _examples() -> list[MscommError]:
         errors.DeadlineBeforeSendingError("billing", 1.0),
         errors.DeadlineAfterSendingError("billing", 1.0),
         errors.UnverifiedAnswerError(service="billing", reason="bad tag"),
+        errors.IdempotencyStoreError("failed", store="<store>", reason="OperationalError"),
+        errors.IdempotencyError("refused", service="billing", idempotency_key="k-1", status=409),
+        errors.IdempotencyInProgressError(service="billing", idempotency_key="k-1", retry_after=1),
+        errors.IdempotencyKeyReusedError(service="billing", idempotency_key="k-1"),
+        errors.IdempotentAnswerLostError(service="billing", idempotency_key="k-1"),
     ]
 
 

@@ -34,6 +34,7 @@ from requests.adapters import BaseAdapter
 from ..envelope import Envelope
 from ..errors import (
     DeadlineExceededError,
+    IdempotencyError,
     InsecureResponseError,
     RequestRejectedError,
     ServiceNotFoundError,
@@ -173,8 +174,8 @@ class ServiceAdapter(BaseAdapter):
         except (ServiceUnavailableError, DeadlineExceededError) as exc:
             breaker.record_failure(probe, exc)
             raise
-        except RequestRejectedError:
-            breaker.record_success(probe)
+        except (RequestRejectedError, IdempotencyError):
+            breaker.record_success(probe)  # the service answered, and soundly
             raise
         except InsecureResponseError as exc:
             # An unsealed 5xx is an intermediary (or a crashed worker) saying

@@ -48,6 +48,7 @@ from .balancer import PowerOfTwoBalancer
 from .budget import RetryBudget
 from .call import Call
 from .failures import AttemptFailed
+from .idempotent import check_answer, in_progress
 from .transport import SealedTransport
 
 __all__ = ["AttemptLoop"]
@@ -136,7 +137,7 @@ class AttemptLoop:
             self.balancer.readmit(instance.url)
             self.sent = True
             if not self._retry_answer(instance, response):
-                return response
+                return check_answer(call, response)
 
     def _read_timeout(self, remaining: float) -> float:
         """Return this attempt's read timeout.
@@ -212,7 +213,10 @@ class AttemptLoop:
         status = response.status_code
         retry_after = response.headers.get("Retry-After")  # sealed, in v2
         has_retry_after = retry_after is not None
-        if not (call.may_repeat and self.retry.is_retry(call.method, status, has_retry_after)):
+        retryable = in_progress(call, response) or self.retry.is_retry(
+            call.method, status, has_retry_after
+        )
+        if not (call.may_repeat and retryable):
             return False
         try:
             self.retry = self.retry.increment(call.method, instance.url, response=response.raw)

@@ -20,6 +20,7 @@ from .._fast import Record
 from ..envelope import Envelope, target_from_endpoint
 from ..envelope.fields import sealable
 from ..errors import ConfigurationError
+from ..idempotency.wire import HEADER_IDEMPOTENCY_KEY, validate_key
 from ..keyring import validate_service_name
 from .deadline import Deadline
 from .policies import CallPolicy
@@ -49,6 +50,8 @@ class Call(Record):
         body: the plaintext body (``b""`` for none).
         content_type: the plaintext's ``Content-Type``, sealed with it.
         request_id: the call's ``X-Request-Id``, the same on every attempt.
+        idempotency_key: the call's ``Idempotency-Key``, or ``None``; sealed,
+            so the call needs protocol v2.
         policy: the target's :class:`CallPolicy`.
         deadline: when the whole call must be done.
         connect: the connect timeout of one attempt.
@@ -70,6 +73,7 @@ class Call(Record):
         "body",
         "content_type",
         "request_id",
+        "idempotency_key",
         "policy",
         "deadline",
         "connect",
@@ -89,6 +93,7 @@ class Call(Record):
     body: bytes
     content_type: Optional[str]
     request_id: str
+    idempotency_key: Optional[str]
     policy: CallPolicy
     deadline: Deadline
     connect: float
@@ -116,11 +121,12 @@ def plan_call(
 ) -> Call:
     """Return the :class:`Call` for a prepared ``mscomm://<service>/<path>`` request.
 
-    A request without an ``X-Request-Id`` gets one (16 hex digits).
+    A request without an ``X-Request-Id`` gets one (16 hex digits). A call
+    with an ``Idempotency-Key`` may be repeated unless ``idempotent=False``.
 
     Raises:
-        ConfigurationError: the target is not a valid service name, or the
-            endpoint starts with ``//``.
+        ConfigurationError: the target is not a valid service name, the
+            endpoint starts with ``//``, or the idempotency key is invalid.
         TypeError: the body is a stream or files, which cannot be sealed.
     """
     parts = urlsplit(request.url or "")
@@ -146,6 +152,9 @@ def plan_call(
     headers = request.headers
     if HEADER_REQUEST_ID not in headers:
         headers[HEADER_REQUEST_ID] = os.urandom(8).hex()
+    key = validate_key(headers.get(HEADER_IDEMPOTENCY_KEY))
+    if idempotent is None:
+        idempotent = key is not None or method in policy.retry.idempotent_methods
     return Call._make(
         service,
         method,
@@ -156,10 +165,11 @@ def plan_call(
         _body_bytes(request.body),
         headers.get("Content-Type"),
         str(headers[HEADER_REQUEST_ID]),
+        key,
         policy,
         Deadline(service=service, at=clock() + seconds, seconds=seconds, clock=clock),
         connect,
-        idempotent if idempotent is not None else method in policy.retry.idempotent_methods,
+        idempotent,
         envelope,
         verify,
         cert,

@@ -29,6 +29,7 @@ from requests.utils import requote_uri
 from ..envelope import HEADER_ENCRYPTED, Envelope
 from ..errors import ConfigurationError
 from ..forking import PerProcess
+from ..idempotency.wire import HEADER_IDEMPOTENCY_KEY, validate_key
 from ..keyring import Keyring, validate_service_name
 from ..registry.base import Registry
 from ..trust.identity import Identity
@@ -214,6 +215,7 @@ class MicroServiceClient(requests.Session):
         endpoint: Optional[str] = None,
         payload: Any = None,
         idempotent: Optional[bool] = None,
+        idempotency_key: Optional[str] = None,
         **kwargs: Any,
     ) -> Response:
         """Send a request: the service form, or requests' standard form.
@@ -233,6 +235,10 @@ class MicroServiceClient(requests.Session):
             idempotent: allow (``True``) or forbid (``False``) retrying after
                 a failure that may have reached the server; by default only
                 GET, HEAD, PUT, DELETE, OPTIONS and TRACE may be retried.
+            idempotency_key: a key naming this request, such as
+                ``"charge-1001"``: sent sealed (protocol v2), so a service that
+                honours keys runs it at most once however often it arrives;
+                the call may then be retried whatever its method.
             **kwargs: service form: ``params``, ``headers``, ``timeout`` (the
                 call's deadline in seconds). Standard form: as in requests.
 
@@ -253,15 +259,26 @@ class MicroServiceClient(requests.Session):
             if isinstance(url, str) and url.lower().startswith(SCHEME):
                 # requests leaves non-HTTP URLs alone: quote and add params here.
                 url = with_query(requote_uri(url), kwargs.pop("params", None))
-            if idempotent is not None:
-                raise TypeError("idempotent= is only accepted by the service form")
+            if idempotent is not None or idempotency_key is not None:
+                raise TypeError(
+                    "idempotent= and idempotency_key= are only accepted by the service form"
+                    " (send an Idempotency-Key header instead)"
+                )
             return super().request(method, url, *args, **kwargs)  # type: ignore[arg-type]
         if url is not None or args:
             raise TypeError("the service form takes keywords only, not a url")
         if target_service is None or endpoint is None:
             raise TypeError("the service form needs both target_service and endpoint")
         verb = method.decode("ascii") if isinstance(method, bytes) else (method or "GET")
-        return self.call(target_service, endpoint, verb, payload, idempotent=idempotent, **kwargs)
+        return self.call(
+            target_service,
+            endpoint,
+            verb,
+            payload,
+            idempotent=idempotent,
+            idempotency_key=idempotency_key,
+            **kwargs,
+        )
 
     def call(
         self,
@@ -274,6 +291,7 @@ class MicroServiceClient(requests.Session):
         headers: Optional[Mapping[str, str]] = None,
         timeout: Timeout = None,
         idempotent: Optional[bool] = None,
+        idempotency_key: Optional[str] = None,
     ) -> Response:
         """Call ``endpoint`` on ``target_service``; the service form of :meth:`request`.
 
@@ -290,6 +308,7 @@ class MicroServiceClient(requests.Session):
             headers: extra headers; they override the Session's defaults.
             timeout: the call's deadline in seconds, or ``(connect, deadline)``.
             idempotent: allow or forbid repeating the call (see :meth:`request`).
+            idempotency_key: the key naming this request (see :meth:`request`).
 
         Returns:
             The opened response.
@@ -313,6 +332,8 @@ class MicroServiceClient(requests.Session):
             merged["Content-Type"] = content_type
         if headers:
             merged.update(headers)  # case variants collapse below; later keys win
+        if idempotency_key is not None:
+            merged[HEADER_IDEMPOTENCY_KEY] = validate_key(idempotency_key) or ""
         prepared = PreparedRequest()
         prepared.method = method.upper()
         prepared.url = url

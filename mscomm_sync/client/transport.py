@@ -44,6 +44,7 @@ from ..envelope import (
     Sealed,
 )
 from ..errors import (
+    ConfigurationError,
     InsecureResponseError,
     IntegrityError,
     MscommError,
@@ -132,6 +133,14 @@ class SealedTransport(HTTPAdapter):
             content_type=call.content_type,
             headers=call.end_to_end,
         )
+        if call.idempotency_key is not None and sealed.version != "2":
+            # v1 seals no header: the key would travel in clear, unbound.
+            raise ConfigurationError(
+                f"an idempotency key travels sealed, which needs protocol v2 with {call.service}"
+                " (this service's private key and its trusted public key)",
+                variable="idempotency_key",
+                reason="needs protocol v2",
+            )
         attempt = _attempt(call, url, sealed)
         proxies, env_verify = self._environment(instance_url, call.trust_env)
         verify = env_verify if call.verify is True else call.verify

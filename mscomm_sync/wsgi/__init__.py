@@ -9,10 +9,12 @@ sends one request out to each spoke in turn and each returns to it:
 * :mod:`.response`: collecting the app's answer and shaping refusals and
   sealed answers, with :mod:`.waitress`, handing large bodies to waitress
   uncopied;
+* :mod:`.idempotent`: running the app at most once per idempotency key;
 * :mod:`.log`: what a refusal or an app failure logs.
 """
 
 from .environ import CALLER_KEY, MESSAGE_ID_KEY, PROTOCOL_KEY
+from .idempotent import Idempotency
 from .middleware import EncryptionMiddleware
 
-__all__ = ["CALLER_KEY", "MESSAGE_ID_KEY", "PROTOCOL_KEY", "EncryptionMiddleware"]
+__all__ = ["CALLER_KEY", "MESSAGE_ID_KEY", "PROTOCOL_KEY", "EncryptionMiddleware", "Idempotency"]

@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterable
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 from .._fast import exactly, memo
 from ..envelope import (
@@ -44,6 +44,7 @@ from ..trust.identity import Identity
 from ..trust.store import TrustStore
 from .body import BodyRefused, check_passthrough_body, read_request_body
 from .environ import CALLER_KEY, MESSAGE_ID_KEY, PROTOCOL_KEY, environ_key, opened_environ
+from .idempotent import Idempotency, answer_once, idempotency_key, resolve_idempotency
 from .log import log, log_app_failure, log_refusal
 from .options import (
     CALLERS_ENV,
@@ -132,6 +133,10 @@ class EncryptionMiddleware:
         replay_store: remembers delivered request ids; defaults to
             :func:`~mscomm_sync.replay.default_replay_store`, shared by every
             process on the host.
+        idempotency: honour idempotency keys (sealed, protocol v2): ``True``
+            for the defaults and the host-wide store, or an
+            :class:`~mscomm_sync.wsgi.Idempotency`; the handler then runs at
+            most once per (caller, key). Off by default.
         clock: wall-clock time source, for tests.
 
     Raises:
@@ -157,6 +162,7 @@ class EncryptionMiddleware:
         identity: Optional[Identity] = None,
         trust: Optional[TrustStore] = None,
         replay_store: Optional[ReplayStore] = None,
+        idempotency: Union[bool, Idempotency, None] = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app = app
@@ -189,6 +195,7 @@ class EncryptionMiddleware:
             max_body_size=self.options.max_body_size,
             clock=clock,
         )
+        self.idempotency = resolve_idempotency(idempotency)
         self._outer = frozenset(environ_key(h) for h in self.options.outer_headers)
         self._env_callers = callers_from_env(os.environ)
         if self._callers() == frozenset():
@@ -328,16 +335,33 @@ class EncryptionMiddleware:
         method: str,
         target: str,
     ) -> Iterable[bytes]:
+        key = idempotency_key(opened.headers) if self.idempotency is not None else None
+        if key is None:
+            answer, _crashed = self._run_app(environ, opened)
+        else:
+            assert self.idempotency is not None
+            answer = answer_once(
+                self.idempotency,
+                service=self.options.service_name,
+                caller=opened.sender,
+                key=key,
+                method=method,
+                target=target,
+                body=opened.body,
+                run=lambda: self._run_app(environ, opened),
+            )
+        return self._send_sealed(environ, start_response, answer, opened, method, target)
+
+    def _run_app(self, environ: dict[str, Any], opened: Opened) -> tuple[Answer, bool]:
+        """Run the app; return its whole answer and whether it crashed (then a 500)."""
         try:
             status, code, headers, body = collect(self.app, environ)
             kept, content_type = app_headers(headers)
         except Exception:
             log_app_failure("app failed", environ, opened.sender, opened.message_id)
-            code = 500
-            status, kept, body = status_line(500), [], error_body(500)
-            content_type = "application/json"
-        answer = Answer(status, code, kept, body, content_type)
-        return self._send_sealed(environ, start_response, answer, opened, method, target)
+            answer = Answer(status_line(500), 500, [], error_body(500), "application/json")
+            return answer, True
+        return Answer(status, code, kept, body, content_type), False
 
     def _send_sealed(
         self,

@@ -219,6 +219,7 @@ MIDDLEWARE_OPTIONS: tuple[str, ...] = (
     "identity",
     "trust",
     "replay_store",
+    "idempotency",
     "clock",
 )
 

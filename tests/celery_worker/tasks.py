@@ -121,7 +121,7 @@ def charge(self: Any, order_id: str, amount: int) -> dict[str, Any]:
             method="POST",
             payload={"order": order_id, "amount": amount},
             timeout=10,
-            headers={"Idempotency-Key": f"charge-{order_id}"},
+            headers={"X-Order-Key": f"charge-{order_id}"},  # the app dedupes (v1: no keys)
         )
     except CircuitOpenError as exc:  # nothing was sent: wait for the probe
         raise self.retry(exc=exc, countdown=max(exc.retry_after, 0.1)) from exc

@@ -62,13 +62,17 @@ def calc_app() -> Flask:
 
 
 def late_app() -> Flask:
-    """Return the ``late`` service: it charges an order once per idempotency key."""
+    """Return the ``late`` service: it charges an order once per order key.
+
+    The app dedupes by a header of its own: this test's fleet speaks v1, which
+    carries no idempotency keys.
+    """
     app = Flask("late")
     seen: dict[str, Any] = {}
 
     @app.post("/charge")
     def charge() -> Any:
-        key = request.headers["Idempotency-Key"]
+        key = request.headers["X-Order-Key"]
         data = request.get_json()
         return seen.setdefault(key, {"charged": data["amount"], "order": data["order"]})
 

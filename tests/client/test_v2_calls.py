@@ -16,7 +16,12 @@ import pytest
 from support.fleet import Fleet
 from support.mitm import Message, MitmProxy
 
-from mscomm_sync import MicroServiceClient, RequestRejectedError, UnverifiedAnswerError
+from mscomm_sync import (
+    ConfigurationError,
+    MicroServiceClient,
+    RequestRejectedError,
+    UnverifiedAnswerError,
+)
 from mscomm_sync.keyring import Keyring
 from mscomm_sync.registry import FileRegistry
 from mscomm_sync.replay import MemoryReplayStore
@@ -167,8 +172,9 @@ def test_a_tampered_v2_answer_is_refused(billing: LiveServer, call: Callable[...
 
 
 def test_v1_does_not_protect_headers(tmp_path: Any) -> None:
-    """The same attacker against protocol v1: the rewritten Idempotency-Key reaches the app
-    (the reason v2 seals headers; v1 drops only the method overrides)."""
+    """The same attacker against protocol v1: the Idempotency-Key it writes reaches the app
+    (the reason v2 seals headers; v1 drops only the method overrides), so a v1 client
+    refuses to send a key at all."""
     ring = Keyring.from_mapping(KEYS)
     app = EncryptionMiddleware(
         seen, "billing", keyring=ring, versions=("1",), replay_store=MemoryReplayStore()
@@ -177,11 +183,14 @@ def test_v1_does_not_protect_headers(tmp_path: Any) -> None:
     with LiveServer(app) as server, MitmProxy(server.url, on_request=rewrite_request) as proxy:
         registry.register("billing", proxy.url)
         client = MicroServiceClient("orders", registry=registry, keyring=ring)
-        body = client.request(
-            target_service="billing", endpoint="/charge", method="POST",
-            headers={"Idempotency-Key": "charge-1"},
-        ).json()  # fmt: skip
+        body = client.request(target_service="billing", endpoint="/charge", method="POST").json()
+        with pytest.raises(ConfigurationError) as info:
+            client.request(
+                target_service="billing", endpoint="/charge", method="POST",
+                headers={"Idempotency-Key": "charge-1"},
+            )  # fmt: skip
         client.close()
+    assert info.value.variable == "idempotency_key"
     registry.close()
     assert body["idempotency_key"] == "charge-999"
     assert body["override"] is None  # dropped by the v1 hardening

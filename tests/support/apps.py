@@ -137,3 +137,27 @@ def notes_app() -> Any:
     app.add_url_rule("/health/", "health", lambda: "ok", methods=["GET"])
     init_app(app, service_name="billing", exempt_paths=["/health/"])
     return app
+
+
+#: Seconds :func:`charge_app`'s handler holds each charge (default 0.3).
+HOLD_ENV = "MSCOMM_TEST_HOLD"
+
+
+def charge(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    """Charge once: record the run, hold a moment, answer with this worker's pid."""
+    import time
+
+    if environ["PATH_INFO"] == "/health":
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    record_run(environ["PATH_INFO"], environ.get("mscomm.caller"))
+    time.sleep(float(os.environ.get(HOLD_ENV, "0.3")))
+    answer = {"pid": os.getpid(), "charged": json.loads(body or b"{}")}
+    start_response("201 Created", [("Content-Type", "application/json")])
+    return [json.dumps(answer).encode()]
+
+
+def charge_app() -> Callable[..., Iterable[bytes]]:
+    """billing's /charge, honouring idempotency keys with the host-wide default store."""
+    return EncryptionMiddleware(charge, exempt_paths=("/health",), idempotency=True)
