@@ -45,6 +45,7 @@ from .errors import (
 from .idempotency import (
     IdempotencyStore,
     MemoryIdempotencyStore,
+    RedisIdempotencyStore,
     SqliteIdempotencyStore,
     default_idempotency_store,
 )
@@ -110,6 +111,7 @@ __all__ = [
     "MicroServiceClient",
     "MscommError",
     "NotDeliveredError",
+    "RedisIdempotencyStore",
     "Registry",
     "RegistryError",
     "ReplayGapError",

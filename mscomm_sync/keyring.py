@@ -46,7 +46,7 @@ KEY_BYTES = 32
 _KID_LABEL = b"mscomm-sync key id v1\x00"
 _SERVICE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,126}[a-z0-9])?\Z")
 _B64URL = re.compile(r"[A-Za-z0-9_-]+={0,2}\Z")
-_HOWTO = "generate one with `mscomm keygen` (32 random bytes, URL-safe base64)"
+_HOWTO = "generate one with `mscomm keygen --v1` (32 random bytes, URL-safe base64)"
 
 
 def validate_service_name(name: str, *, what: str = "service name") -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from ..errors import IdempotencyStoreError
 from .default import default_idempotency_path, default_idempotency_store
 from .memory import MemoryIdempotencyStore
+from .redis import RedisIdempotencyStore
 from .sqlite import SqliteIdempotencyStore
 from .store import (
     DEFAULT_LEASE,
@@ -36,6 +37,7 @@ __all__ = [
     "IdempotencyStoreError",
     "MemoryIdempotencyStore",
     "Outcome",
+    "RedisIdempotencyStore",
     "SqliteIdempotencyStore",
     "StoredAnswer",
     "default_idempotency_path",

@@ -301,3 +301,89 @@ def test_a_live_processs_claim_holds(tmp_path: Path) -> None:
     finally:
         done.set()
         child.join(30)
+
+
+# -- the Redis store: shared by hosts ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from support.redis_server import redis_server
+
+    with redis_server(tmp_path_factory.mktemp("redis")) as server:
+        yield server.db(0)
+
+
+@pytest.fixture
+def redis_store(redis_url: str) -> Iterator[Any]:
+    from mscomm_sync.idempotency import RedisIdempotencyStore
+
+    made = RedisIdempotencyStore.from_url(redis_url, prefix=f"test:{os.urandom(4).hex()}")
+    yield made
+    made.client.close()
+
+
+def test_redis_follows_the_contract(redis_store: Any) -> None:
+    """Start, running, done with the answer, reused, released: as the other stores."""
+    claim = redis_store.claim("s", "fp", lease=60)
+    assert claim.outcome is Outcome.STARTED
+    running = redis_store.claim("s", "fp", lease=60)
+    assert running.outcome is Outcome.RUNNING and 0 < running.retry_after <= 1
+    assert redis_store.claim("s", "other", lease=60).outcome is Outcome.REUSED
+    redis_store.release("s", "not-the-token")  # ignored
+    redis_store.complete("s", claim.token, ANSWER, retention=3600)
+    assert redis_store.claim("s", "fp", lease=60).answer == ANSWER
+    assert redis_store.claim("s", "other", lease=60).outcome is Outcome.REUSED
+    second = redis_store.claim("t", "fp", lease=60)
+    redis_store.complete("t", second.token, None, retention=3600)
+    assert redis_store.claim("t", "fp", lease=60) == redis_store.claim("t", "fp", lease=60)
+    assert redis_store.claim("t", "fp", lease=60).answer is None
+    third = redis_store.claim("u", "fp", lease=60)
+    redis_store.release("u", third.token)
+    assert redis_store.claim("u", "fp", lease=60).outcome is Outcome.STARTED
+
+
+def test_redis_gives_up_a_claim_when_its_lease_ends(redis_store: Any) -> None:
+    """Redis expires the claim itself: the next claim after the lease starts, and the
+    first claimant's late answer is not kept."""
+    old = redis_store.claim("s", "fp", lease=0.2)
+    for _ in range(100):  # bounded: at most 10 s
+        if redis_store.claim("s", "fp", lease=60).outcome is Outcome.STARTED:
+            break
+        threading.Event().wait(0.1)
+    else:
+        pytest.fail("the lease never ended")
+    redis_store.complete("s", old.token, ANSWER, retention=3600)
+    assert redis_store.claim("s", "fp", lease=60).outcome is Outcome.RUNNING
+
+
+def test_processes_racing_on_redis_start_each_key_once(redis_url: str) -> None:
+    prefix = f"race:{os.urandom(4).hex()}"
+    barrier = FORK.Barrier(4)
+    results: Any = FORK.Queue()
+
+    def race() -> None:
+        from mscomm_sync.idempotency import RedisIdempotencyStore
+
+        store = RedisIdempotencyStore.from_url(redis_url, prefix=prefix)
+        barrier.wait(30)
+        results.put([store.claim(f"k{i}", "fp", lease=60).outcome.value for i in range(50)])
+
+    children = [FORK.Process(target=race) for _ in range(4)]
+    for child in children:
+        child.start()
+    outcomes = [results.get(timeout=60) for _ in children]
+    for child in children:
+        child.join(30)
+    for i in range(50):
+        assert sorted(o[i] for o in outcomes) == ["running"] * 3 + ["started"]
+
+
+def test_an_unreachable_redis_is_a_store_error(tmp_path: Path) -> None:
+    from mscomm_sync.idempotency import RedisIdempotencyStore
+
+    port = 1  # nothing listens on port 1 of the loopback
+    store = RedisIdempotencyStore.from_url(f"redis://127.0.0.1:{port}/0")
+    with pytest.raises(IdempotencyStoreError) as info:
+        store.claim("s", "fp", lease=60)
+    assert info.value.reason == "ConnectionError"

@@ -447,3 +447,30 @@ def test_gunicorn_workers_share_the_key_so_concurrent_repeats_run_once(
     assert runs.read_text().splitlines() == ["/charge orders"]
     answers = {o for o in outcomes if isinstance(o, bytes)}
     assert len(outcomes) == 8 and len(answers) == 1
+
+
+def test_instances_sharing_a_redis_store_answer_a_repeat_once(
+    fleet: Fleet, tmp_path: Path, charges: Charges
+) -> None:
+    """Two instances (as on two hosts) sharing Redis: a repeat that reaches the other
+    instance gets the first answer; the handler ran once."""
+    from support.redis_server import redis_server
+
+    from mscomm_sync.idempotency import RedisIdempotencyStore
+
+    with redis_server(tmp_path) as redis:
+        stores = [RedisIdempotencyStore.from_url(redis.db(0)) for _ in range(2)]
+        apps = [billing(fleet, charges, Idempotency(store=s)) for s in stores]
+        with LiveServer(apps[0]) as one, LiveServer(apps[1]) as two:
+            answers = []
+            for url in (one.url, two.url, one.url):
+                reg = FileRegistry(tmp_path / f"r{len(answers)}.json")
+                reg.register("billing", url)
+                with client(fleet, reg) as orders:
+                    answers.append(charge(orders, idempotency_key=KEY))
+                reg.close()
+        for store in stores:
+            store.client.close()
+    assert [a.headers["X-Mscomm-Idempotency"] for a in answers] == ["kept", "replayed", "replayed"]
+    assert len({a.content for a in answers}) == 1
+    assert len(charges.runs) == 1
