@@ -6,6 +6,9 @@
 Without a handler, the middleware's refusal lines ("refused 401: ...") reach
 Python's last-resort handler and come out bare on stderr. This sends them to
 gunicorn's error log (stderr, gunicorn's default), in gunicorn's format.
+
+With ``SERVICE_URL`` set (and ``SERVICE_NAME``, ``MSCOMM_REGISTRY``), the
+instance also registers itself once gunicorn listens.
 """
 
 # [start logging]
@@ -34,3 +37,15 @@ logconfig_dict = {
     "root": {"level": "WARNING", "handlers": ["error_log"]},  # the app's own loggers
 }
 # [end logging]
+
+
+# [start register]
+def when_ready(server):
+    """Once gunicorn listens, register this instance: SERVICE_NAME at SERVICE_URL."""
+    import os
+
+    if os.environ.get("SERVICE_URL"):
+        from mscomm_sync import initialize_registry, register_from_env
+
+        initialize_registry()  # $MSCOMM_REGISTRY
+        register_from_env()

@@ -138,7 +138,7 @@ def clean_environ(**extra: str) -> dict[str, str]:
     env = {
         k: v
         for k, v in os.environ.items()
-        if not k.startswith("MSCOMM_") and not k.endswith(keys) and k != "SERVICE_NAME"
+        if not k.startswith("MSCOMM_") and not k.endswith(keys) and not k.startswith("SERVICE_")
     }
     env["PYTHONPATH"] = str(ROOT)
     env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
@@ -337,6 +337,25 @@ def test_quickstart_shell_steps_work_as_typed(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "keys").iterdir()) == [
         "billing.key", "orders.key", "trust.json",
     ]  # fmt: skip
+
+
+def test_gunicorn_conf_registers_the_instance_itself(keys: Path, tmp_path: Path) -> None:
+    """With SERVICE_NAME and SERVICE_URL set, examples/gunicorn.conf.py registers billing
+    once gunicorn listens, and orders reaches it by name."""
+    port = free_port()
+    env = service_environ(keys, tmp_path, "billing")
+    env.update(SERVICE_NAME="billing", SERVICE_URL=f"http://127.0.0.1:{port}")
+    argv = [
+        str(BIN / "gunicorn"), "-c", str(EXAMPLES / "gunicorn.conf.py"), "-w", "1",
+        "-b", f"127.0.0.1:{port}", "--pythonpath", str(EXAMPLES), "flask_service:app",
+    ]  # fmt: skip
+    server = Served(argv, env=env, cwd=tmp_path, port=port)
+    try:
+        [instance] = FileRegistry(tmp_path / "registry.json").get_instances("billing")
+        assert instance.url == server.url
+        assert call_example(server, keys).splitlines()[-1] == CALL_OUTPUT
+    finally:
+        stop(server.proc)
 
 
 def test_make_keys_never_overwrites_keys(tmp_path: Path) -> None:
