@@ -12,6 +12,7 @@ PYTEST_ARGS ?=
 .PHONY: demo test bench docs lint type services tox-ci clean
 
 $(PY):
+	@echo ">>> creating $(VENV) and upgrading pip (first run only)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
 
@@ -20,7 +21,10 @@ $(DEV_STAMP): setup.cfg setup.py pyproject.toml | $(PY)
 	touch $@ $(DEMO_STAMP)
 
 $(DEMO_STAMP): setup.cfg setup.py pyproject.toml | $(PY)
+	@echo ">>> installing mscomm_sync with Flask, gunicorn and waitress into $(VENV)"
+	@echo ">>> (pip is quiet; this takes about a minute on a fresh machine, seconds after)"
 	$(PY) -m pip install --quiet -e '.[flask,server]'
+	@echo ">>> installed; starting the demo"
 	touch $@
 
 ## services: install what the integration tests need (etcd) when we may.

@@ -30,6 +30,8 @@ class ServiceProcess:
         service: the service name (``SERVICE_NAME``).
         instance: a label for this instance, shown in answers.
         env: the environment to start it with (keys, registry).
+        log_path: where gunicorn's output goes (its error log, with the
+            middleware's refusal lines); appended to across restarts.
         workers: gunicorn worker processes.
         port: the port to bind; a free one when ``None``.
     """
@@ -40,6 +42,7 @@ class ServiceProcess:
         instance: str,
         env: Mapping[str, str],
         *,
+        log_path: str,
         workers: int = 2,
         port: Optional[int] = None,
     ) -> None:
@@ -48,6 +51,7 @@ class ServiceProcess:
         self.port = port if port is not None else free_port()
         self.workers = workers
         self._env = dict(env)
+        self.log_path = log_path
         self._proc: Optional[subprocess.Popen[bytes]] = None
 
     @property
@@ -61,20 +65,23 @@ class ServiceProcess:
         env.update(SERVICE_NAME=self.service, SERVICE_URL=self.url, DEMO_INSTANCE=self.instance)
         argv = [
             sys.executable, "-m", "gunicorn",
+            "-c", "python:mscomm_sync.demo.gunicorn_conf",  # the logging recipe
             "--bind", f"127.0.0.1:{self.port}",
             "--workers", str(self.workers),
-            "--log-level", "error",
-            "--graceful-timeout", "2",
             "mscomm_sync.demo.services:create_app()",
         ]  # fmt: skip
-        self._proc = subprocess.Popen(
-            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )  # fmt: skip
+        with open(self.log_path, "ab") as log:
+            self._proc = subprocess.Popen(
+                argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,
+            )  # fmt: skip
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                raise RuntimeError(f"{self.instance} exited with status {self._proc.returncode}")
+                raise RuntimeError(
+                    f"{self.instance} exited with status {self._proc.returncode}; "
+                    f"the end of its log:\n{''.join(self.log_lines()[-15:])}"
+                )
             try:
                 if requests.get(self.url + "/health", timeout=0.5).ok:
                     return
@@ -120,6 +127,29 @@ class ServiceProcess:
             proc.wait(timeout=timeout)
         except ProcessLookupError:
             pass
+
+    def log_lines(self) -> list[str]:
+        """Every line gunicorn (and the app) wrote so far."""
+        try:
+            with open(self.log_path, encoding="utf-8", errors="replace") as f:
+                return f.readlines()
+        except FileNotFoundError:
+            return []
+
+    def wait_for_log(self, after: int, needle: str, timeout: float = 5.0) -> Optional[str]:
+        """Return the first line past the first ``after`` that contains ``needle``.
+
+        A worker writes the line as it answers, so it may land just after the
+        answer: wait for it, up to ``timeout`` seconds. ``None`` if it never comes.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            for line in self.log_lines()[after:]:
+                if needle in line:
+                    return line.rstrip("\n")
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.05)
 
     @property
     def running(self) -> bool:

@@ -61,6 +61,21 @@ def processes_marked(marker: str) -> dict[int, str]:
     return found
 
 
+def key_variables(pids: Iterator[int]) -> dict[int, tuple[Optional[str], set[str]]]:
+    """Return ``{pid: (SERVICE_NAME, names of its *_KEY variables)}``; never a key's value."""
+    found: dict[int, tuple[Optional[str], set[str]]] = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                pairs = [item.partition(b"=") for item in f.read().split(b"\0") if item]
+        except OSError:  # gone meanwhile
+            continue
+        env = {k.decode(errors="replace"): v for k, _, v in pairs}
+        service = env["SERVICE_NAME"].decode() if "SERVICE_NAME" in env else None
+        found[pid] = (service, {k for k in env if k.endswith(("_KEY", "_KEY_FILE"))})
+    return found
+
+
 def leftovers(marker: str) -> dict[int, str]:
     """Return the marked processes still alive once ``EXIT_GRACE`` has passed (or none are)."""
     deadline = time.monotonic() + EXIT_GRACE
@@ -161,10 +176,17 @@ class DemoRun:
 class Outcome:
     """What a finished demo run left: its status, output and surviving processes."""
 
-    def __init__(self, run: DemoRun, status: int, seen_running: dict[int, str]) -> None:
+    def __init__(
+        self,
+        run: DemoRun,
+        status: int,
+        seen_running: dict[int, str],
+        keys: Optional[dict[int, tuple[Optional[str], set[str]]]] = None,
+    ) -> None:
         self.status = status
         self.output = run.output
         self.seen_running = seen_running
+        self.keys = keys or {}
         self.left = leftovers(run.marker)
 
     def step(self, number: int) -> str:
@@ -174,6 +196,10 @@ class Outcome:
         steps = {int(parts[i]): parts[i + 1] for i in range(1, len(parts) - 1, 2)}
         assert number in steps, self.output
         return steps[number]
+
+    def flat(self, number: int) -> str:
+        """Step ``number`` with its wrapped lines joined: every run of white space one space."""
+        return " ".join(self.step(number).split())
 
 
 def run_demo(location: str, *, interrupt_after_step_1: bool = False) -> Iterator[Outcome]:
@@ -197,8 +223,9 @@ def run_demo(location: str, *, interrupt_after_step_1: bool = False) -> Iterator
                 run.proc.send_signal(signal.SIGCONT)
         else:
             seen_running = processes_marked(run.marker)
+        keys = key_variables(iter(seen_running))
         status = run.finish()
-        yield Outcome(run, status, seen_running)
+        yield Outcome(run, status, seen_running, keys)
     finally:
         run.cleanup()
 
@@ -261,18 +288,54 @@ def test_step_1_shows_four_healthy_instances(demo: Outcome) -> None:
     assert sorted(line.split()[0] for line in rows) == ["billing", "billing", "orders", "shipping"]
 
 
+def test_step_1_shows_each_service_and_its_callers(demo: Outcome) -> None:
+    """The trust file's services are listed with a key id and their callers."""
+    step = demo.step(1)
+    for service, callers in (("billing", "orders"), ("shipping", "orders"), ("orders", "web")):
+        assert re.search(rf"^  {service} +[0-9a-f]{{16}} +{callers}$", step, re.MULTILINE), step
+
+
+def test_each_instance_holds_only_its_own_private_key(demo: Outcome) -> None:
+    """Every gunicorn of the run has one key variable, its own service's private key."""
+    gunicorns = [p for p, cmd in demo.seen_running.items() if "mscomm_sync.demo.services" in cmd]
+    assert len(gunicorns) >= 4, demo.seen_running
+    for pid in gunicorns:
+        service, names = demo.keys[pid]
+        assert service is not None
+        assert names == {f"{service.upper()}_PRIVATE_KEY"}, (service, names)
+
+
+def test_step_1_says_which_policy_the_calls_use(demo: Outcome) -> None:
+    """The demo names its retries and breaker threshold, and steps 3 and 4 say what they mean."""
+    assert "retries=1 and a breaker threshold of 3" in demo.flat(1)
+    assert "retries=1: a failed attempt is tried once more (the default is 2)" in demo.flat(3)
+    assert "threshold=3: three failed calls in a row open shipping's circuit" in demo.flat(4)
+    assert "recovery_timeout=2: after 2 s one probe call is let through" in demo.flat(4)
+
+
 def test_step_2_sealed_call_answers_200(demo: Outcome) -> None:
     """The sealed call to billing answers 200, and the handler saw the plaintext."""
     step = demo.step(2)
     assert "-> 200, charged 42" in step, step
     assert '{"order":1001,"amount":42}' in step, step
+    assert "caller: orders (verified)" in step, step
+    assert "v=2" in step, step  # sealed with protocol v2
 
 
 def test_step_3_failover_has_no_errors(demo: Outcome) -> None:
-    """After one billing instance is killed, all six calls are answered by the other."""
+    """After one billing instance is killed, every call is answered, by the other one."""
     step = demo.step(3)
-    assert "6 calls, 6 answers, 0 errors" in step, step
+    found = re.search(r"(\d+) calls, (\d+) answers, 0 errors", step)
+    assert found and found.group(1) == found.group(2) and int(found.group(1)) >= 6, step
     assert "billing-1" not in step.split("answered by:", 1)[-1], step
+
+
+def test_step_3_shows_the_failover_line(demo: Outcome) -> None:
+    """The client's own INFO line of a failover from the dead instance is shown."""
+    flat = demo.flat(3)
+    assert "log mscomm_sync.client INFO: failover service=billing" in flat, demo.step(3)
+    assert "reason=connection refused" in flat, demo.step(3)
+    assert re.search(r"\b[1-9]\d* failover\(s\)", flat), demo.step(3)
 
 
 def test_step_4_breaker_fails_fast_then_recovers(demo: Outcome) -> None:
@@ -294,20 +357,64 @@ def test_step_4_transition_follows_the_call_that_caused_it(demo: Outcome) -> Non
     assert not [line for line in lines if "log mscomm_sync.client" in line], lines
 
 
-def test_step_5_replay_is_refused_with_401(demo: Outcome) -> None:
-    """The request captured in step 2, sent again byte for byte, is answered 401."""
-    step = demo.step(5)
-    assert re.search(r"replayed to http://127\.0\.0\.1:\d+/api/v1/charge -> 401", step), step
+#: A refusal line of billing's gunicorn log, as the demo prints it (wrapping undone).
+REFUSAL = (
+    r"{instance}'s log: \[\d{{4}}-\d\d-\d\d \d\d:\d\d:\d\d [+-]\d{{4}}\] \[\d+\] "
+    r"\[WARNING\] mscomm_sync\.wsgi: refused 401: verification failed: replay \(sender='orders'"
+)
+
+
+def test_step_5_restarts_the_killed_instance(demo: Outcome) -> None:
+    """billing-1, killed in step 3, is started again before the replay."""
+    assert "billing-1, killed in step 3, is started again" in demo.flat(5), demo.step(5)
+
+
+def test_step_5_replay_to_every_instance_is_refused_with_401(demo: Outcome) -> None:
+    """The request captured in step 2, sent byte for byte to each billing instance (the
+    restarted billing-1 included), is answered 401 by each."""
+    flat = demo.flat(5)
+    for instance in ("billing-1", "billing-2"):
+        assert re.search(
+            rf"replayed to {instance} \((took the original call|never saw it)\): "
+            r"http://127\.0\.0\.1:\d+/api/v1/charge -> 401",
+            flat,
+        ), demo.step(5)
+    assert "(took the original call)" in flat, demo.step(5)
+
+
+def test_step_5_shows_billings_refusal_lines(demo: Outcome) -> None:
+    """Each instance's own log line for the refused replay is shown, with time and level."""
+    flat = demo.flat(5)
+    for instance in ("billing-1", "billing-2"):
+        assert re.search(REFUSAL.format(instance=instance), flat), demo.step(5)
 
 
 def test_step_6_call_through_a_service_answers_200(demo: Outcome) -> None:
-    """orders, called itself, calls billing and shipping and answers 200."""
-    assert "-> 200: billed by billing-2" in demo.step(6), demo.step(6)
+    """web calls orders, which calls billing and shipping and answers 200."""
+    step = demo.step(6)
+    assert re.search(r"-> 200: billed by billing-[12], 2 days by shipping-1", step), step
+
+
+def test_step_7_says_why_compared_with_https_and_a_mesh(demo: Outcome) -> None:
+    """The demo says what the seal gives that plain HTTPS and a mesh's mTLS do not."""
+    flat = demo.flat(7)
+    assert "HTTPS" in flat and "mesh" in flat, flat
+    assert "docs/security.md" in flat, flat
 
 
 def test_demo_reports_cleaning_up_every_process(demo: Outcome) -> None:
-    """The last step says all four processes were cleaned up."""
-    assert "Cleaned up 4 processes" in demo.step(7), demo.output
+    """The clean-up line says all four processes were cleaned up."""
+    assert "Cleaned up 4 processes" in demo.step(8), demo.output
+
+
+def test_demo_ends_with_the_quickstarts_first_commands(demo: Outcome) -> None:
+    """The last lines are the commands of the quickstart's first terminal, word for word."""
+    text = (ROOT / "examples" / "quickstart.sh").read_text()
+    region = text.split("# [start billing]\n", 1)[1].split("# [end billing]", 1)[0]
+    commands = [line.split("   #", 1)[0].rstrip() for line in region.splitlines()]
+    tail = demo.output.splitlines()[-(len(commands) + 1) : -1]
+    assert [line[2:] for line in tail] == commands, demo.output
+    assert demo.output.splitlines()[-1].startswith("then call it as orders"), demo.output
 
 
 def test_demo_leaves_no_process_running(demo: Outcome) -> None:
@@ -325,6 +432,7 @@ def test_interrupted_demo_exits_zero(interrupted: Outcome) -> None:
     assert interrupted.status == 0, interrupted.output
     assert "interrupted; cleaning up" in interrupted.output
     assert "Cleaned up 4 processes" in interrupted.output
+    assert "Next, a service of your own" not in interrupted.output
 
 
 def test_interrupted_demo_prints_no_traceback(interrupted: Outcome) -> None:
@@ -347,7 +455,7 @@ def test_demo_with_etcd_exits_zero(etcd_demo: Outcome, etcd_location: str) -> No
     """With MSCOMM_REGISTRY=etcd://..., the demo runs through every step and exits 0."""
     assert etcd_demo.status == 0, etcd_demo.output
     assert etcd_location in etcd_demo.step(1)
-    assert "6 calls, 6 answers, 0 errors" in etcd_demo.step(3)
+    assert re.search(r"(\d+) calls, \1 answers, 0 errors", etcd_demo.step(3))
     assert "call 6: probe allowed -> 200" in etcd_demo.step(4)
     assert "Traceback" not in etcd_demo.output
 
