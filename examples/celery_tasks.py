@@ -8,21 +8,23 @@ the same environment as any caller: ``ORDERS_PRIVATE_KEY`` (or ``_FILE``),
 """
 
 # [start tasks]
+import os
+
 from celery import Celery
 
 from mscomm_sync import (
-    CircuitOpenError,
+    MaybeDeliveredError,
     MicroServiceClient,
-    ServiceUnavailableError,
+    NotDeliveredError,
     initialize_registry,
 )
 
-app = Celery("orders", broker="redis://127.0.0.1:6379/0")
+app = Celery("orders", broker=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"))
 initialize_registry()  # $MSCOMM_REGISTRY
 client = MicroServiceClient("orders")  # at import: safe before the fork
 
 
-@app.task(bind=True, max_retries=5)
+@app.task(bind=True, max_retries=8, acks_late=True)
 def charge(self, order_id, amount):
     try:
         resp = client.request(
@@ -30,13 +32,15 @@ def charge(self, order_id, amount):
             endpoint="/api/v1/charge",
             method="POST",
             payload={"order": order_id, "amount": amount},
-            headers={"Idempotency-Key": f"charge-{order_id}"},  # sealed, in protocol v2
+            idempotency_key=f"charge-{order_id}",  # the same on every retry of this task
             timeout=10,
         )
-    except CircuitOpenError as exc:  # nothing was sent; wait for the probe
-        raise self.retry(exc=exc, countdown=max(exc.retry_after, 1.0)) from exc
-    except ServiceUnavailableError as exc:  # the client's own retries are spent
-        raise self.retry(exc=exc, countdown=30 * 2**self.request.retries) from exc
+    except NotDeliveredError as exc:  # nothing ran: always safe to send again
+        wait = max(getattr(exc, "retry_after", 0.0), 2.0**self.request.retries)
+        raise self.retry(exc=exc, countdown=wait) from exc
+    except MaybeDeliveredError as exc:  # it may have run: safe again only with the key
+        raise self.retry(exc=exc, countdown=2.0**self.request.retries) from exc
+    resp.raise_for_status()
     return resp.json()
 
 

@@ -26,6 +26,7 @@ def health():
 
 
 # Every other route now takes only sealed requests, from the callers the trust
-# file names for billing (or allowed_callers=[...]).
-app.wsgi_app = EncryptionMiddleware(app.wsgi_app, service_name="billing")
+# file names for billing (or allowed_callers=[...]); a call with an idempotency
+# key runs at most once per caller and key.
+app.wsgi_app = EncryptionMiddleware(app.wsgi_app, service_name="billing", idempotency=True)
 # [end app]

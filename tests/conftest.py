@@ -8,8 +8,14 @@ of that rule remove the variable themselves.
 from __future__ import annotations
 
 import os
+import tempfile
 
 #: The senders the tests use.
 TEST_CALLERS = "orders,shipping,alpha,carol,legacy,billing,billing-v2,other-service,ledger,worker"
 
 os.environ.setdefault("MSCOMM_CALLERS", TEST_CALLERS)
+# Services that honour idempotency keys keep them here, never in the user's home.
+os.environ.setdefault(
+    "MSCOMM_IDEMPOTENCY_DB",
+    os.path.join(tempfile.mkdtemp(prefix="mscomm-tests-"), "idempotency.sqlite3"),
+)

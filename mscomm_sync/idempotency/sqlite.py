@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from ..errors import ConfigurationError, IdempotencyStoreError
 from ..replay.files import open_private_file
+from ..replay.sqlite import enable_wal
 from .store import (
     DEFAULT_MAX_ENTRIES,
     IDEMPOTENCY_DB_ENV,
@@ -212,7 +213,7 @@ class SqliteIdempotencyStore:
         conn = sqlite3.connect(
             str(self.path), timeout=self._timeout, isolation_level=None, check_same_thread=True
         )
-        conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(conn, self._timeout)
         conn.execute("PRAGMA synchronous=NORMAL")
         for statement in _SCHEMA:
             conn.execute(statement)

@@ -20,7 +20,7 @@ from .store import DEFAULT_MAX_ENTRIES, log
 if TYPE_CHECKING:
     import sqlite3
 
-__all__ = ["SqliteReplayStore"]
+__all__ = ["SqliteReplayStore", "enable_wal"]
 
 _MIN_INTERVAL = 1024
 # Between counts a connection inserts at most this share of the room it saw left.
@@ -222,7 +222,7 @@ class SqliteReplayStore:
         conn = sqlite3.connect(
             str(self.path), timeout=self._timeout, isolation_level=None, check_same_thread=True
         )
-        conn.execute("PRAGMA journal_mode=WAL")
+        enable_wal(conn, self._timeout)
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute(f"PRAGMA wal_autocheckpoint={_WAL_AUTOCHECKPOINT}")
         conn.execute(
@@ -237,3 +237,25 @@ class SqliteReplayStore:
 
     def __repr__(self) -> str:
         return f"<SqliteReplayStore path={str(self.path)!r} max={self.max_entries}>"
+
+
+def enable_wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Put the database in WAL mode, waiting up to ``timeout`` seconds for other writers.
+
+    SQLite answers a journal-mode change it cannot make at once with "database
+    is locked" without waiting (its busy handler is not used for it), which
+    is what connections racing to open one new database meet: so the mode is
+    read first, and set in a bounded retry only when it is not WAL yet.
+    """
+    import sqlite3
+
+    give_up = time.monotonic() + timeout
+    while True:
+        try:
+            if str(conn.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+                conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= give_up:
+                raise
+            time.sleep(0.01)
