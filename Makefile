@@ -9,7 +9,7 @@ DEV_STAMP  := $(VENV)/.stamp-dev
 DEMO_STAMP := $(VENV)/.stamp-demo
 PYTEST_ARGS ?=
 
-.PHONY: demo test bench docs lint type services tox-ci clean
+.PHONY: demo test reliability bench docs lint type services tox-ci clean
 
 $(PY):
 	@echo ">>> creating $(VENV) and upgrading pip (first run only)"
@@ -36,6 +36,11 @@ demo: $(DEMO_STAMP)
 
 test: $(DEV_STAMP) services
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## reliability: the fault-injection scenarios, long variants, with the default settings
+## (`make test` runs short ones); prints the figures docs/reliability.md quotes.
+reliability: $(DEV_STAMP) services
+	MSCOMM_SOAK=1 $(PY) -m pytest -m reliability $(PYTEST_ARGS)
 
 bench: $(DEV_STAMP)
 	$(PY) -m benchmarks

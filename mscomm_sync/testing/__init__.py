@@ -1,11 +1,12 @@
-"""Testing support shipped with mscomm_sync: live servers, fixtures, sealed mocks.
+"""Testing support shipped with mscomm_sync: live servers, fixtures, sealed mocks, a fault proxy.
 
 The pytest fixtures live in :mod:`mscomm_sync.testing.plugin`, which pytest
 loads by itself once the package is installed (see ``docs/testing.md``). The
 classes behind them are importable from here for use outside pytest.
 :class:`LiveServer` and :class:`SealedService` need werkzeug (the ``flask``
 extra) and :class:`ServiceMock` needs ``responses``, at the point of use;
-importing ``mscomm_sync`` itself never imports this package.
+:class:`FaultProxy` (with :class:`Fault`) needs nothing more. Importing
+``mscomm_sync`` itself never imports this package.
 """
 
 from __future__ import annotations
@@ -18,14 +19,19 @@ if TYPE_CHECKING:
     from .keys import KeyFactory
     from .mock import ServiceMock
     from .mock_types import MockCall, MockReply, MockRequest
+    from .proxy import Fault, FaultProxy, ProxyError, ProxyStats
     from .service import SealedService
 
 __all__ = [
+    "Fault",
+    "FaultProxy",
     "KeyFactory",
     "LiveServer",
     "MockCall",
     "MockReply",
     "MockRequest",
+    "ProxyError",
+    "ProxyStats",
     "SealedService",
     "ServiceMock",
 ]
@@ -36,6 +42,10 @@ _LAZY = {
     "MockCall": "mock_types",
     "MockReply": "mock_types",
     "MockRequest": "mock_types",
+    "Fault": "proxy",
+    "FaultProxy": "proxy",
+    "ProxyError": "proxy",
+    "ProxyStats": "proxy",
     "SealedService": "service",
 }
 
