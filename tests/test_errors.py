@@ -206,6 +206,7 @@ def _examples() -> list[MscommError]:
         errors.AnswerLostError("billing", 2, reason="ReadTimeout"),
         errors.DeadlineBeforeSendingError("billing", 1.0),
         errors.DeadlineAfterSendingError("billing", 1.0),
+        errors.DeadlineSpentOnArrivalError("billing", 1.0),
         errors.UnverifiedAnswerError(service="billing", reason="bad tag"),
     ]
 

@@ -31,6 +31,9 @@ from ..errors import ConfigurationError
 from ..forking import PerProcess
 from ..keyring import Keyring, validate_service_name
 from ..registry.base import Registry
+from ..telemetry.instruments import Instruments
+from ..telemetry.options import Telemetry, TelemetryOption, resolve
+from ..telemetry.process import process_instruments
 from ..trust.identity import Identity
 from ..trust.store import TrustStore
 from .adapter import ServiceAdapter
@@ -58,6 +61,7 @@ _SETTINGS = (
     "_clock",
     "_sleep",
     "_random",
+    "_telemetry",
 )
 #: The settings a deep copy shares with the original instead of copying.
 _SHARED = (
@@ -69,6 +73,7 @@ _SHARED = (
     "_clock",
     "_sleep",
     "_random",
+    "_telemetry",
 )
 
 
@@ -97,9 +102,15 @@ class MicroServiceClient(requests.Session):
         clock: a monotonic clock (deadlines, breakers, budgets).
         sleep: pauses between attempts.
         random: floats in ``[0, 1)`` (jitter, instance choice).
+        telemetry: what the calls report: a :class:`~mscomm_sync.Telemetry`,
+            ``True`` (OpenTelemetry, with the global providers), ``False``
+            (nothing), or ``None``: the process's default
+            (:func:`~mscomm_sync.initialize_telemetry`, else
+            ``$MSCOMM_TELEMETRY`` and ``$MSCOMM_ACCESS_LOG``).
 
     Raises:
-        ConfigurationError: no service name, or an invalid one.
+        ConfigurationError: no service name, or an invalid one; invalid
+            telemetry settings, or OpenTelemetry asked for and not installed.
     """
 
     def __init__(
@@ -117,6 +128,7 @@ class MicroServiceClient(requests.Session):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
+        telemetry: TelemetryOption = None,
     ) -> None:
         super().__init__()
         name = service_name if service_name is not None else os.environ.get("SERVICE_NAME")
@@ -138,6 +150,9 @@ class MicroServiceClient(requests.Session):
         self._clock = clock
         self._sleep = sleep
         self._random = random
+        self._telemetry: Optional[Telemetry] = resolve(telemetry)
+        if self._telemetry is None:
+            process_instruments()  # a bad $MSCOMM_TELEMETRY fails here, not in a call
         self._start()
 
     def _start(self) -> None:
@@ -155,6 +170,7 @@ class MicroServiceClient(requests.Session):
                 listener=self._listener,
                 trust_env=self._trusts_env,
                 pool_maxsize=self._pool_maxsize,
+                telemetry=None if self._telemetry is None else Instruments(self._telemetry),
             ),
         )
         # After mount(): the adapters whose pools a forked child renews.

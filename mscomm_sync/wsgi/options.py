@@ -220,6 +220,7 @@ MIDDLEWARE_OPTIONS: tuple[str, ...] = (
     "trust",
     "replay_store",
     "clock",
+    "telemetry",
 )
 
 
