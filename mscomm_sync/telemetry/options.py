@@ -99,9 +99,7 @@ class Telemetry:
                 or empty), or OpenTelemetry is asked for and not installed.
         """
         env = os.environ if environ is None else environ
-        return cls(
-            otel=_env_flag(env, TELEMETRY_ENV), access_log=_env_flag(env, ACCESS_LOG_ENV)
-        )
+        return cls(otel=_env_flag(env, TELEMETRY_ENV), access_log=_env_flag(env, ACCESS_LOG_ENV))
 
     def __reduce__(self) -> tuple[Any, ...]:
         # Providers hold locks and threads: a pickled copy uses the global ones.

@@ -121,8 +121,10 @@ class RequestRecord:
         if otel is None:
             return
         try:
-            parent = None if context is None else otel.parent_from(
-                context.traceparent, context.tracestate
+            parent = (
+                None
+                if context is None
+                else otel.parent_from(context.traceparent, context.tracestate)
             )
             method = str(environ.get("REQUEST_METHOD", ""))
             attributes: dict[str, Any] = {

@@ -184,12 +184,17 @@ class TrustStore:
                 log.error(
                     "trust file %s went back from serial %d to %d: refused, keeping %d",
                     self.path, old.serial, document.serial, old.serial,
+                    extra={"mscomm.event": "trust file refused", "mscomm.path": str(self.path),
+                           "mscomm.reason": "serial went back"},
                 )  # fmt: skip
                 self._signature = signature
                 return
             self._document, self._signature = document, signature
         if old is not None:
-            log.info("trust file %s re-read: serial %d", self.path, document.serial)
+            log.info(
+                "trust file %s re-read: serial %d", self.path, document.serial,
+                extra={"mscomm.event": "trust file read", "mscomm.path": str(self.path)},
+            )  # fmt: skip
 
     def _failed(self, first: bool, why: str) -> None:
         if first:
@@ -198,7 +203,11 @@ class TrustStore:
                 variable=TRUST_ENV,
                 reason="invalid trust file",
             )
-        log.error("trust file %s %s; keeping the last good one", self.path, why)
+        log.error(
+            "trust file %s %s; keeping the last good one", self.path, why,
+            extra={"mscomm.event": "trust file refused", "mscomm.path": str(self.path),
+                   "mscomm.reason": why},
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return f"<TrustStore path={self.path!r} serial={self.serial!r} roots={len(self.roots)}>"
