@@ -23,7 +23,7 @@ import requests
 
 from ..telemetry.instruments import Instruments
 from ..telemetry.options import TelemetryOption, resolve
-from ..telemetry.process import process_instruments
+from ..telemetry.process import quiet_instruments
 from .base import Instance
 from .probe import ProbeResult, describe_failure
 from .worker import PeriodicWorker, reset_after_fork
@@ -201,7 +201,7 @@ class HealthPoller(PeriodicWorker):
     def _judge(self, inst: Instance, verdict: _Verdict, result: ProbeResult, now: float) -> None:
         verdict.checked_at = now
         verdict.last = result
-        telemetry = self._telemetry if self._telemetry is not None else process_instruments()
+        telemetry = self._telemetry if self._telemetry is not None else quiet_instruments()
         telemetry.health_probe(inst.service, result.passed)
         fields = {"mscomm.target": inst.service, "mscomm.instance": inst.url}
         if result.passed:

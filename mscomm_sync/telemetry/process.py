@@ -10,7 +10,6 @@ tests reset it with :func:`reset_telemetry`.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 from typing import Optional
 
@@ -23,6 +22,7 @@ __all__ = [
     "count_replay_error",
     "initialize_telemetry",
     "process_instruments",
+    "quiet_instruments",
     "reset_telemetry",
 ]
 
@@ -72,14 +72,26 @@ def process_instruments() -> Instruments:
     return found
 
 
+def quiet_instruments() -> Instruments:
+    """Return the process's default, or nothing-reporting instruments if the environment's
+    settings are invalid (for code that must not fail for it: stores, registries, pollers).
+
+    A bad ``$MSCOMM_TELEMETRY`` is reported where clients and middlewares are built.
+    """
+    try:
+        return process_instruments()
+    except ConfigurationError:
+        return _OFF
+
+
 def count_replay_error(store: str, reason: str) -> None:
     """Count one replay-store failure (never raises)."""
-    # A bad MSCOMM_TELEMETRY is reported where clients and middlewares are built.
-    with contextlib.suppress(ConfigurationError):
-        process_instruments().replay_error(store, reason)
+    quiet_instruments().replay_error(store, reason)
 
 
 def count_registry_error(registry: str, reason: str) -> None:
     """Count one registry read that failed while the last good data was kept (never raises)."""
-    with contextlib.suppress(ConfigurationError):
-        process_instruments().registry_error(registry, reason)
+    quiet_instruments().registry_error(registry, reason)
+
+
+_OFF = Instruments(Telemetry.off())
