@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("crypto", "middleware", "client", "registry")
+MODULES = ("crypto", "middleware", "client", "registry", "telemetry")
 
 
 def main(argv: list[str]) -> int:

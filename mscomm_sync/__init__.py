@@ -4,7 +4,7 @@ Only names listed in ``__all__`` are public, together with the integration
 modules ``mscomm_sync.flask``, ``mscomm_sync.django`` and
 ``mscomm_sync.testing``. Importing this package does no work: no threads, no
 files, no network, no logging configuration, and no import of Flask, Django,
-Celery or the etcd backend.
+Celery, OpenTelemetry or the etcd backend.
 """
 
 from typing import TYPE_CHECKING as _TYPE_CHECKING
@@ -22,6 +22,7 @@ from .errors import (
     DeadlineAfterSendingError,
     DeadlineBeforeSendingError,
     DeadlineExceededError,
+    DeadlineSpentOnArrivalError,
     Delivery,
     IdempotencyError,
     IdempotencyInProgressError,
@@ -68,6 +69,14 @@ from .replay import (
     SqliteReplayStore,
     default_replay_store,
 )
+from .telemetry import (
+    RequestDeadline,
+    Telemetry,
+    current_deadline,
+    current_request_id,
+    initialize_telemetry,
+    reset_telemetry,
+)
 from .wsgi import EncryptionMiddleware, Idempotency
 
 if _TYPE_CHECKING:
@@ -87,6 +96,7 @@ __all__ = [
     "DeadlineAfterSendingError",
     "DeadlineBeforeSendingError",
     "DeadlineExceededError",
+    "DeadlineSpentOnArrivalError",
     "Delivery",
     "EncryptionMiddleware",
     "Envelope",
@@ -116,6 +126,7 @@ __all__ = [
     "RegistryError",
     "ReplayGapError",
     "ReplayStore",
+    "RequestDeadline",
     "RequestRejectedError",
     "ResponseTooLargeError",
     "RetryPolicy",
@@ -125,17 +136,22 @@ __all__ = [
     "ShmReplayStore",
     "SqliteIdempotencyStore",
     "SqliteReplayStore",
+    "Telemetry",
     "TimeoutPolicy",
     "UnverifiedAnswerError",
     "__version__",
+    "current_deadline",
+    "current_request_id",
     "default_idempotency_store",
     "default_replay_store",
     "env_var_name",
     "generate_key",
     "get_registry",
     "initialize_registry",
+    "initialize_telemetry",
     "register_from_env",
     "reset_registry",
+    "reset_telemetry",
 ]
 
 

@@ -28,6 +28,7 @@ __all__ = [
     "DeadlineAfterSendingError",
     "DeadlineBeforeSendingError",
     "DeadlineExceededError",
+    "DeadlineSpentOnArrivalError",
     "Delivery",
     "IdempotencyError",
     "IdempotencyInProgressError",
@@ -302,6 +303,17 @@ class DeadlineAfterSendingError(DeadlineExceededError, MaybeDeliveredError):
     have run."""
 
     delivery = Delivery.MAYBE_DELIVERED
+
+
+class DeadlineSpentOnArrivalError(DeadlineExceededError, NotDeliveredError):
+    """The service got the request only once its deadline was spent, and did not run it.
+
+    It said so in a sealed answer (a ``504`` marked ``X-Mscomm-Deadline-Spent``),
+    which only it can seal: the request reached it but its app never saw it,
+    so nothing ran and sending it again, with a fresh deadline, is safe.
+    """
+
+    delivery = Delivery.NOT_DELIVERED
 
 
 class CircuitOpenError(NotDeliveredError):

@@ -206,6 +206,7 @@ def _examples() -> list[MscommError]:
         errors.AnswerLostError("billing", 2, reason="ReadTimeout"),
         errors.DeadlineBeforeSendingError("billing", 1.0),
         errors.DeadlineAfterSendingError("billing", 1.0),
+        errors.DeadlineSpentOnArrivalError("billing", 1.0),
         errors.UnverifiedAnswerError(service="billing", reason="bad tag"),
         errors.IdempotencyStoreError("failed", store="<store>", reason="OperationalError"),
         errors.IdempotencyError("refused", service="billing", idempotency_key="k-1", status=409),

@@ -53,7 +53,16 @@ RUNTIME_DEPENDENCIES = [
     "cryptography.hazmat.primitives.ciphers.aead",
     "cryptography.hazmat.primitives.kdf.hkdf",
 ]
-OPTIONAL_DEPENDENCIES = ["django", "celery", "kombu", "flask", "werkzeug", "gunicorn", "waitress"]
+OPTIONAL_DEPENDENCIES = [
+    "django",
+    "celery",
+    "kombu",
+    "flask",
+    "werkzeug",
+    "gunicorn",
+    "waitress",
+    "opentelemetry",
+]
 MODULE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
 
 
@@ -130,7 +139,7 @@ def test_import_runs_no_subprocess() -> None:
 
 
 def test_optional_dependencies_are_not_imported() -> None:
-    """Django, Celery, Flask and Werkzeug are not loaded by import mscomm_sync."""
+    """Django, Celery, Flask, Werkzeug and OpenTelemetry are not loaded by import mscomm_sync."""
     modules = set(probe()["modules"])
     loaded = [m for m in OPTIONAL_DEPENDENCIES if m in modules]
     assert loaded == []
@@ -171,3 +180,65 @@ def test_package_exports_only_public_names() -> None:
         and name not in mscomm_sync.__all__
     ]
     assert extra == []
+
+
+# A client and a middleware built and used with telemetry off, in a fresh
+# interpreter: nothing of OpenTelemetry may be loaded, installed or not.
+TELEMETRY_OFF = textwrap.dedent(
+    """
+    import json, os, sys
+    os.environ.pop("MSCOMM_TELEMETRY", None)
+    from mscomm_sync import EncryptionMiddleware, MicroServiceClient, Telemetry
+    from mscomm_sync.keyring import Keyring, generate_key
+    from mscomm_sync.replay import MemoryReplayStore
+    keys = Keyring.from_mapping({"orders": generate_key(), "billing": generate_key()})
+    app = EncryptionMiddleware(lambda e, s: s("200 OK", []) and [], "billing", keyring=keys,
+                               replay_store=MemoryReplayStore(), allowed_callers=["orders"])
+    MicroServiceClient("orders", keyring=keys).close()
+    MicroServiceClient("orders", keyring=keys, telemetry=False).close()
+    MicroServiceClient("orders", keyring=keys, telemetry=Telemetry.off()).close()
+    MicroServiceClient("orders", keyring=keys, telemetry=Telemetry(otel=False, access_log=True))
+    status = []
+    app({"REQUEST_METHOD": "GET", "PATH_INFO": "/health", "wsgi.input": None},
+        lambda line, headers, exc_info=None: status.append(line))
+    print(json.dumps({"status": status,
+                      "loaded": sorted(m for m in sys.modules if m.startswith("opentelemetry"))}))
+    """
+)
+
+
+def test_telemetry_off_imports_no_opentelemetry() -> None:
+    """Clients and a middleware built and used with telemetry off (by default, False, off
+    settings, access log only) load no OpenTelemetry module."""
+    result = subprocess.run(
+        [sys.executable, "-c", TELEMETRY_OFF],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(result.stdout)
+    assert report["status"] == ["200 OK"]  # the request was served
+    assert report["loaded"] == []
+
+
+def test_telemetry_on_imports_opentelemetry_api_only() -> None:
+    """With telemetry on, OpenTelemetry's API is loaded, never its SDK (the app chooses one)."""
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from mscomm_sync import MicroServiceClient
+        from mscomm_sync.keyring import Keyring, generate_key
+        MicroServiceClient("orders", keyring=Keyring.from_mapping({"orders": generate_key()}),
+                           telemetry=True).close()
+        print(json.dumps(sorted(m for m in sys.modules if m.startswith("opentelemetry"))))
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
+        check=True,
+    )  # fmt: skip
+    loaded = json.loads(result.stdout)
+    assert "opentelemetry.trace" in loaded
+    assert not [m for m in loaded if m.startswith("opentelemetry.sdk")]

@@ -25,6 +25,7 @@ LAYERS = {
     "mscomm_sync.buffers": "base",
     "mscomm_sync.errors": "base",
     "mscomm_sync.forking": "base",
+    "mscomm_sync.telemetry": "telemetry",
     "mscomm_sync.keyring": "keys",
     "mscomm_sync.trust": "keys",
     "mscomm_sync.replay": "replay",
@@ -40,13 +41,14 @@ LAYERS = {
 #: The layers each layer may import from (its own always included).
 ALLOWED = {
     "base": {"base"},
+    "telemetry": {"base"},
     "keys": {"base"},
-    "replay": {"base"},
-    "idempotency": {"base", "replay"},
+    "replay": {"base", "telemetry"},
+    "idempotency": {"base", "replay", "telemetry"},
     "envelope": {"base", "keys", "replay"},
-    "registry": {"base", "keys"},
-    "client": {"base", "keys", "replay", "envelope", "registry", "idempotency"},
-    "wsgi": {"base", "keys", "replay", "envelope", "idempotency"},
+    "registry": {"base", "keys", "telemetry"},
+    "client": {"base", "telemetry", "keys", "replay", "envelope", "registry", "idempotency"},
+    "wsgi": {"base", "telemetry", "keys", "replay", "envelope", "idempotency"},
     "integration": {"base", "keys", "wsgi"},
     "edge": set(LAYERS.values()),
 }
@@ -148,6 +150,28 @@ def test_the_graph_sees_imports() -> None:
     assert "mscomm_sync.envelope.crypto" in edges["mscomm_sync.envelope.v1"]
     assert "mscomm_sync.client.adapter" in edges["mscomm_sync.client.session"]
     assert "mscomm_sync.registry" in edges["mscomm_sync.client.session"]  # imported at call time
+    assert "mscomm_sync.telemetry.otel" in edges["mscomm_sync.telemetry.instruments"]  # lazy
+
+
+def test_only_telemetry_otel_imports_opentelemetry() -> None:
+    """OpenTelemetry is imported by one module, which only telemetry's instruments import
+    (lazily, when it is asked for), so nothing else can load it by accident."""
+    importers = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and not node.level
+                else []
+            )
+            if any(n == "opentelemetry" or n.startswith("opentelemetry.") for n in names):
+                importers.append(module_name(path))
+    assert sorted(set(importers)) == ["mscomm_sync.telemetry.otel"]
+    assert [m for m, targets in graph().items() if "mscomm_sync.telemetry.otel" in targets] == [
+        "mscomm_sync.telemetry.instruments"
+    ]
 
 
 def test_cycle_finder_finds_a_cycle() -> None:

@@ -16,6 +16,9 @@ returns to it:
 5. the breaker learns the call's one outcome, after failover: one dead
    instance among live ones does not open it.
 
+Telemetry (:mod:`mscomm_sync.telemetry`) sees the whole call, breaker
+included, as one record around these steps.
+
 The adapter holds its client's breakers and retry budgets, per target
 service (never shared between clients), and everything that belongs to one
 process: connection pools, read buffers and requests in flight.
@@ -34,6 +37,7 @@ from requests.adapters import BaseAdapter
 from ..envelope import Envelope
 from ..errors import (
     DeadlineExceededError,
+    DeadlineSpentOnArrivalError,
     IdempotencyError,
     InsecureResponseError,
     RequestRejectedError,
@@ -42,6 +46,9 @@ from ..errors import (
 )
 from ..forking import PerProcess
 from ..registry.base import Registry
+from ..telemetry.calls import CallRecord, start_call
+from ..telemetry.instruments import Instruments
+from ..telemetry.process import process_instruments
 from .attempts import AttemptLoop
 from .balancer import PowerOfTwoBalancer
 from .breaker import CircuitBreaker, Listener
@@ -70,6 +77,8 @@ class ServiceAdapter(BaseAdapter):
         listener: observes breaker transitions.
         trust_env: whether to read proxy and CA settings from the environment.
         pool_maxsize: connections kept per instance (size it to your threads).
+        telemetry: what reports the calls; ``None``: the process's default
+            (:func:`~mscomm_sync.initialize_telemetry`), looked up per call.
     """
 
     def __init__(
@@ -84,6 +93,7 @@ class ServiceAdapter(BaseAdapter):
         listener: Optional[Listener] = None,
         trust_env: Callable[[], bool] = lambda: True,
         pool_maxsize: int = DEFAULT_POOL_MAXSIZE,
+        telemetry: Optional[Instruments] = None,
     ) -> None:
         super().__init__()
         self._envelope = envelope
@@ -95,6 +105,7 @@ class ServiceAdapter(BaseAdapter):
         self._listener = listener
         self._trust_env = trust_env
         self.pool_maxsize = pool_maxsize
+        self._telemetry = telemetry
         # Sockets, locks other threads held, requests in flight and breaker
         # counts all belong to the process that made them: a forked child
         # gets its own, before any of its threads can use the parent's.
@@ -167,10 +178,33 @@ class ServiceAdapter(BaseAdapter):
             envelope=self._envelope(),
             clock=self._clock,
         )
+        telemetry = self._telemetry if self._telemetry is not None else process_instruments()
+        record = start_call(
+            telemetry,
+            service=call.envelope.service_name,
+            target=call.service,
+            method=call.method,
+            path=call.target,
+            request_id=call.request_id,
+            clock=self._clock,
+        )
+        with record:
+            response = self._guarded(call, state, record)
+            record.answered(response.status_code)
+        return response
+
+    def _guarded(self, call: Call, state: _ProcessState, record: CallRecord) -> Response:
+        """Run the call's attempts with the target's breaker's permission; tell it the outcome."""
         breaker = state.breaker(call.service, self._new_breaker)
+        if record.otel is not None:
+            record.breaker(breaker.state)
         probe = breaker.acquire()
         try:
-            response = self._attempts(call, state)
+            response = self._attempts(call, state, record)
+        except DeadlineSpentOnArrivalError:
+            # The service answered at once: what ran out was our caller's time.
+            breaker.release(probe)
+            raise
         except (ServiceUnavailableError, DeadlineExceededError) as exc:
             breaker.record_failure(probe, exc)
             raise
@@ -201,14 +235,16 @@ class ServiceAdapter(BaseAdapter):
 
     # -- the spokes -----------------------------------------------------------
 
-    def _attempts(self, call: Call, state: _ProcessState) -> Response:
+    def _attempts(self, call: Call, state: _ProcessState, record: CallRecord) -> Response:
         instances = self._registry().get_instances(call.service)
         if not instances:
             raise ServiceNotFoundError(call.service)
         if not any(i.healthy for i in instances):
             log.warning(
-                "every instance of service=%s is marked unhealthy; trying anyway", call.service
-            )
+                "every instance of service=%s is marked unhealthy; trying anyway", call.service,
+                extra={"mscomm.event": "all unhealthy", "mscomm.target": call.service,
+                       "mscomm.request_id": call.request_id},
+            )  # fmt: skip
         budget = state.budget(call.service, self._new_budget)
         budget.record_call()
         loop = AttemptLoop(
@@ -220,6 +256,7 @@ class ServiceAdapter(BaseAdapter):
             clock=self._clock,
             sleep=self._sleep,
             random=self._random,
+            record=record,
         )
         return loop.run()
 
@@ -237,8 +274,11 @@ class ServiceAdapter(BaseAdapter):
             self._policy_for(service).breaker,
             clock=self._clock,
             random=self._random,
-            listener=self._listener,
+            listener=self._instruments().breaker_listener(self._listener),
         )
+
+    def _instruments(self) -> Instruments:
+        return self._telemetry if self._telemetry is not None else process_instruments()
 
     def _new_budget(self, service: str) -> RetryBudget:
         return RetryBudget(service, self._policy_for(service).budget, clock=self._clock)

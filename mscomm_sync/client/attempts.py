@@ -44,6 +44,7 @@ from urllib3.util.retry import Retry
 
 from ..errors import AnswerLostError, InsecureResponseError, ServiceUnreachableError
 from ..registry.base import Instance
+from ..telemetry.calls import NO_ATTEMPT, NO_CALL, AttemptRecord, CallRecord
 from .balancer import PowerOfTwoBalancer
 from .budget import RetryBudget
 from .call import Call
@@ -69,6 +70,7 @@ class AttemptLoop:
         clock: the monotonic clock.
         sleep: pauses between attempts.
         random: floats in ``[0, 1)`` for backoff jitter.
+        record: the call's telemetry record (each attempt gets one of its own).
     """
 
     call: Call
@@ -79,6 +81,7 @@ class AttemptLoop:
     clock: Callable[[], float]
     sleep: Callable[[float], None]
     random: Callable[[], float]
+    record: CallRecord = NO_CALL
     retry: Retry = attrs.field(init=False)
     tried: list[str] = attrs.field(init=False, factory=list)
     attempts: int = attrs.field(init=False, default=0)
@@ -86,6 +89,8 @@ class AttemptLoop:
     pause: float = attrs.field(init=False, default=0.0)
     #: Whether an attempt may have reached the service (decides which error says so).
     sent: bool = attrs.field(init=False, default=False)
+    #: The telemetry record of the attempt being made.
+    current: AttemptRecord = attrs.field(init=False, default=NO_ATTEMPT)
 
     def __attrs_post_init__(self) -> None:
         self.retry = self.call.policy.retry.to_urllib3()
@@ -118,7 +123,7 @@ class AttemptLoop:
             self.balancer.start(instance.url)
             try:
                 response = self.transport.send_attempt(
-                    call, instance.url, (min(call.connect, remaining), read)
+                    call, instance.url, (min(call.connect, remaining), read), self.current
                 )
             except AttemptFailed as failure:
                 self.sent = self.sent or not failure.not_run
@@ -158,23 +163,37 @@ class AttemptLoop:
 
     def _choose(self) -> Instance:
         instance = self.balancer.choose(self.instances, self.tried)
+        kind = "first"
         if self.tried:
             previous = self.tried[-1]
+            fields = {
+                "mscomm.target": self.call.service,
+                "mscomm.instance": instance.url,
+                "mscomm.attempt": self.attempts + 1,
+                "mscomm.reason": self.why,
+                "mscomm.backoff": self.pause,
+                "mscomm.request_id": self.call.request_id,
+            }
             if instance.url != previous:
+                kind = "failover"
+                fields.update({"mscomm.event": "failover", "mscomm.from": previous})
                 log.info(
                     "failover service=%s instance=%s from=%s attempt=%d reason=%s"
                     " backoff=%.3fs request_id=%s",
                     self.call.service, instance.url, previous, self.attempts + 1, self.why,
-                    self.pause, self.call.request_id,
+                    self.pause, self.call.request_id, extra=fields,
                 )  # fmt: skip
             else:
+                kind = "retry"
+                fields["mscomm.event"] = "retry"
                 log.info(
                     "retry service=%s instance=%s attempt=%d reason=%s backoff=%.3fs"
                     " request_id=%s",
                     self.call.service, instance.url, self.attempts + 1, self.why, self.pause,
-                    self.call.request_id,
+                    self.call.request_id, extra=fields,
                 )  # fmt: skip
         self.tried.append(instance.url)
+        self.current = self.record.attempt(instance.url, self.attempts + 1, kind, self.why)
         return instance
 
     def _after_failure(self, instance: Instance, failure: AttemptFailed) -> None:
@@ -241,6 +260,8 @@ class AttemptLoop:
         log.warning(
             "retry budget spent service=%s attempt=%d request_id=%s",
             self.call.service, self.attempts, self.call.request_id,
+            extra={"mscomm.event": "budget spent", "mscomm.target": self.call.service,
+                   "mscomm.attempt": self.attempts, "mscomm.request_id": self.call.request_id},
         )  # fmt: skip
         return False
 

@@ -201,13 +201,20 @@ class CircuitBreaker(circuitbreaker.CircuitBreaker):  # type: ignore[misc]
 
     def _notify(self, old: str, new: str) -> None:
         log.warning(
-            "circuit %s -> %s (service=%s failures=%d)", old, new, self.target, self._failure_count
-        )
+            "circuit %s -> %s (service=%s failures=%d)", old, new, self.target,
+            self._failure_count,
+            extra={"mscomm.event": "circuit", "mscomm.target": self.target,
+                   "mscomm.breaker.from": old, "mscomm.breaker.to": new,
+                   "mscomm.failures": self._failure_count},
+        )  # fmt: skip
         if self._listener is not None:
             try:
                 self._listener(self, old, new)
             except Exception:
-                log.exception("breaker listener failed (service=%s)", self.target)
+                log.exception(
+                    "breaker listener failed (service=%s)", self.target,
+                    extra={"mscomm.event": "listener failed", "mscomm.target": self.target},
+                )  # fmt: skip
 
     # -- the circuitbreaker package's surface --------------------------------
 

@@ -22,6 +22,7 @@ from ..envelope.fields import sealable
 from ..errors import ConfigurationError
 from ..idempotency.wire import HEADER_IDEMPOTENCY_KEY, validate_key
 from ..keyring import validate_service_name
+from ..telemetry.context import CONTEXT_HEADERS, current_context
 from .deadline import Deadline
 from .policies import CallPolicy
 
@@ -121,8 +122,14 @@ def plan_call(
 ) -> Call:
     """Return the :class:`Call` for a prepared ``mscomm://<service>/<path>`` request.
 
-    A request without an ``X-Request-Id`` gets one (16 hex digits). A call
-    with an ``Idempotency-Key`` may be repeated unless ``idempotent=False``.
+    A request without an ``X-Request-Id`` gets one: the id of the sealed
+    request being served, if any (:func:`~mscomm_sync.current_request_id`;
+    it then travels only sealed, never in clear), else a fresh one (16 hex
+    digits). A call made while a sealed request is served has at most what
+    is left of that request's deadline. The context headers the transport
+    writes itself (``traceparent``, ``tracestate``, ``X-Mscomm-Deadline``)
+    are dropped from the request's own.
+    A call with an ``Idempotency-Key`` may be repeated unless ``idempotent=False``.
 
     Raises:
         ConfigurationError: the target is not a valid service name, the
@@ -148,10 +155,20 @@ def plan_call(
         seconds = timeout[1] if timeout[1] is not None else seconds
     elif timeout is not None:
         seconds = timeout
+    inherited = current_context()
+    if inherited is not None and inherited.deadline is not None:
+        seconds = min(seconds, max(inherited.deadline.remaining(), 0.0))
     method = (request.method or "GET").upper()
     headers = request.headers
-    if HEADER_REQUEST_ID not in headers:
-        headers[HEADER_REQUEST_ID] = os.urandom(8).hex()
+    for name in CONTEXT_HEADERS:
+        if name in headers:
+            del headers[name]
+    if HEADER_REQUEST_ID in headers:
+        request_id = str(headers[HEADER_REQUEST_ID])
+    elif inherited is not None and inherited.request_id is not None:
+        request_id = inherited.request_id  # not in headers: v1 would send those in clear
+    else:
+        request_id = headers[HEADER_REQUEST_ID] = os.urandom(8).hex()
     key = validate_key(headers.get(HEADER_IDEMPOTENCY_KEY))
     if idempotent is None:
         idempotent = key is not None or method in policy.retry.idempotent_methods
@@ -164,7 +181,7 @@ def plan_call(
         tuple((n, v) for n, v in sealable(headers.items()) if n != "content-type"),
         _body_bytes(request.body),
         headers.get("Content-Type"),
-        str(headers[HEADER_REQUEST_ID]),
+        request_id,
         key,
         policy,
         Deadline(service=service, at=clock() + seconds, seconds=seconds, clock=clock),

@@ -32,6 +32,9 @@ from ..forking import PerProcess
 from ..idempotency.wire import HEADER_IDEMPOTENCY_KEY, validate_key
 from ..keyring import Keyring, validate_service_name
 from ..registry.base import Registry
+from ..telemetry.instruments import Instruments
+from ..telemetry.options import Telemetry, TelemetryOption, resolve
+from ..telemetry.process import process_instruments
 from ..trust.identity import Identity
 from ..trust.store import TrustStore
 from .adapter import ServiceAdapter
@@ -59,6 +62,7 @@ _SETTINGS = (
     "_clock",
     "_sleep",
     "_random",
+    "_telemetry",
 )
 #: The settings a deep copy shares with the original instead of copying.
 _SHARED = (
@@ -70,6 +74,7 @@ _SHARED = (
     "_clock",
     "_sleep",
     "_random",
+    "_telemetry",
 )
 
 
@@ -98,9 +103,15 @@ class MicroServiceClient(requests.Session):
         clock: a monotonic clock (deadlines, breakers, budgets).
         sleep: pauses between attempts.
         random: floats in ``[0, 1)`` (jitter, instance choice).
+        telemetry: what the calls report: a :class:`~mscomm_sync.Telemetry`,
+            ``True`` (OpenTelemetry, with the global providers), ``False``
+            (nothing), or ``None``: the process's default
+            (:func:`~mscomm_sync.initialize_telemetry`, else
+            ``$MSCOMM_TELEMETRY`` and ``$MSCOMM_ACCESS_LOG``).
 
     Raises:
-        ConfigurationError: no service name, or an invalid one.
+        ConfigurationError: no service name, or an invalid one; invalid
+            telemetry settings, or OpenTelemetry asked for and not installed.
     """
 
     def __init__(
@@ -118,6 +129,7 @@ class MicroServiceClient(requests.Session):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         random: Callable[[], float] = _random.random,
+        telemetry: TelemetryOption = None,
     ) -> None:
         super().__init__()
         name = service_name if service_name is not None else os.environ.get("SERVICE_NAME")
@@ -139,6 +151,9 @@ class MicroServiceClient(requests.Session):
         self._clock = clock
         self._sleep = sleep
         self._random = random
+        self._telemetry: Optional[Telemetry] = resolve(telemetry)
+        if self._telemetry is None:
+            process_instruments()  # a bad $MSCOMM_TELEMETRY fails here, not in a call
         self._start()
 
     def _start(self) -> None:
@@ -156,6 +171,7 @@ class MicroServiceClient(requests.Session):
                 listener=self._listener,
                 trust_env=self._trusts_env,
                 pool_maxsize=self._pool_maxsize,
+                telemetry=None if self._telemetry is None else Instruments(self._telemetry),
             ),
         )
         # After mount(): the adapters whose pools a forked child renews.

@@ -45,6 +45,7 @@ from ..envelope import (
 )
 from ..errors import (
     ConfigurationError,
+    DeadlineSpentOnArrivalError,
     InsecureResponseError,
     IntegrityError,
     MscommError,
@@ -52,8 +53,10 @@ from ..errors import (
     ResponseTooLargeError,
     UnverifiedAnswerError,
 )
+from ..telemetry.calls import NO_ATTEMPT, AttemptRecord
+from ..telemetry.context import HEADER_DEADLINE_SPENT
 from .answer import read_answer
-from .call import Call
+from .call import HEADER_REQUEST_ID, Call
 from .failures import AttemptFailed
 from .pools import deadline_for, deadline_pools
 
@@ -105,14 +108,27 @@ class SealedTransport(HTTPAdapter):
         """Build a proxy's pools as ``HTTPAdapter`` does, with answers read within the deadline."""
         return deadline_pools(super().proxy_manager_for(proxy, **proxy_kwargs))
 
-    def send_attempt(self, call: Call, instance_url: str, timeout: tuple[float, float]) -> Response:
+    def send_attempt(
+        self,
+        call: Call,
+        instance_url: str,
+        timeout: tuple[float, float],
+        record: AttemptRecord = NO_ATTEMPT,
+    ) -> Response:
         """Seal ``call`` afresh for ``instance_url``, send it once, and open the answer.
+
+        In protocol v2 the call's context travels inside the seal with its
+        headers: the budget this attempt is waited for (``X-Mscomm-Deadline``,
+        in milliseconds), the trace context, and an inherited request id.
+        In v1 none of it is sent.
 
         Args:
             call: the call this attempt belongs to.
             instance_url: the instance's base URL, from the registry.
             timeout: ``(connect, read)`` for this attempt; reading the body
                 also stops when the call's deadline passes.
+            record: the attempt's telemetry record (its span is current
+                while the attempt runs).
 
         Returns:
             The response, its content the opened plaintext.
@@ -120,18 +136,28 @@ class SealedTransport(HTTPAdapter):
         Raises:
             AttemptFailed: the transport failed (nothing was answered).
             DeadlineExceededError: the deadline passed while reading the body.
+            DeadlineSpentOnArrivalError: the service got it with its deadline
+                spent, and said (sealed) that it did not run it.
             RequestRejectedError: the peer's middleware refused the request.
             InsecureResponseError: an unsealed answer was not allowed.
             IntegrityError: a sealed answer failed verification.
         """
+        with record:
+            return self._send(call, instance_url, timeout, record)
+
+    def _send(
+        self, call: Call, instance_url: str, timeout: tuple[float, float], record: AttemptRecord
+    ) -> Response:
         url = instance_url.rstrip("/") + call.suffix
+        inherited_id = None if HEADER_REQUEST_ID in call.headers else call.request_id
+        budget = min(timeout[1], call.deadline.remaining())
         sealed = call.envelope.seal_request(
             recipient=call.service,
             method=call.method,
             target=call.target,
             body=call.body,
             content_type=call.content_type,
-            headers=call.end_to_end,
+            headers=call.end_to_end + record.context_headers(inherited_id, budget),
         )
         if call.idempotency_key is not None and sealed.version != "2":
             # v1 seals no header: the key would travel in clear, unbound.
@@ -141,6 +167,7 @@ class SealedTransport(HTTPAdapter):
                 variable="idempotency_key",
                 reason="needs protocol v2",
             )
+        record.sealed_with(sealed.version)
         attempt = _attempt(call, url, sealed)
         proxies, env_verify = self._environment(instance_url, call.trust_env)
         verify = env_verify if call.verify is True else call.verify
@@ -162,6 +189,7 @@ class SealedTransport(HTTPAdapter):
         )
         del sealed
         sealed_reply = (response.headers.get(HEADER_ENCRYPTED) or "").lower() == "true"
+        record.answered(response.status_code, sealed_reply)
         if not sealed_reply and not call.policy.allow_plaintext_replies:
             # A refusal or a downgrade: its body is never used, so never read
             # past a few bytes (enough to keep the connection for reuse).
@@ -183,7 +211,10 @@ class SealedTransport(HTTPAdapter):
                 "plaintext reply accepted (service=%s status=%d)",
                 call.service,
                 response.status_code,
-            )
+                extra={"mscomm.event": "plaintext reply", "mscomm.target": call.service,
+                       "mscomm.status": response.status_code,
+                       "mscomm.request_id": call.request_id},
+            )  # fmt: skip
             return response
         return self._open(call, response, data, request)
 
@@ -218,12 +249,33 @@ class SealedTransport(HTTPAdapter):
                 request=request,
             )
         except IntegrityError as exc:
+            # The side that knows why says so, to its own operator (the peer never learns it).
+            log.warning(
+                "answer from service=%s refused: %s (status=%d request_id=%s)",
+                call.service, exc.reason, status, call.request_id,
+                extra={"mscomm.event": "answer refused", "mscomm.target": call.service,
+                       "mscomm.reason": exc.reason, "mscomm.status": status,
+                       "mscomm.request_id": call.request_id},
+            )  # fmt: skip
             raise UnverifiedAnswerError(service=call.service, reason=exc.reason) from None
         finally:
             if isinstance(data, memoryview):  # read into a kept buffer: offer it back
                 response._content = b""
                 self.buffers.give(data)
         _as_opened(response, opened, call.method)
+        spent = status == 504 and opened.version == "2"
+        if spent and response.headers.get(HEADER_DEADLINE_SPENT) == "true":
+            # Sealed (v2 answers' headers are the sealed ones only), so only the
+            # service can say it: our deadline was spent when the request
+            # reached it, and its app never saw the request.
+            response.close()
+            log.warning(
+                "service=%s did not run the request: its deadline was spent on arrival"
+                " (request_id=%s)", call.service, call.request_id,
+                extra={"mscomm.event": "deadline spent", "mscomm.target": call.service,
+                       "mscomm.request_id": call.request_id},
+            )  # fmt: skip
+            raise DeadlineSpentOnArrivalError(call.service, call.deadline.seconds)
         if response.status_code == 503 and opened.content_type == NOT_EXECUTED_CONTENT_TYPE:
             # The service's middleware says, sealed, that it did not run this
             # request (its replay store is newer than the seal): seal it again.
@@ -272,11 +324,17 @@ def _refusal(call: Call, response: Response, url: str) -> MscommError:
         log.warning(
             "rejected by service=%s status=%d url=%s request_id=%s",
             call.service, status, where, call.request_id,
+            extra={"mscomm.event": "rejected", "mscomm.target": call.service,
+                   "mscomm.status": status, "mscomm.url": where,
+                   "mscomm.request_id": call.request_id},
         )  # fmt: skip
         return RequestRejectedError(call.service, status)
     log.warning(
         "unsealed answer from service=%s status=%d url=%s request_id=%s",
         call.service, status, where, call.request_id,
+        extra={"mscomm.event": "unsealed answer", "mscomm.target": call.service,
+               "mscomm.status": status, "mscomm.url": where,
+               "mscomm.request_id": call.request_id},
     )  # fmt: skip
     return InsecureResponseError(service=call.service, status=status)
 
@@ -310,6 +368,9 @@ def _check_before_reading(call: Call, response: Response, *, sealed: bool) -> No
         log.warning(
             "sealed answer with Content-Encoding refused (service=%s request_id=%s)",
             call.service, call.request_id,
+            extra={"mscomm.event": "answer refused", "mscomm.target": call.service,
+                   "mscomm.reason": "content encoding on a sealed answer",
+                   "mscomm.request_id": call.request_id},
         )  # fmt: skip
         raise UnverifiedAnswerError(
             service=call.service, reason="content encoding on a sealed answer"
@@ -321,6 +382,9 @@ def _check_before_reading(call: Call, response: Response, *, sealed: bool) -> No
         log.warning(
             "answer of %d bytes refused, above the limit of %d (service=%s request_id=%s)",
             declared, limit, call.service, call.request_id,
+            extra={"mscomm.event": "answer too large", "mscomm.target": call.service,
+                   "mscomm.declared": declared, "mscomm.limit": limit,
+                   "mscomm.request_id": call.request_id},
         )  # fmt: skip
         raise ResponseTooLargeError(call.service, limit, declared)
 

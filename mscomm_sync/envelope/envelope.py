@@ -551,5 +551,13 @@ def _reject(
         safe_sender,
         kid,
         mid,
+        extra={
+            "mscomm.event": "seal rejected",
+            "mscomm.direction": direction or REQUEST,
+            "mscomm.reason": reason,
+            "mscomm.caller": safe_sender,
+            "mscomm.kid": kid,
+            "mscomm.message_id": mid,
+        },
     )
     return IntegrityError(service=safe_sender, reason=reason)

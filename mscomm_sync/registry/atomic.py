@@ -103,9 +103,16 @@ def remove_orphans(path: str) -> int:
         except FileNotFoundError:
             continue
         except OSError as exc:
-            log.warning("cannot remove stale temporary file %s: %s", orphan, exc)
+            log.warning(
+                "cannot remove stale temporary file %s: %s", orphan, exc,
+                extra={"mscomm.event": "registry cleanup", "mscomm.path": str(orphan),
+                       "mscomm.reason": type(exc).__name__},
+            )  # fmt: skip
             continue
         removed += 1
     if removed:
-        log.info("removed %d temporary file(s) left beside %s by crashed writers", removed, path)
+        log.info(
+            "removed %d temporary file(s) left beside %s by crashed writers", removed, path,
+            extra={"mscomm.event": "registry cleanup", "mscomm.path": str(path)},
+        )  # fmt: skip
     return removed

@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Optional, Union
 
 from ..errors import ConfigurationError, RegistryError
+from ..telemetry.process import count_registry_error
 from .backend import BaseRegistry
 from .base import DEFAULT_HEALTH_ENDPOINT, Instance, make_instance
 from .etcd_gateway import EtcdGateway
@@ -238,15 +239,19 @@ class EtcdRegistry(BaseRegistry):
             try:
                 ttl = self._gateway.keepalive(lease)
             except RegistryError as exc:
-                log.warning("etcd lease %x not renewed: %s", lease, exc)
+                log.warning(
+                    "etcd lease %x not renewed: %s", lease, exc,
+                    extra={"mscomm.event": "etcd lease", "mscomm.reason": exc.reason},
+                )  # fmt: skip
                 return
             if ttl > 0:
                 return
             # The lease expired (etcd was out of reach longer than the TTL):
             # take a new one and put our instances back.
             log.warning(
-                "etcd lease %x expired; registering %d instances again", lease, len(self._own)
-            )
+                "etcd lease %x expired; registering %d instances again", lease, len(self._own),
+                extra={"mscomm.event": "etcd lease", "mscomm.reason": "expired"},
+            )  # fmt: skip
             self._lease = self._gateway.grant(self.lease_ttl)
             for inst in list(self._own.values()):
                 self._store(inst)
@@ -277,7 +282,11 @@ class EtcdRegistry(BaseRegistry):
                 try:
                     instances.append(decode_entry(name, json.loads(kv.value)))
                 except (ValueError, DocumentError) as exc:
-                    log.warning("etcd key %s skipped: %s", kv.key, exc)
+                    log.warning(
+                        "etcd key %s skipped: %s", kv.key, exc,
+                        extra={"mscomm.event": "registry entry skipped", "mscomm.key": kv.key,
+                               "mscomm.target": name},
+                    )  # fmt: skip
             self._catalogue.replace(instances)
             self._revision = revision
 
@@ -291,16 +300,23 @@ class EtcdRegistry(BaseRegistry):
         try:
             self.refresh()
         except RegistryError as exc:
+            count_registry_error("etcd", "unreachable")
             if not self._outage:
                 log.warning(
                     "etcd unreachable (%s); serving the %d last known instances",
                     exc,
                     len(self._catalogue),
-                )
+                    extra={"mscomm.event": "registry unreachable", "mscomm.reason": exc.reason,
+                           "mscomm.location": exc.location},
+                )  # fmt: skip
             self._outage = True
             return False
         if self._outage:
-            log.info("etcd reachable again at %s", self._gateway.current)
+            log.info(
+                "etcd reachable again at %s", self._gateway.current,
+                extra={"mscomm.event": "registry reachable",
+                       "mscomm.location": self._gateway.current},
+            )  # fmt: skip
         self._outage = False
         return True
 
@@ -329,6 +345,9 @@ class EtcdRegistry(BaseRegistry):
                 try:
                     self._gateway.revoke(lease)
                 except RegistryError as exc:
-                    log.warning("etcd lease %x not revoked (it expires by itself): %s", lease, exc)
+                    log.warning(
+                        "etcd lease %x not revoked (it expires by itself): %s", lease, exc,
+                        extra={"mscomm.event": "etcd lease", "mscomm.reason": exc.reason},
+                    )  # fmt: skip
             self._own = {}
         self._gateway.close()

@@ -126,7 +126,10 @@ class EtcdGateway:
                 failures.append(f"{endpoint}: HTTP {answer.status_code}")
                 continue
             if index != self._preferred:
-                log.info("etcd: now using %s", endpoint)
+                log.info(
+                    "etcd: now using %s", endpoint,
+                    extra={"mscomm.event": "etcd endpoint", "mscomm.location": endpoint},
+                )  # fmt: skip
                 self._preferred = index
             return self._decode(answer, path)
         raise RegistryError(

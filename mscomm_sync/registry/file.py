@@ -27,6 +27,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Optional, Union
 
 from ..errors import RegistryError
+from ..telemetry.process import count_registry_error
 from .atomic import remove_orphans, replace_file
 from .backend import BaseRegistry
 from .base import Instance
@@ -198,15 +199,21 @@ class FileRegistry(BaseRegistry):
                 if first and isinstance(exc, FileNotFoundError):
                     # Not an error: nothing has registered here yet. Reads
                     # must not create it (a mistyped path would look right).
-                    log.info("registry file %s does not exist yet; it reads as empty", self.path)
+                    log.info(
+                        "registry file %s does not exist yet; it reads as empty", self.path,
+                        extra={"mscomm.event": "registry missing", "mscomm.path": str(self.path)},
+                    )  # fmt: skip
                     return
                 if first:
                     raise self._io_error("open", exc) from exc
+                count_registry_error("file", "cannot open")
                 log.warning(
                     "registry file %s cannot be opened (%s); keeping last good data",
                     self.path,
                     type(exc).__name__,
-                )
+                    extra={"mscomm.event": "registry unreadable", "mscomm.path": str(self.path),
+                           "mscomm.reason": type(exc).__name__},
+                )  # fmt: skip
                 return
             st = os.fstat(fd)
             signature = (st.st_mtime_ns, st.st_size, st.st_ino)
@@ -220,13 +227,16 @@ class FileRegistry(BaseRegistry):
                 if first:
                     os.close(fd)
                     raise self._corrupt(exc) from exc
+                count_registry_error("file", "unreadable")
                 log.warning(
                     "registry file %s is unreadable (%s); keeping the last good data "
                     "(%d instances)",
                     self.path,
                     exc,
                     len(self._catalogue),
-                )
+                    extra={"mscomm.event": "registry unreadable", "mscomm.path": str(self.path),
+                           "mscomm.reason": type(exc).__name__},
+                )  # fmt: skip
                 instances = None
             self._adopt(fd, signature, instances)
 

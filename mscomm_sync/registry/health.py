@@ -21,6 +21,9 @@ from typing import Optional
 import attrs
 import requests
 
+from ..telemetry.instruments import Instruments
+from ..telemetry.options import TelemetryOption, resolve
+from ..telemetry.process import quiet_instruments
 from .base import Instance
 from .probe import ProbeResult, describe_failure
 from .worker import PeriodicWorker, reset_after_fork
@@ -97,6 +100,9 @@ class HealthPoller(PeriodicWorker):
             ``checked_at``).
         random: returns a float in ``[0, 1)``; drives the jitter.
         session_factory: makes the ``requests.Session`` each probe thread uses.
+        telemetry: what counts probes and verdicts (``mscomm.health.*``):
+            settings, ``True``, ``False``, or ``None`` for the process's
+            default (:func:`~mscomm_sync.initialize_telemetry`).
     """
 
     def __init__(
@@ -108,11 +114,14 @@ class HealthPoller(PeriodicWorker):
         clock: Callable[[], float] = time.monotonic,
         random: Callable[[], float] = _random.random,
         session_factory: Callable[[], requests.Session] = requests.Session,
+        telemetry: TelemetryOption = None,
     ) -> None:
         self.config = config if config is not None else HealthCheckConfig()
         self._targets = targets
         self._on_change = on_change
         self._session_factory = session_factory
+        settings = resolve(telemetry)
+        self._telemetry = None if settings is None else Instruments(settings)
         self._verdicts: dict[Key, _Verdict] = {}
         self._unhealthy: frozenset[Key] = frozenset()
         self._sweep_lock = threading.Lock()
@@ -192,24 +201,34 @@ class HealthPoller(PeriodicWorker):
     def _judge(self, inst: Instance, verdict: _Verdict, result: ProbeResult, now: float) -> None:
         verdict.checked_at = now
         verdict.last = result
+        telemetry = self._telemetry if self._telemetry is not None else quiet_instruments()
+        telemetry.health_probe(inst.service, result.passed)
+        fields = {"mscomm.target": inst.service, "mscomm.instance": inst.url}
         if result.passed:
             verdict.failures = 0
             verdict.passes += 1
             if not verdict.healthy and verdict.passes >= self.config.rise:
                 verdict.healthy = True
-                log.info("instance %s of %r is healthy again", inst.url, inst.service)
+                telemetry.health_verdict(inst.service, True)
+                log.info(
+                    "instance %s of %r is healthy again", inst.url, inst.service,
+                    extra={"mscomm.event": "healthy", **fields},
+                )  # fmt: skip
         else:
             verdict.passes = 0
             verdict.failures += 1
             if verdict.healthy and verdict.failures >= self.config.fall:
                 verdict.healthy = False
+                telemetry.health_verdict(inst.service, False)
                 log.warning(
                     "instance %s of %r is unhealthy after %d failed checks (last: %s)",
                     inst.url,
                     inst.service,
                     verdict.failures,
                     result.reason,
-                )
+                    extra={"mscomm.event": "unhealthy", "mscomm.reason": result.reason,
+                           "mscomm.failures": verdict.failures, **fields},
+                )  # fmt: skip
 
     def _probe(self, inst: Instance) -> ProbeResult:
         session = getattr(self._local, "session", None)
@@ -225,7 +244,11 @@ class HealthPoller(PeriodicWorker):
             response = session.get(inst.health_url, timeout=(timeout, timeout))
         except requests.RequestException as exc:
             reason = describe_failure(exc, timeout)
-            log.debug("health probe of %s failed: %s", inst.health_url, reason)
+            log.debug(
+                "health probe of %s failed: %s", inst.health_url, reason,
+                extra={"mscomm.event": "probe failed", "mscomm.target": inst.service,
+                       "mscomm.instance": inst.url, "mscomm.reason": reason},
+            )  # fmt: skip
             return ProbeResult(passed=False, reason=reason, seconds=self._clock() - started)
         status = response.status_code
         return ProbeResult(

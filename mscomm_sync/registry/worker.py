@@ -129,7 +129,10 @@ class PeriodicWorker:
         try:
             self._step()
         except Exception:
-            log.exception("%s: step failed", self.name)
+            log.exception(
+                "%s: step failed", self.name,
+                extra={"mscomm.event": "worker step failed", "mscomm.worker": self.name},
+            )  # fmt: skip
         self._next_due = self._clock() + self.next_delay()
         return True
 

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from ..errors import ConfigurationError
 from ..forking import reset_after_fork
+from ..telemetry.process import count_replay_error
 from .files import open_private_file, store_path
 from .store import DEFAULT_MAX_ENTRIES, REPLAY_DB_ENV, log
 
@@ -141,10 +142,20 @@ class ShmReplayStore:
                 finally:
                     table.unlock_file()
         except _FAILURES as exc:
-            self._report.error("replay store %s failed, refusing: %s", self.path, exc)
+            count_replay_error("shm", "failed")
+            self._report.error(
+                "replay store %s failed, refusing: %s", self.path, exc,
+                extra={"mscomm.event": "replay store failed", "mscomm.path": str(self.path),
+                       "mscomm.reason": type(exc).__name__},
+            )  # fmt: skip
             return False
         if fresh is None:
-            self._report.error("replay store %s is full, refusing new ids", self.path)
+            count_replay_error("shm", "full")
+            self._report.error(
+                "replay store %s is full, refusing new ids", self.path,
+                extra={"mscomm.event": "replay store full", "mscomm.path": str(self.path),
+                       "mscomm.reason": "full"},
+            )  # fmt: skip
             return False
         return fresh
 
@@ -459,6 +470,7 @@ def _prepare(fd: int, path: Path, buckets: int, now: float) -> tuple[int, bytes,
                     path,
                     found * _IDS_PER_BUCKET,
                     buckets * _IDS_PER_BUCKET,
+                    extra={"mscomm.event": "replay store size", "mscomm.path": str(path)},
                 )
             (created,) = _CREATED.unpack(os.pread(fd, _CREATED.size, _HEADER.size))
             return found, key, created
@@ -503,7 +515,7 @@ class _Throttle:
         self.next_at = 0.0
         self.held = 0
 
-    def error(self, message: str, *args: object) -> None:
+    def error(self, message: str, *args: object, extra: Optional[dict[str, object]] = None) -> None:
         now = time.monotonic()
         if now < self.next_at:
             self.held += 1
@@ -511,6 +523,6 @@ class _Throttle:
         if self.held:
             message += " (%d more since the last report)"
             args = (*args, self.held)
-        log.error(message, *args)
+        log.error(message, *args, extra=extra)
         self.held = 0
         self.next_at = now + _REPORT_INTERVAL

@@ -14,6 +14,7 @@ import time
 from typing import TYPE_CHECKING, Callable, Optional, Union
 
 from ..errors import ConfigurationError
+from ..telemetry.process import count_replay_error
 from .files import open_private_file, store_path
 from .store import DEFAULT_MAX_ENTRIES, log
 
@@ -136,7 +137,12 @@ class SqliteReplayStore:
             if state is None or state.pid != os.getpid():
                 state = self._connect()
             if state.full and not self._has_room(state, now):
-                log.error("replay store %s is full (%d ids), refusing", self.path, state.size)
+                count_replay_error("sqlite", "full")
+                log.error(
+                    "replay store %s is full (%d ids), refusing", self.path, state.size,
+                    extra={"mscomm.event": "replay store full", "mscomm.path": str(self.path),
+                           "mscomm.reason": "full"},
+                )  # fmt: skip
                 return False
             if state.execute(_INSERT, (key, expires_at, now)).rowcount != 1:
                 return False
@@ -145,7 +151,12 @@ class SqliteReplayStore:
                 self._measure(state, now)
             return True
         except self._failures as exc:
-            log.error("replay store %s failed, refusing: %s", self.path, exc)
+            count_replay_error("sqlite", "failed")
+            log.error(
+                "replay store %s failed, refusing: %s", self.path, exc,
+                extra={"mscomm.event": "replay store failed", "mscomm.path": str(self.path),
+                       "mscomm.reason": type(exc).__name__},
+            )  # fmt: skip
             return False
 
     @property

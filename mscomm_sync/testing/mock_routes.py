@@ -85,5 +85,9 @@ def _call(route: Route, request: MockRequest) -> MockReply:
     try:
         return as_reply(route.reply(request))
     except Exception:
-        log.exception("mock handler for %s %s failed", route.method, route.path)
+        log.exception(
+            "mock handler for %s %s failed", route.method, route.path,
+            extra={"mscomm.event": "mock handler failed", "mscomm.method": route.method,
+                   "mscomm.route": route.path},
+        )  # fmt: skip
         return FAILED

@@ -129,7 +129,9 @@ class Link:
         try:
             target()
         except Exception:  # a bug here must not go unseen, nor leave sockets open
-            log.exception("fault proxy link %s failed", self._name)
+            log.exception(
+                "fault proxy link %s failed", self._name, extra={"mscomm.link": self._name}
+            )
             self.end("abort")
         finally:
             self._finish()

@@ -185,13 +185,18 @@ class TrustStore:
                 log.error(
                     "trust file %s went back from serial %d to %d: refused, keeping %d",
                     self.path, old.serial, document.serial, old.serial,
+                    extra={"mscomm.event": "trust file refused", "mscomm.path": str(self.path),
+                           "mscomm.reason": "serial went back"},
                 )  # fmt: skip
                 self._signature = signature
                 return
             self._document, self._signature = document, signature
             self._reported = None
         if old is not None:
-            log.info("trust file %s re-read: serial %d", self.path, document.serial)
+            log.info(
+                "trust file %s re-read: serial %d", self.path, document.serial,
+                extra={"mscomm.event": "trust file read", "mscomm.path": str(self.path)},
+            )  # fmt: skip
 
     def _failed(self, first: bool, why: str, signature: Optional[_Signature]) -> None:
         if first:
@@ -203,7 +208,11 @@ class TrustStore:
         if self._reported == (signature, why):
             return  # this version was refused already: once in the log, not at every check
         self._reported = (signature, why)
-        log.error("trust file %s %s; keeping the last good one", self.path, why)
+        log.error(
+            "trust file %s %s; keeping the last good one", self.path, why,
+            extra={"mscomm.event": "trust file refused", "mscomm.path": str(self.path),
+                   "mscomm.reason": why},
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return f"<TrustStore path={self.path!r} serial={self.serial!r} roots={len(self.roots)}>"

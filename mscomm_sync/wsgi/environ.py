@@ -20,7 +20,15 @@ from typing import Any
 
 from ..envelope import ENVELOPE_HEADERS, Opened
 
-__all__ = ["CALLER_KEY", "MESSAGE_ID_KEY", "PROTOCOL_KEY", "environ_key", "opened_environ"]
+__all__ = [
+    "CALLER_KEY",
+    "DEADLINE_KEY",
+    "MESSAGE_ID_KEY",
+    "PROTOCOL_KEY",
+    "REQUEST_ID_KEY",
+    "environ_key",
+    "opened_environ",
+]
 
 #: The environ key that holds the verified sender of a sealed request.
 CALLER_KEY = "mscomm.caller"
@@ -28,6 +36,10 @@ CALLER_KEY = "mscomm.caller"
 MESSAGE_ID_KEY = "mscomm.message_id"
 #: The environ key that holds the protocol version that verified it (``"1"`` or ``"2"``).
 PROTOCOL_KEY = "mscomm.protocol"
+#: The environ key that holds the caller's deadline (a ``RequestDeadline``), sealed v2 only.
+DEADLINE_KEY = "mscomm.deadline"
+#: The environ key that holds the caller's ``X-Request-Id``, sealed v2 only.
+REQUEST_ID_KEY = "mscomm.request_id"
 
 
 def environ_key(header: str) -> str:
@@ -36,11 +48,16 @@ def environ_key(header: str) -> str:
 
 
 #: What a verified v1 request loses before the app sees it: the envelope's
-#: headers, and the encodings that described the sealed body.
+#: headers, the encodings that described the sealed body, and the context
+#: fields, which are believed only sealed (v1 seals no header): an outer
+#: trace context or deadline beside a v1 seal is anyone's.
 _V1_DROP = (
     *(environ_key(h) for h in ENVELOPE_HEADERS),
     "HTTP_TRANSFER_ENCODING",
     "HTTP_CONTENT_ENCODING",
+    "HTTP_TRACEPARENT",
+    "HTTP_TRACESTATE",
+    "HTTP_X_MSCOMM_DEADLINE",
 )
 _NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 

@@ -46,6 +46,7 @@ def log_refusal(
     if sender is None:
         sender = _claimed(environ, "HTTP_X_ENCRYPTION_SERVICE")
         message_id = claimed_mid
+    method, path, rid = _claimed(environ, "REQUEST_METHOD"), route(environ), request_id(environ)
     log.warning(
         "refused %d: %s (sender=%r kid=%r id=%r route=%s %s request_id=%s)",
         status,
@@ -53,22 +54,43 @@ def log_refusal(
         sender,
         claimed_kid,
         message_id,
-        _claimed(environ, "REQUEST_METHOD"),
-        route(environ),
-        request_id(environ),
+        method,
+        path,
+        rid,
+        extra={
+            "mscomm.event": "refused",
+            "mscomm.status": status,
+            "mscomm.reason": reason,
+            "mscomm.caller": sender,
+            "mscomm.kid": claimed_kid,
+            "mscomm.message_id": message_id,
+            "mscomm.method": method,
+            "mscomm.route": path,
+            "mscomm.request_id": rid,
+        },
     )
 
 
 def log_app_failure(what: str, environ: Mapping[str, Any], sender: str, message_id: str) -> None:
     """Log, with the current exception's traceback, a failure answering a verified request."""
+    method, path, rid = _claimed(environ, "REQUEST_METHOD"), route(environ), request_id(environ)
     log.exception(
         "%s (sender=%r id=%s route=%s %s request_id=%s)",
         what,
         sender,
         message_id,
-        _claimed(environ, "REQUEST_METHOD"),
-        route(environ),
-        request_id(environ),
+        method,
+        path,
+        rid,
+        extra={
+            "mscomm.event": "app failed",
+            "mscomm.reason": what,
+            "mscomm.caller": sender,
+            "mscomm.message_id": message_id,
+            "mscomm.method": method,
+            "mscomm.route": path,
+            "mscomm.request_id": rid,
+        },
     )
 
 

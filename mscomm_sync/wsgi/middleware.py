@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional, Union
 
 from .._fast import exactly, memo
@@ -40,12 +40,25 @@ from ..envelope.headers import bound_method
 from ..errors import ConfigurationError, IntegrityError, ReplayGapError
 from ..keyring import Keyring
 from ..replay import ReplayStore, default_replay_store
+from ..telemetry.context import inbound_context
+from ..telemetry.instruments import Instruments
+from ..telemetry.options import TelemetryOption, resolve
+from ..telemetry.process import process_instruments
+from ..telemetry.serving import RequestRecord, start_request
 from ..trust.identity import Identity
 from ..trust.store import TrustStore
 from .body import BodyRefused, check_passthrough_body, read_request_body
-from .environ import CALLER_KEY, MESSAGE_ID_KEY, PROTOCOL_KEY, environ_key, opened_environ
+from .environ import (
+    CALLER_KEY,
+    DEADLINE_KEY,
+    MESSAGE_ID_KEY,
+    PROTOCOL_KEY,
+    REQUEST_ID_KEY,
+    environ_key,
+    opened_environ,
+)
 from .idempotent import Idempotency, answer_once, idempotency_key, resolve_idempotency
-from .log import log, log_app_failure, log_refusal
+from .log import log, log_app_failure, log_refusal, request_id, route
 from .options import (
     CALLERS_ENV,
     DEFAULT_EXEMPT_PATHS,
@@ -55,6 +68,7 @@ from .options import (
 )
 from .response import (
     BODILESS_STATUSES,
+    DEADLINE_SPENT,
     NOT_EXECUTED,
     Answer,
     StartResponse,
@@ -76,13 +90,16 @@ _ENVIRON_HEADERS = tuple((h, environ_key(h)) for h in ENVELOPE_HEADERS)
 _TAG_BYTES = 16
 _SEALED_FLAG = environ_key(HEADER_ENCRYPTED)
 #: Removed from every request before anything reads it: the verified
-#: identity (only the middleware sets it), and the well-known method-override
-#: headers, which travel unbound in v1 and would let anyone on the path turn
-#: a sealed GET into the DELETE an override-aware app runs.
+#: identity and the call's context (only the middleware sets them, from the
+#: seal), and the well-known method-override headers, which travel unbound
+#: in v1 and would let anyone on the path turn a sealed GET into the DELETE
+#: an override-aware app runs.
 _UNBOUND = (
     CALLER_KEY,
     MESSAGE_ID_KEY,
     PROTOCOL_KEY,
+    DEADLINE_KEY,
+    REQUEST_ID_KEY,
     "HTTP_X_HTTP_METHOD_OVERRIDE",
     "HTTP_X_HTTP_METHOD",
     "HTTP_X_METHOD_OVERRIDE",
@@ -138,6 +155,12 @@ class EncryptionMiddleware:
             :class:`~mscomm_sync.wsgi.Idempotency`; the handler then runs at
             most once per (caller, key). Off by default.
         clock: wall-clock time source, for tests.
+        telemetry: what the requests report: a :class:`~mscomm_sync.Telemetry`,
+            ``True`` (OpenTelemetry, with the global providers), ``False``
+            (nothing), or ``None``: the process's default
+            (:func:`~mscomm_sync.initialize_telemetry`, else
+            ``$MSCOMM_TELEMETRY`` and ``$MSCOMM_ACCESS_LOG``). The call's
+            context (request id, deadline) reaches the app whatever this says.
 
     Raises:
         ConfigurationError: an option is invalid, no service name is given,
@@ -164,6 +187,7 @@ class EncryptionMiddleware:
         replay_store: Optional[ReplayStore] = None,
         idempotency: Union[bool, Idempotency, None] = None,
         clock: Callable[[], float] = time.time,
+        telemetry: TelemetryOption = None,
     ) -> None:
         self.app = app
         self.options = MiddlewareOptions.build(
@@ -197,12 +221,17 @@ class EncryptionMiddleware:
         )
         self.idempotency = resolve_idempotency(idempotency)
         self._outer = frozenset(environ_key(h) for h in self.options.outer_headers)
+        settings = resolve(telemetry)
+        self._telemetry = None if settings is None else Instruments(settings)
+        if settings is None:
+            process_instruments()  # a bad $MSCOMM_TELEMETRY fails here, not in a request
         self._env_callers = callers_from_env(os.environ)
         if self._callers() == frozenset():
             log.warning(
                 "service %s accepts no callers: set allowed_callers, %s or the trust "
                 "file's callers for it (every sealed request gets 403 until then)",
                 name, CALLERS_ENV,
+                extra={"mscomm.event": "no callers", "mscomm.service": name},
             )  # fmt: skip
 
     def __repr__(self) -> str:
@@ -213,36 +242,48 @@ class EncryptionMiddleware:
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request (the WSGI entry point)."""
+        telemetry = self._telemetry if self._telemetry is not None else process_instruments()
+        record = start_request(telemetry, self.options.service_name, _describe)
+        if not telemetry.active:
+            return self._serve(environ, start_response, record)
+        try:
+            return self._serve(environ, record.watch(start_response), record)
+        finally:
+            record.finish(environ)
+
+    def _serve(
+        self, environ: dict[str, Any], start_response: StartResponse, record: RequestRecord
+    ) -> Iterable[bytes]:
         options = self.options
         if environ.get("SCRIPT_NAME", "") != options.script_name:
             # What the app routes (PATH_INFO) must be what was verified; a
             # mount point moved by the server or a proxy would shift it.
-            log_refusal(400, "SCRIPT_NAME is not this service's mount point", environ)
-            return _refuse(400, start_response)
+            reason = "SCRIPT_NAME is not this service's mount point"
+            return _refuse(400, reason, environ, start_response, record)
         for key in _UNBOUND:
             environ.pop(key, None)
         if _SEALED_FLAG in environ:
-            return self._sealed(environ, start_response)
+            return self._sealed(environ, start_response, record)
         if options.require_encryption and environ.get("PATH_INFO", "") not in options.exempt_paths:
-            log_refusal(401, "plaintext request", environ)
-            return _refuse(401, start_response)
+            return _refuse(401, "plaintext request", environ, start_response, record)
         _drop_envelope_headers(environ)
         try:
             check_passthrough_body(environ, options.max_body_size)
         except BodyRefused as exc:
-            log_refusal(exc.status, exc.reason, environ)
-            return _refuse(exc.status, start_response)
+            return _refuse(exc.status, exc.reason, environ, start_response, record)
         return self.app(environ, start_response)
 
     # -- sealed requests -------------------------------------------------
 
-    def _sealed(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    def _sealed(
+        self, environ: dict[str, Any], start_response: StartResponse, record: RequestRecord
+    ) -> Iterable[bytes]:
         options = self.options
+        arrived = time.monotonic()  # a deadline the caller sent counts from here
         try:
             body = read_request_body(environ, options.max_body_size + self._overhead(environ))
         except BodyRefused as exc:
-            log_refusal(exc.status, exc.reason, environ)
-            return _refuse(exc.status, start_response)
+            return _refuse(exc.status, exc.reason, environ, start_response, record)
         # An unusable method is the envelope's to refuse; it is bound as it came.
         sent = environ.get("REQUEST_METHOD", "GET")
         method = bound_method(sent) or str(sent)
@@ -255,37 +296,46 @@ class EncryptionMiddleware:
         except ReplayGapError as exc:
             # Authentic, but the replay store cannot vouch for it: not run,
             # and its sender is told so, sealed, to seal it again.
-            log_refusal(
-                503,
-                "sealed before the replay store began; the caller is asked to seal it again",
-                environ,
-                sender=exc.service,
-                message_id=exc.message_id,
-            )
+            reason = "sealed before the replay store began; the caller is asked to seal it again"
+            log_refusal(503, reason, environ, sender=exc.service, message_id=exc.message_id)
+            record.refused(503, reason)
             return self._send_sealed(
                 environ, start_response, NOT_EXECUTED, exc.request, method, target
             )
         except IntegrityError as exc:
-            log_refusal(401, f"verification failed: {exc.reason}", environ)
-            return _refuse(401, start_response)
+            reason = f"verification failed: {exc.reason}"
+            return _refuse(401, reason, environ, start_response, record)
         # The ciphertext is not needed any more: let it go before the app runs,
         # so a large request is not held twice while it is being answered.
         del body
         if opened.sender not in self._callers():
-            log_refusal(
-                403,
-                "caller not allowed",
-                environ,
-                sender=opened.sender,
-                message_id=opened.message_id,
-            )
-            return _refuse(403, start_response)
+            return _refuse(
+                403, "caller not allowed", environ, start_response, record,
+                sender=opened.sender, message_id=opened.message_id,
+            )  # fmt: skip
         inner = opened_environ(environ, opened, self._outer)
         # The envelope binds the method upper-cased: hand the app the form it verified.
         inner["REQUEST_METHOD"] = method
-        if not options.encrypt_responses:
-            return self._plaintext_answer(inner, start_response)
-        return self._sealed_answer(inner, start_response, opened, method, target)
+        # The call's context, from the sealed headers only (v2; v1 seals none).
+        context = inbound_context(opened.headers, arrived) if opened.headers else None
+        record.verified(inner, context)
+        if context is not None:
+            if context.request_id is not None:
+                inner[REQUEST_ID_KEY] = context.request_id
+            if context.deadline is not None:
+                inner[DEADLINE_KEY] = context.deadline
+                if context.deadline.expired():
+                    reason = "the caller's deadline was spent on arrival; not run"
+                    log_refusal(504, reason, environ, sender=opened.sender,
+                                message_id=opened.message_id)  # fmt: skip
+                    record.refused(504, reason)
+                    return self._send_sealed(
+                        inner, start_response, DEADLINE_SPENT, opened, method, target
+                    )
+        with record.serving(context):
+            if not options.encrypt_responses:
+                return self._plaintext_answer(inner, start_response)
+            return self._sealed_answer(inner, start_response, opened, method, target)
 
     @staticmethod
     def _overhead(environ: dict[str, Any]) -> int:
@@ -395,7 +445,9 @@ class EncryptionMiddleware:
             # Our own key became unusable (e.g. a bad rotation); the caller
             # will refuse this unsealed answer, which is the truth.
             log_app_failure("cannot seal the answer", environ, request.sender, request.message_id)
-            return _refuse(500, start_response)
+            line, refusal_headers, refusal_body = refusal(500)
+            start_response(line, refusal_headers)
+            return refusal_body
         # A copy: sealed_headers extends the list, and NOT_EXECUTED is shared.
         kept = [] if v2 else list(answer.headers)
         out_headers, out_body = sealed_headers(kept, sealed, code, bodiless=bodiless)
@@ -403,10 +455,27 @@ class EncryptionMiddleware:
         return served_body(environ, out_body)
 
 
-def _refuse(status: int, start_response: StartResponse) -> Iterable[bytes]:
+def _refuse(
+    status: int,
+    reason: str,
+    environ: dict[str, Any],
+    start_response: StartResponse,
+    record: RequestRecord,
+    *,
+    sender: Optional[str] = None,
+    message_id: Optional[str] = None,
+) -> Iterable[bytes]:
+    """Log and count a refusal, and send its fixed unsealed answer."""
+    log_refusal(status, reason, environ, sender=sender, message_id=message_id)
+    record.refused(status, reason)
     line, headers, body = refusal(status)
     start_response(line, headers)
     return body
+
+
+def _describe(environ: Mapping[str, Any]) -> tuple[str, Optional[str]]:
+    """A request's route and request id, as the refusal log writes them (for access lines)."""
+    return route(environ), request_id(environ)
 
 
 def _drop_envelope_headers(environ: dict[str, Any]) -> None:

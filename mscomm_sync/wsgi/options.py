@@ -221,6 +221,7 @@ MIDDLEWARE_OPTIONS: tuple[str, ...] = (
     "replay_store",
     "idempotency",
     "clock",
+    "telemetry",
 )
 
 

@@ -16,9 +16,11 @@ from typing import Any, Callable, NamedTuple, Optional
 
 from .._fast import exactly, memo
 from ..envelope import ENVELOPE_HEADERS, HEADER_SEALED_BODY, NOT_EXECUTED_CONTENT_TYPE, Sealed
+from ..telemetry.context import HEADER_DEADLINE_SPENT
 
 __all__ = [
     "BODILESS_STATUSES",
+    "DEADLINE_SPENT",
     "HEADER_SEALED_BODY",
     "NOT_EXECUTED",
     "Answer",
@@ -56,7 +58,11 @@ _HOP_BY_HOP = frozenset(
     }
 )
 _BODY_HEADERS = frozenset({"content-length", "content-type", "content-encoding"})
-_ENVELOPE = frozenset(h.lower() for h in (*ENVELOPE_HEADERS, HEADER_SEALED_BODY))
+#: Only the middleware may set these; an app's copies are dropped (the
+#: deadline marker tells a caller, sealed, that the app did not run).
+_ENVELOPE = frozenset(
+    h.lower() for h in (*ENVELOPE_HEADERS, HEADER_SEALED_BODY, HEADER_DEADLINE_SPENT)
+)
 _SEALED_DROP = _HOP_BY_HOP | _BODY_HEADERS | _ENVELOPE
 
 _REASONS = {
@@ -66,6 +72,7 @@ _REASONS = {
     413: "Content Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 _ERRORS = {
     400: "bad request",
@@ -74,6 +81,7 @@ _ERRORS = {
     413: "payload too large",
     500: "internal server error",
     503: "not run: seal the request again",
+    504: "not run: the deadline was spent on arrival",
 }
 
 
@@ -271,4 +279,15 @@ NOT_EXECUTED = Answer(
     [("Retry-After", "1"), ("Cache-Control", "no-store")],
     error_body(503),
     NOT_EXECUTED_CONTENT_TYPE,
+)
+
+
+#: The middleware's own sealed answer to a verified request that arrived with
+#: its caller's deadline already spent: not run, and marked so inside the seal.
+DEADLINE_SPENT = Answer(
+    status_line(504),
+    504,
+    [(HEADER_DEADLINE_SPENT, "true"), ("Cache-Control", "no-store")],
+    error_body(504),
+    "application/json",
 )

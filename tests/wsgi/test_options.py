@@ -61,7 +61,9 @@ def test_option_names_are_the_fields_then_the_collaborators() -> None:
     """MIDDLEWARE_OPTIONS lists service_name first, every field, then the collaborators."""
     fields = [field.name for field in attrs.fields(MiddlewareOptions)]
     assert fields[0] == "service_name"
-    collaborators = ["keyring", "identity", "trust", "replay_store", "idempotency", "clock"]
+    collaborators = [
+        "keyring", "identity", "trust", "replay_store", "idempotency", "clock", "telemetry",
+    ]  # fmt: skip
     assert list(MIDDLEWARE_OPTIONS) == [*fields, *collaborators]
 
 
