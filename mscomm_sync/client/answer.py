@@ -47,7 +47,7 @@ from urllib3.exceptions import HTTPError, IncompleteRead, ReadTimeoutError
 from .._fast import exactly
 from ..buffers import BodyBuffer, BufferPool
 from ..errors import DeadlineExceededError, ResponseTooLargeError
-from .deadline import Deadline
+from .deadline import Bound
 from .failures import AttemptFailed
 
 __all__ = ["read_answer"]
@@ -70,11 +70,12 @@ _BROKEN = (HTTPError, OSError, http.client.HTTPException, requests.RequestExcept
 def read_answer(
     response: Response,
     *,
-    deadline: Deadline,
+    deadline: Bound,
     limit: int,
     read_timeout: Optional[float] = None,
     sealed: bool = False,
     buffers: Optional[BufferPool] = None,
+    overhead: Optional[int] = None,
 ) -> Union[bytes, bytearray, memoryview]:
     """Read ``response``'s whole body, within ``deadline`` and ``limit``.
 
@@ -82,7 +83,7 @@ def read_answer(
         response: a response whose body has not been read yet.
         deadline: the call's deadline.
         limit: the largest plaintext body accepted (a sealed one may carry
-            its 16-byte tag on top).
+            ``overhead`` more bytes).
         read_timeout: the attempt's timeout per socket read; the deadline
             caps it.
         sealed: the body is a sealed answer, which the caller only opens: it
@@ -94,6 +95,8 @@ def read_answer(
             into; a body read into a buffer is then always a ``memoryview``,
             which the caller gives back to the pool once it is done with it
             (a failed read gives its buffer back itself).
+        overhead: how much longer than its plaintext a sealed body may be:
+            v1's 16-byte tag by default; v2's tags and sealed header fields.
 
     Returns:
         The body (also stored as the response's content).
@@ -105,7 +108,8 @@ def read_answer(
     """
     raw = response.raw
     try:
-        data = _read(response, raw, deadline, read_timeout, sealed, buffers, limit)
+        extra = (_TAG_BYTES if overhead is None else overhead) if sealed else 0
+        data = _read(response, raw, deadline, read_timeout, sealed, buffers, limit, extra)
     except BaseException:
         response.close()
         raise
@@ -118,13 +122,14 @@ def read_answer(
 def _read(
     response: Response,
     raw: Any,
-    deadline: Deadline,
+    deadline: Bound,
     read_timeout: Optional[float],
     sealed: bool,
     buffers: Optional[BufferPool],
     limit: int,
+    extra: int,
 ) -> Union[bytes, bytearray, memoryview]:
-    most = limit + _TAG_BYTES if sealed else limit
+    most = limit + extra
     sock = _socket_of(raw) if hasattr(raw, "stream") else None
     if sock is None or not hasattr(raw, "read1"):
         # No socket to bound (a mocked response): one read.
@@ -177,7 +182,7 @@ def _read_into(
     raw: Any,
     fp: http.client.HTTPResponse,
     sock: Any,
-    deadline: Deadline,
+    deadline: Bound,
     read_timeout: Optional[float],
     buffers: Optional[BufferPool],
 ) -> Union[bytearray, memoryview]:
@@ -206,7 +211,7 @@ def _read_into(
 def _fill(
     fp: http.client.HTTPResponse,
     sock: Any,
-    deadline: Deadline,
+    deadline: Bound,
     read_timeout: Optional[float],
     buffer: BodyBuffer,
 ) -> None:
@@ -240,7 +245,7 @@ class _Pieces:
         self,
         raw: Any,
         sock: Any,
-        deadline: Deadline,
+        deadline: Bound,
         read_timeout: Optional[float],
         *,
         decode: bool,
@@ -290,7 +295,7 @@ class _Pieces:
 def _broken_off() -> Iterator[None]:
     try:
         yield
-    except DeadlineExceededError:
+    except (DeadlineExceededError, AttemptFailed):
         raise
     except _BROKEN as exc:
         raise AttemptFailed.mid_answer(exc) from exc

@@ -55,6 +55,8 @@ from .transport import SealedTransport
 __all__ = ["AttemptLoop"]
 
 log = logging.getLogger("mscomm_sync.client")
+#: The failures of an instance that took too long to answer an attempt.
+_TIMED_OUT = frozenset({"ReadTimeout"})
 
 
 @attrs.define(kw_only=True)
@@ -198,7 +200,9 @@ class AttemptLoop:
 
     def _after_failure(self, instance: Instance, failure: AttemptFailed) -> None:
         call = self.call
-        if failure.connect_phase:
+        if failure.connect_phase or (failure.reason in _TIMED_OUT and len(self.instances) > 1):
+            # Refused, or hung (or trickling) past the attempt's share: later
+            # calls avoid it for a while too, while another instance remains.
             self.balancer.eject(instance.url)
         if self.clock() >= call.deadline.at:
             raise call.deadline.exceeded(sent=self.sent) from failure.cause

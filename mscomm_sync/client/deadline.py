@@ -1,15 +1,21 @@
-"""The time one call must finish by."""
+"""The time one call must finish by, and the share of it one attempt may take."""
 
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Optional, Union
 
 import attrs
 
-from ..errors import DeadlineAfterSendingError, DeadlineBeforeSendingError, DeadlineExceededError
+from ..errors import (
+    DeadlineAfterSendingError,
+    DeadlineBeforeSendingError,
+    DeadlineExceededError,
+    MscommError,
+)
+from .failures import AttemptFailed
 
-__all__ = ["Deadline"]
+__all__ = ["AttemptDeadline", "Bound", "Deadline"]
 
 
 @attrs.frozen(kw_only=True)
@@ -40,3 +46,50 @@ class Deadline:
         """
         kind = DeadlineAfterSendingError if sent else DeadlineBeforeSendingError
         return kind(self.service, self.seconds)
+
+
+@attrs.define
+class AttemptDeadline:
+    """One attempt's share of its call's deadline, counted from the first read of its answer.
+
+    The read timeout bounds each wait on the socket; this bounds the whole
+    answer, status line to last byte, so an instance that trickles its answer
+    (a byte just inside every read timeout) costs an attempt its share and
+    no more, and the call fails over as from a hung one. When the share runs
+    out first, :meth:`exceeded` is a retryable :class:`AttemptFailed`; when
+    the call's deadline does, the call's own error.
+
+    Attributes:
+        call: the call's deadline.
+        share: the seconds this attempt's answer may take.
+    """
+
+    call: Deadline
+    share: float
+    _ends: Optional[float] = attrs.field(default=None, init=False)
+
+    @property
+    def service(self) -> str:
+        return self.call.service
+
+    @property
+    def seconds(self) -> float:
+        return self.call.seconds
+
+    def remaining(self) -> float:
+        """Return the seconds left of the share (it starts on the first call) or the call."""
+        now = self.call.clock()
+        if self._ends is None:
+            self._ends = now + self.share
+        return min(self.call.at, self._ends) - now
+
+    def exceeded(self, *, sent: bool) -> MscommError:
+        """Return the call's error if its deadline passed, else this attempt's failure."""
+        if self.call.remaining() <= 0:
+            return self.call.exceeded(sent=sent)
+        cause = TimeoutError(f"the answer took longer than the attempt's {self.share:.3f} s")
+        return AttemptFailed("ReadTimeout", cause, connect_phase=False)
+
+
+#: What the transport reads an answer within: the call's deadline, or an attempt's share.
+Bound = Union[Deadline, AttemptDeadline]

@@ -32,20 +32,20 @@ from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .deadline import Deadline
+from .deadline import Bound
 
 __all__ = ["deadline_for", "deadline_pools"]
 
 
 class _Current(threading.local):
-    deadline: Optional[Deadline] = None
+    deadline: Optional[Bound] = None
 
 
 _current = _Current()
 
 
 @contextlib.contextmanager
-def deadline_for(deadline: Deadline) -> Iterator[None]:
+def deadline_for(deadline: Bound) -> Iterator[None]:
     """Let answers read on this thread, within the block, read their headers within ``deadline``."""
     _current.deadline = deadline
     try:
@@ -64,7 +64,7 @@ class _LineReader:
 
     __slots__ = ("_deadline", "_fp", "_sock", "read_timeout")
 
-    def __init__(self, fp: Any, sock: Any, deadline: Deadline) -> None:
+    def __init__(self, fp: Any, sock: Any, deadline: Bound) -> None:
         self._fp = fp
         self._sock = sock
         self._deadline = deadline

@@ -43,6 +43,7 @@ from ..envelope import (
     Opened,
     Sealed,
 )
+from ..envelope.envelope import SEALING_OVERHEAD
 from ..errors import (
     ConfigurationError,
     DeadlineSpentOnArrivalError,
@@ -57,6 +58,7 @@ from ..telemetry.calls import NO_ATTEMPT, AttemptRecord
 from ..telemetry.context import HEADER_DEADLINE_SPENT
 from .answer import read_answer
 from .call import HEADER_REQUEST_ID, Call
+from .deadline import AttemptDeadline, Bound
 from .failures import AttemptFailed
 from .pools import deadline_for, deadline_pools
 
@@ -171,8 +173,15 @@ class SealedTransport(HTTPAdapter):
         attempt = _attempt(call, url, sealed)
         proxies, env_verify = self._environment(instance_url, call.trust_env)
         verify = env_verify if call.verify is True else call.verify
+        # An attempt with a share of the deadline must have its whole answer
+        # within it (a trickled answer fails over like a hung one).
+        bound: Bound = (
+            AttemptDeadline(call.deadline, timeout[1])
+            if timeout[1] < call.deadline.remaining()
+            else call.deadline
+        )
         try:
-            with deadline_for(call.deadline):
+            with deadline_for(bound):
                 response = super().send(attempt, False, timeout, verify, call.cert, proxies)
         except requests.RequestException as exc:
             failure = AttemptFailed.from_requests(exc)
@@ -195,16 +204,18 @@ class SealedTransport(HTTPAdapter):
             # past a few bytes (enough to keep the connection for reuse).
             _discard(response, call, timeout[1])
             raise _refusal(call, response, url)
-        _check_before_reading(call, response, sealed=sealed_reply)
+        overhead = SEALING_OVERHEAD if request.version == "2" else _TAG_BYTES
+        _check_before_reading(call, response, sealed=sealed_reply, overhead=overhead)
         # Read here, so a reset mid-body fails this attempt. A sealed answer
         # is only opened, so it may be read into a kept buffer.
         data = read_answer(
             response,
-            deadline=call.deadline,
+            deadline=bound,
             limit=call.policy.max_answer_size,
             read_timeout=timeout[1],
             sealed=sealed_reply,
             buffers=self.buffers,
+            overhead=overhead,
         )
         if not sealed_reply:
             log.debug(
@@ -262,6 +273,11 @@ class SealedTransport(HTTPAdapter):
             if isinstance(data, memoryview):  # read into a kept buffer: offer it back
                 response._content = b""
                 self.buffers.give(data)
+        if len(opened.body) > call.policy.max_answer_size:
+            # v2 may carry up to SEALING_OVERHEAD more than the plaintext: the
+            # plaintext itself is held to the limit once opened.
+            response.close()
+            raise ResponseTooLargeError(call.service, call.policy.max_answer_size)
         _as_opened(response, opened, call.method)
         spent = status == 504 and opened.version == "2"
         if spent and response.headers.get(HEADER_DEADLINE_SPENT) == "true":
@@ -351,7 +367,9 @@ def _discard(response: Response, call: Call, read_timeout: float) -> None:
     response.close()
 
 
-def _check_before_reading(call: Call, response: Response, *, sealed: bool) -> None:
+def _check_before_reading(
+    call: Call, response: Response, *, sealed: bool, overhead: int = _TAG_BYTES
+) -> None:
     """Refuse an answer that cannot be accepted, from its headers alone.
 
     A sealed answer must come as it was sealed: a ``Content-Encoding`` on it
@@ -377,7 +395,7 @@ def _check_before_reading(call: Call, response: Response, *, sealed: bool) -> No
         )
     declared = getattr(response.raw, "length_remaining", None)
     limit = call.policy.max_answer_size
-    if isinstance(declared, int) and declared > limit + (_TAG_BYTES if sealed else 0):
+    if isinstance(declared, int) and declared > limit + (overhead if sealed else 0):
         response.close()
         log.warning(
             "answer of %d bytes refused, above the limit of %d (service=%s request_id=%s)",

@@ -20,7 +20,8 @@ def test_trickled_body_stops_at_deadline(
     registry: FileRegistry, make_client: Callable[..., Any], method: str
 ) -> None:
     """A body trickled one byte per 0.05 s (each inside any attempt's read timeout) raises
-    DeadlineExceededError, not the whole answer."""
+    DeadlineExceededError, not the whole answer. A GET's attempts each have a share of the
+    deadline for their whole answer, so it is retried; a POST's one attempt has it all."""
     plaintext = attrs.evolve(CallPolicy(), allow_plaintext_replies=True)
     with TrickleServer(length=80, interval=0.05) as server:
         registry.register("billing", server.url)
@@ -30,7 +31,7 @@ def test_trickled_body_stops_at_deadline(
         with pytest.raises(DeadlineExceededError) as info:
             client.request(target_service="billing", endpoint="/x", method=method, timeout=0.5)
         assert (info.value.service, info.value.timeout) == ("billing", 0.5)
-        assert server.requests == 1
+        assert server.requests == 1 if method == "POST" else server.requests in (2, 3)
 
 
 @pytest.mark.parametrize(
@@ -70,8 +71,9 @@ def test_trickled_status_line_and_headers_stop_at_the_deadline(
     registry: FileRegistry, make_client: Callable[..., Any], attempt: Any
 ) -> None:
     """A server that sends its status line and headers a byte every 0.05 s (each inside
-    the read timeout, so every socket read succeeds) is cut off when the call's deadline
-    passes: DeadlineExceededError, and most of its 455 bytes never sent."""
+    the read timeout, so every socket read succeeds) is cut off when each attempt's share
+    of the deadline passes, and the call when its deadline does: DeadlineExceededError,
+    and most of its 455 bytes never sent."""
     policy = attrs.evolve(CallPolicy(), timeout=TimeoutPolicy(deadline=30, attempt=attempt))
     with HeaderTrickleServer(interval=0.05) as server:
         registry.register("billing", server.url)
@@ -79,7 +81,7 @@ def test_trickled_status_line_and_headers_stop_at_the_deadline(
         with pytest.raises(DeadlineExceededError) as info:
             client.request(target_service="billing", endpoint="/x", timeout=1)
         assert (info.value.service, info.value.timeout) == ("billing", 1)
-        assert server.requests == 1
+        assert 2 <= server.requests <= 3  # the GET's attempts, each cut at its share
         assert server.done.wait(15)
     # A client that read on past its deadline would have taken all of them (22 s).
     assert server.sent < len(HeaderTrickleServer.HEAD) // 2

@@ -23,7 +23,9 @@ def test_a_trickled_answer_hits_the_deadline(
     method: str, serve: Callable[..., Any], registry: Any, make_client: Callable[..., Any]
 ) -> None:
     """An answer trickled a byte every 50 ms ends the call at its deadline with
-    DeadlineAfterSendingError (may have been delivered: the service ran it)."""
+    DeadlineAfterSendingError (may have been delivered: the service ran it). A GET's
+    attempts each get a share of the deadline for the whole answer, so it is retried on the
+    lone instance; a POST's one attempt has the whole deadline."""
     app, url = serve("billing")
     with FaultProxy(url, fault=Fault(trickle=1, trickle_interval=0.05)) as proxy:
         registry.register("billing", proxy.url)
@@ -34,8 +36,11 @@ def test_a_trickled_answer_hits_the_deadline(
         stats = proxy.stats()
     assert info.value.delivery is Delivery.MAYBE_DELIVERED
     assert info.value.timeout == 0.3
-    assert app.runs["/report"] == 1
-    assert 0 < stats.bytes_downstream < 100  # a few bytes of the status line came
+    if method == "POST":
+        assert app.runs["/report"] == 1
+        assert 0 < stats.bytes_downstream < 100  # a few bytes of the status line came
+    else:
+        assert app.runs["/report"] in (2, 3)  # retried within the deadline
 
 
 def test_latency_well_inside_the_deadline_still_succeeds(

@@ -10,7 +10,6 @@ quotes. Times are printed, never asserted.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from typing import Any, Callable
 
@@ -68,21 +67,22 @@ def test_a_get_fails_over_from_a_hung_instance(
     )
 
 
-def test_later_calls_keep_trying_a_hung_instance(
+def test_later_calls_avoid_a_hung_instance_for_a_while(
     serve: Callable[..., Any],
     registry: Any,
     make_client: Callable[..., Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """Nothing takes a hung instance out of rotation (only connect failures eject, and the
-    breaker counts calls after failover): later calls try it again, and each is answered."""
+    """An attempt that timed out ejects its instance for the balancer's ejection time (5 s)
+    while another remains: the first call pays the hung instance's share, the later ones
+    go straight to the healthy instance. The breaker stays closed (it counts calls)."""
     calls = scaled(4, 10)
     _hung, hung_url = serve("hung")
     healthy, healthy_url = serve("healthy")
     with FaultProxy(hung_url, fault=HUNG) as proxy:
         registry.register("billing", proxy.url)
         registry.register("billing", healthy_url)
-        client = make_client(policy=chosen(), random=random.Random(3).random)
+        client = make_client(policy=chosen(), random=first_pick(registry, proxy.url))
         times = []
         for _ in range(calls):
             started = time.monotonic()
@@ -91,15 +91,12 @@ def test_later_calls_keep_trying_a_hung_instance(
             assert resp.json()["instance"] == "healthy"
         stats = proxy.stats()
     assert healthy.runs["/balance"] == calls
-    assert stats.blackholed >= 2  # tried again after the first time (the seed decides how often)
+    assert stats.blackholed == 1  # only the first call tried it
     assert client.breaker("billing").state == "closed"
-    slow = sorted(times)[-stats.blackholed :]
     report(
         capsys,
-        f"{calls} GETs, one of two instances hung: {stats.blackholed} tried it first and took"
-        f" {min(slow):.3f}-{max(slow):.3f} s each; the others"
-        f" {max(sorted(times)[: calls - stats.blackholed], default=0.0):.3f} s at most;"
-        f" {sum(times):.2f} s in all",
+        f"{calls} GETs, one of two instances hung: the first took {times[0]:.3f} s (it tried"
+        f" the hung one), the others {max(times[1:]):.3f} s at most; {sum(times):.2f} s in all",
     )
 
 
@@ -148,30 +145,29 @@ def test_a_post_to_a_hung_instance_waits_its_whole_deadline_once(
     report(capsys, f"POST, hung instance: DeadlineAfterSendingError after {elapsed:.3f} s")
 
 
-def test_a_trickling_instance_holds_a_get_for_its_whole_deadline(
+def test_a_trickling_instance_costs_a_get_its_share_and_it_fails_over(
     serve: Callable[..., Any],
     registry: Any,
     make_client: Callable[..., Any],
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """An instance that trickles its answer (a byte every 50 ms) is worse than a hung one:
-    each byte comes within the attempt's read timeout, which bounds one socket wait and not
-    the attempt, so the GET never fails over and ends at its deadline. (A known gap: see
-    docs/reliability.md.)"""
+    """An instance that trickles its answer (a byte every 50 ms, each inside the read
+    timeout) is held to the attempt's share of the deadline for the whole answer, as a hung
+    one is: the GET fails over and is answered by the healthy instance."""
     slow, slow_url = serve("slow")
     healthy, healthy_url = serve("healthy")
     with FaultProxy(slow_url, fault=Fault(trickle=1, trickle_interval=0.05)) as proxy:
         registry.register("billing", proxy.url)
         registry.register("billing", healthy_url)
-        client = make_client(policy=chosen(WAITING), random=first_pick(registry, proxy.url))
+        client = make_client(policy=chosen(), random=first_pick(registry, proxy.url))
         started = time.monotonic()
-        with pytest.raises(DeadlineAfterSendingError):
-            client.request(target_service="billing", endpoint="/balance")
+        resp = client.request(target_service="billing", endpoint="/balance")
         elapsed = time.monotonic() - started
         stats = proxy.stats()
-    assert (slow.runs["/balance"], healthy.runs["/balance"], stats.trickled) == (1, 0, 1)
+    assert resp.json()["instance"] == "healthy"
+    assert (slow.runs["/balance"], healthy.runs["/balance"], stats.trickled) == (1, 1, 1)
     report(
         capsys,
-        f"GET, trickling instance tried first, then none: DeadlineAfterSendingError after"
-        f" {elapsed:.3f} s ({stats.bytes_downstream} answer bytes had come)",
+        f"GET, trickling instance tried first, then a healthy one: answered in {elapsed:.3f} s"
+        f" ({stats.bytes_downstream} answer bytes of the trickled one had come)",
     )
