@@ -161,3 +161,27 @@ def charge(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 def charge_app() -> Callable[..., Iterable[bytes]]:
     """billing's /charge, honouring idempotency keys with the host-wide default store."""
     return EncryptionMiddleware(charge, exempt_paths=("/health",), idempotency=True)
+
+
+def readme_billing() -> Any:
+    """The README's billing service (``examples/flask_service.py``), recording each charge.
+
+    Each run of its charge view appends ``<path> <order>`` to the run log
+    (:data:`RUN_LOG_ENV`); a repeat the middleware answers from its
+    idempotency store never reaches the view, so it is not recorded.
+    """
+    import sys
+    from pathlib import Path
+
+    examples = str(Path(__file__).resolve().parents[2] / "examples")
+    if examples not in sys.path:
+        sys.path.insert(0, examples)
+    import flask_service
+    from flask import request
+
+    @flask_service.app.before_request
+    def record() -> None:
+        if request.path != "/health":
+            record_run(request.path, (request.get_json(silent=True) or {}).get("order"))
+
+    return flask_service.app

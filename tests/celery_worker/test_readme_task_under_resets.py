@@ -1,0 +1,127 @@
+"""The README's Celery task, run by a real prefork worker with a Redis broker, through 20%
+connection resets: no order is charged twice, and none is lost.
+
+* billing is the README's Flask service (``examples/flask_service.py``, which
+  honours idempotency keys) under gunicorn with two sync workers, which close
+  every connection after one answer, so every attempt is a new connection;
+* a FaultProxy in front of it resets 20% of the connections just as billing's
+  answer starts, after the charge ran: the worst case, an answer lost;
+* the worker runs ``examples/celery_tasks.py`` unchanged (``celery -A
+  celery_tasks worker --pool=prefork --concurrency=3``), its broker and results
+  in a real redis-server on 127.0.0.1;
+* 100 tasks, one per order.
+
+A lost answer is retried by the client (the key makes the POST repeatable)
+and, once the client gives up, by Celery (``MaybeDeliveredError``); every
+repeat with the key gets billing's first answer again instead of a second
+charge. Every wait is bounded; nothing is timed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from celery import Celery
+from support.apps import RUN_LOG_ENV
+from support.fleet import Fleet
+from support.gunicorn import GunicornServer
+from support.redis_server import redis_server
+
+from mscomm_sync import FileRegistry
+from mscomm_sync.testing import Fault, FaultProxy
+
+ROOT = Path(__file__).resolve().parents[2]
+TASKS = 100
+WAIT = 240.0  # seconds for all the tasks: an upper bound on a slow machine, never a measurement
+RESETS = Fault(reset_after=0, reset_direction="downstream", probability=0.2)
+
+
+@pytest.fixture(scope="module")
+def fleet() -> Fleet:
+    return Fleet("orders", "billing")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=30)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+@pytest.fixture
+def setup(fleet: Fleet, tmp_path: Path) -> Iterator[dict[str, Any]]:
+    runs = tmp_path / "runs.log"
+    billing_env = fleet.environ("orders", private=["billing"])
+    billing_env.update(
+        SERVICE_NAME="billing",
+        MSCOMM_CALLERS="orders",
+        MSCOMM_REPLAY_DB=str(tmp_path / "replay.table"),
+        MSCOMM_IDEMPOTENCY_DB=str(tmp_path / "idempotency.sqlite3"),
+        **{RUN_LOG_ENV: str(runs)},
+    )
+    registry_path = tmp_path / "registry.json"
+    with (
+        redis_server(tmp_path) as redis,
+        GunicornServer("support.apps:readme_billing()", workers=2, env=billing_env) as billing,
+        FaultProxy(billing.url, fault=RESETS) as proxy,
+        FileRegistry(registry_path) as registry,
+    ):
+        registry.register("billing", proxy.url)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MSCOMM_TEST")}
+        env.update(fleet.environ("billing", private=["orders"]))
+        env.update(
+            MSCOMM_REGISTRY=str(registry_path),
+            CELERY_BROKER_URL=redis.db(0),
+            PYTHONPATH=os.pathsep.join([str(ROOT / "examples"), str(ROOT)]),
+        )
+        log = tmp_path / "worker.log"
+        with log.open("wb") as out:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "celery_tasks",
+                 "--result-backend", redis.db(1), "worker", "--pool=prefork",
+                 "--concurrency=3", "--loglevel=INFO", "--without-gossip", "--without-mingle",
+                 "--without-heartbeat"],
+                cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        sender = Celery("orders", broker=redis.db(0), backend=redis.db(1))
+        try:
+            yield {"sender": sender, "proxy": proxy, "runs": runs, "log": log}
+        finally:
+            stop(worker)
+            sender.close()
+
+
+def test_no_order_is_charged_twice_and_none_is_lost(setup: dict[str, Any]) -> None:
+    sender: Celery = setup["sender"]
+    results = [sender.send_task("celery_tasks.charge", args=(order, 10)) for order in range(TASKS)]
+    answers = []
+    try:
+        for result in results:
+            answers.append(result.get(timeout=WAIT, propagate=True))
+    except Exception:
+        print(setup["log"].read_text()[-8000:])
+        raise
+    runs = setup["runs"].read_text().splitlines()
+    charged = Counter(int(line.split()[1]) for line in runs if line.startswith("/api/v1/charge"))
+    stats = setup["proxy"].stats()
+    print(
+        f"[celery] {TASKS} tasks: {stats.connections} connections, {stats.reset} reset after"
+        f" billing answered; {len(runs)} charges ran"
+    )
+    assert [a["charged"] for a in answers] == [10] * TASKS  # every task got its answer
+    assert {a["caller"] for a in answers} == {"orders"}
+    assert charged == Counter(range(TASKS))  # each order charged once: none twice, none lost
+    assert stats.reset > 0  # the faults really happened
