@@ -20,11 +20,14 @@ from mscomm_sync import (
 )
 
 app = Celery("orders", broker=os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0"))
+# Acknowledge a task once it has run, and run it again if its worker child
+# died: the idempotency key below makes running it again safe.
+app.conf.update(task_acks_late=True, task_reject_on_worker_lost=True)
 initialize_registry()  # $MSCOMM_REGISTRY
 client = MicroServiceClient("orders")  # at import: safe before the fork
 
 
-@app.task(bind=True, max_retries=8, acks_late=True)
+@app.task(bind=True, max_retries=8)
 def charge(self, order_id, amount):
     try:
         resp = client.request(

@@ -1,5 +1,5 @@
 """The README's Celery task, run by a real prefork worker with a Redis broker, through 20%
-connection resets: no order is charged twice, and none is lost.
+connection resets and killed worker processes: no order is charged twice, and none is lost.
 
 * billing is the README's Flask service (``examples/flask_service.py``, which
   honours idempotency keys) under gunicorn with two sync workers, which close
@@ -9,12 +9,16 @@ connection resets: no order is charged twice, and none is lost.
 * the worker runs ``examples/celery_tasks.py`` unchanged (``celery -A
   celery_tasks worker --pool=prefork --concurrency=3``), its broker and results
   in a real redis-server on 127.0.0.1;
-* 100 tasks, one per order.
+* 100 tasks, one per order; after the first results, one of the worker's pool
+  children and one of billing's gunicorn workers are killed (SIGKILL), and
+  Celery and gunicorn replace them.
 
 A lost answer is retried by the client (the key makes the POST repeatable)
 and, once the client gives up, by Celery (``MaybeDeliveredError``); every
 repeat with the key gets billing's first answer again instead of a second
-charge. Every wait is bounded; nothing is timed.
+charge. A task whose child was killed is run again (``task_acks_late`` and
+``task_reject_on_worker_lost``), with the same key. Every wait is bounded;
+nothing is timed.
 """
 
 from __future__ import annotations
@@ -39,10 +43,26 @@ from support.redis_server import redis_server
 from mscomm_sync import FileRegistry
 from mscomm_sync.testing import Fault, FaultProxy
 
+pytestmark = pytest.mark.reliability
+
 ROOT = Path(__file__).resolve().parents[2]
 TASKS = 100
 WAIT = 240.0  # seconds for all the tasks: an upper bound on a slow machine, never a measurement
-RESETS = Fault(reset_after=0, reset_direction="downstream", probability=0.2)
+# 50 ms more per connection keeps tasks in flight long enough for a kill to meet one.
+RESETS = Fault(reset_after=0, reset_direction="downstream", probability=0.2, latency=0.05)
+
+
+def children_of(pid: int) -> list[int]:
+    """The process ids whose parent is ``pid`` (Linux's /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                # The command may hold spaces and parentheses: the fields follow the last ")".
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return sorted(found)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +118,8 @@ def setup(fleet: Fleet, tmp_path: Path) -> Iterator[dict[str, Any]]:
             )  # fmt: skip
         sender = Celery("orders", broker=redis.db(0), backend=redis.db(1))
         try:
-            yield {"sender": sender, "proxy": proxy, "runs": runs, "log": log}
+            yield {"sender": sender, "proxy": proxy, "runs": runs, "log": log,
+                   "worker": worker.pid, "billing": billing.pid}  # fmt: skip
         finally:
             stop(worker)
             sender.close()
@@ -108,19 +129,28 @@ def test_no_order_is_charged_twice_and_none_is_lost(setup: dict[str, Any]) -> No
     sender: Celery = setup["sender"]
     results = [sender.send_task("celery_tasks.charge", args=(order, 10)) for order in range(TASKS)]
     answers = []
+    killed: list[int] = []
     try:
-        for result in results:
+        for number, result in enumerate(results):
             answers.append(result.get(timeout=WAIT, propagate=True))
+            if number == 20:  # some charged, most still queued or in flight: kill a child each
+                for parent in (setup["worker"], setup["billing"]):
+                    victim = children_of(parent)[0]
+                    os.kill(victim, signal.SIGKILL)
+                    killed.append(victim)
     except Exception:
         print(setup["log"].read_text()[-8000:])
         raise
     runs = setup["runs"].read_text().splitlines()
     charged = Counter(int(line.split()[1]) for line in runs if line.startswith("/api/v1/charge"))
     stats = setup["proxy"].stats()
+    lost = setup["log"].read_text().count("WorkerLostError")
     print(
         f"[celery] {TASKS} tasks: {stats.connections} connections, {stats.reset} reset after"
-        f" billing answered; {len(runs)} charges ran"
+        f" billing answered; killed {killed}; {lost} tasks lost a worker child and ran again;"
+        f" {len(runs)} charges ran"
     )
+    assert len(killed) == 2
     assert [a["charged"] for a in answers] == [10] * TASKS  # every task got its answer
     assert {a["caller"] for a in answers} == {"orders"}
     assert charged == Counter(range(TASKS))  # each order charged once: none twice, none lost

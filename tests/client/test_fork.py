@@ -113,6 +113,7 @@ def _child_calls(client: Any) -> int:
     return len(wrong) + sum(t.is_alive() for t in threads)
 
 
+@pytest.mark.reliability
 def test_threads_of_forked_children_never_share_the_parents_sockets(
     registry: FileRegistry, make_client: Callable[..., Any]
 ) -> None:

@@ -252,6 +252,7 @@ def _race(path: str, barrier: Any, results: Any) -> None:
     results.put([store.claim(f"k{i}", "fp", lease=60).outcome.value for i in range(50)])
 
 
+@pytest.mark.reliability
 def test_forked_processes_racing_for_keys_start_each_once(tmp_path: Path) -> None:
     """Four processes claiming the same 50 keys at once: each key starts in exactly one."""
     path = str(tmp_path / "idem.sqlite3")
@@ -274,6 +275,7 @@ def _claim_and_die(path: str) -> None:
     os._exit(0)  # killed mid-handler: never completes, never releases
 
 
+@pytest.mark.reliability
 def test_a_dead_processs_claim_is_given_up_at_once(tmp_path: Path) -> None:
     """A worker that died holding a claim (its lease an hour) does not block the key."""
     path = str(tmp_path / "idem.sqlite3")

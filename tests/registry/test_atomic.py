@@ -39,6 +39,7 @@ def test_a_crashed_writer_leaves_its_full_temporary_file(
     assert not registry_path.exists()
 
 
+@pytest.mark.reliability
 def test_the_next_write_removes_a_crashed_writers_temporary_file(
     registry_path: Path, stopped_writer: StartWriter
 ) -> None:

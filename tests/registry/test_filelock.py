@@ -138,6 +138,7 @@ def test_wait_is_bounded_even_by_a_clock_that_stands_still(
     assert sum(sleeps) == pytest.approx(0.5)
 
 
+@pytest.mark.reliability
 def test_writer_stopped_holding_the_lock_fails_other_writes_within_the_bound(
     registry_path: Path, stopped_writer: StartWriter
 ) -> None:
@@ -151,6 +152,7 @@ def test_writer_stopped_holding_the_lock_fails_other_writes_within_the_bound(
     assert time.monotonic() - started < 30  # a hang-versus-no-hang bound, not a timing claim
 
 
+@pytest.mark.reliability
 def test_stopped_writer_resumes_and_completes_its_write(
     registry_path: Path, stopped_writer: StartWriter
 ) -> None:

@@ -106,6 +106,13 @@ class GunicornServer:
         self._wait_ready()
         return self
 
+    @property
+    def pid(self) -> int:
+        """The master's process id (after :meth:`start`)."""
+        if self._proc is None:
+            raise RuntimeError("gunicorn is not running")
+        return self._proc.pid
+
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
