@@ -6,6 +6,8 @@ Subcommands:
 * ``mscomm key public|id`` prints the public half or the key id of a key.
 * ``mscomm trust ...`` edits, signs, verifies and shows a trust file.
 * ``mscomm registry ...`` inspects and edits a service registry.
+* ``mscomm call SERVICE METHOD PATH`` makes one sealed call and prints the answer
+  (:mod:`mscomm_sync.call_cli`).
 
 Global options go before the subcommand: ``--version``, ``--registry``, and
 ``--json``, which every subcommand that prints data also accepts after its name.
@@ -15,6 +17,7 @@ command line, and no command but ``keygen`` and ``trust root`` prints one.
 
 Exit status: 0 success; 1 the answer is no (not found, already present,
 nothing removed, unhealthy, not verified); 2 usage errors and failures.
+``call`` has its own: 1 for an HTTP error status, 3 for a failed call.
 """
 
 from __future__ import annotations
@@ -172,6 +175,8 @@ def _add_key_parsers(sub: Any) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """Return the argument parser for ``mscomm``."""
+    from .call_cli import EXIT_MSCOMM_ERROR
+    from .call_cli import add_parser as add_call_parser
     from .registry.cli import EXIT_ERROR, add_location_options
     from .registry.cli import add_parser as add_registry_parser
     from .registry.table import format_table
@@ -180,11 +185,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mscomm",
         description=(
-            "Sealed, resilient service-to-service calls: keys, trust file and registry tools."
+            "Sealed, resilient service-to-service calls: keys, trust file and registry tools, "
+            "and sealed calls from the shell."
         ),
         epilog=(
             "Exit status: 0 success; 1 not found, already present, nothing removed, "
-            f"unhealthy or not verified; {EXIT_ERROR} usage error or failure."
+            f"unhealthy or not verified; {EXIT_ERROR} usage error or failure. `call`: 1 an "
+            f"HTTP error status, {EXIT_MSCOMM_ERROR} the call failed."
         ),
     )
     parser.add_argument(
@@ -196,6 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_key_parsers(sub)
     add_trust_parser(sub, table=format_table)
     add_registry_parser(sub)
+    add_call_parser(sub)
     return parser
 
 

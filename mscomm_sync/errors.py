@@ -16,9 +16,14 @@ got an answer the client refused or that refused it.
 from __future__ import annotations
 
 import enum
+import re
 from typing import Any, Optional
 
 import requests
+
+#: The variable that names the default registry (the registry layer owns it; see
+#: ``mscomm_sync.registry.location``). Only named here, in a hint.
+_ENV_REGISTRY = "MSCOMM_REGISTRY"
 
 __all__ = [
     "AnswerLostError",
@@ -208,15 +213,28 @@ class RegistryError(MscommError):
 
 
 class ServiceNotFoundError(NotDeliveredError, LookupError):
-    """Nothing is registered under the requested service name.
+    """Nothing is registered under the requested service name, in the registry that was read.
 
     Attributes:
         service: the name that was looked up.
+        registry: the location of the registry that was read (a file path
+            or an ``etcd://`` location), or ``None`` when the registry does
+            not say (one that has no ``location``).
     """
 
-    def __init__(self, service: str) -> None:
-        super().__init__(f"no instances registered for service {service!r}")
+    def __init__(self, service: str, registry: Optional[str] = None) -> None:
+        if registry is None:
+            message = f"no instances registered for service {service!r}"
+        else:
+            message = (
+                f"no instances registered for service {service!r} in registry {registry}; "
+                f"see what it holds with `mscomm registry list --registry {registry}`, and "
+                f"check that ${_ENV_REGISTRY} (or registry=) names the registry {service} "
+                "registers in"
+            )
+        super().__init__(message)
         self.service = service
+        self.registry = registry
 
 
 class ServiceUnavailableError(MscommError, requests.ConnectionError):
@@ -336,17 +354,107 @@ class RequestRejectedError(AnsweredError):
     """The peer's middleware refused the request before it reached the app.
 
     Such refusals (400, 401, 403, 413) arrive unsealed, because the peer could
-    not verify who was asking. The peer's log has the reason.
+    not verify who was asking, so the caller learns only the status. The
+    reason is in the peer's own log (logger ``mscomm_sync.wsgi``, WARNING,
+    ``refused <status>: <reason> (... kid=...)``); the message says where, and
+    what usually causes each status. It names key ids, which are public,
+    never keys.
 
     Attributes:
         service: the service that refused.
         status: the HTTP status it answered with.
+        caller: the service the request was sealed as, or ``None``.
+        key_id: the key id the request was sealed with, or ``None``: in
+            protocol v2 the pair ``<caller's key id>-<service's key id>``
+            (the service logs the first half as ``kid``); in v1 the id of the
+            shared key.
+        version: the protocol version it was sealed with (``"1"`` or ``"2"``),
+            or ``None``.
     """
 
-    def __init__(self, service: str, status: int) -> None:
-        super().__init__(f"service {service!r} rejected the request with HTTP {status}")
+    def __init__(
+        self,
+        service: str,
+        status: int,
+        *,
+        caller: Optional[str] = None,
+        key_id: Optional[str] = None,
+        version: Optional[str] = None,
+    ) -> None:
+        super().__init__(_rejection_message(service, status, caller, key_id, version))
         self.service = service
         self.status = status
+        self.caller = caller
+        self.key_id = key_id
+        self.version = version
+
+
+def _rejection_message(
+    service: str,
+    status: int,
+    caller: Optional[str],
+    key_id: Optional[str],
+    version: Optional[str],
+) -> str:
+    """Say what a refusal means: how it was sealed, where its reason is, what usually causes it."""
+    sealed = [f"as {caller!r}"] if caller is not None else []
+    if version is not None:
+        sealed.append(f"protocol v{version}")
+    pair = version == "2" and key_id is not None and len(key_id) == 33 and key_id[16] == "-"
+    if key_id is not None:
+        sealed.append(f"key ids {key_id}" if pair else f"key id {key_id}")
+    how = f" (sealed {', '.join(sealed)})" if sealed else ""
+    # The service logs the key id the seal claims: the caller's own in v2.
+    kid = f", kid={key_id[:16]!r}" if key_id is not None else ""
+    text = (
+        f"service {service!r} rejected the request with HTTP {status}{how}. The reason is "
+        f"in {service}'s log (logger mscomm_sync.wsgi, WARNING 'refused {status}: ...'{kid})."
+    )
+    who = repr(caller) if caller is not None else "the caller"
+    name = _variable(caller) if caller is not None else "<CALLER>"
+    if status == 401:
+        if pair and key_id is not None:
+            own, theirs = key_id[:16], key_id[17:]
+            keys = (
+                f" {service} trusts no public key {own} for {who} (compare `mscomm key id "
+                f"--from-env {name}_PRIVATE_KEY`, or `mscomm key public < KEYFILE`, with the "
+                f"keys of {who} in {service}'s trust file or {name}_PUBLIC_KEY);"
+                f" {theirs} is not a key {service} holds ({who} has a wrong or stale public "
+                f"key of {service});"
+            )
+        elif version == "1":
+            keys = (
+                f" {service} holds no shared key {key_id} of {who} (the two sides' "
+                f"{name}_ENCRYPTION_KEY differ: compare `mscomm key id --v1-from-env "
+                f"{name}_ENCRYPTION_KEY` on both);"
+            )
+        else:
+            keys = f" {service} does not know the key the request was sealed with;"
+        return (
+            f"{text} Usual causes:{keys} the two hosts' clocks differ by more than the "
+            "replay window; the request was altered on the way; its body is a little "
+            f"larger than {service} accepts (its max_body_size; far larger gets a 413)."
+        )
+    if status == 403:
+        return (
+            f"{text} {service} verified {who} but does not take calls from it: name it in "
+            f"the trust file's callers for {service} (`mscomm trust callers`), in "
+            f"allowed_callers=, or in MSCOMM_CALLERS, on {service}."
+        )
+    if status == 413:
+        return f"{text} The request body is larger than {service} accepts (its max_body_size)."
+    if status == 400:
+        return (
+            f"{text} The request arrived malformed: a proxy on the way changed its framing, "
+            f"or {service} is mounted at another path (SCRIPT_NAME) than the one it expects."
+        )
+    return text
+
+
+def _variable(service: str) -> str:
+    """The ``<NAME>`` of a service's variables (as ``keyring.variable_name``, which the
+    base layer may not import)."""
+    return re.sub(r"[^A-Z0-9]", "_", service.upper())
 
 
 class ResponseTooLargeError(AnsweredError):

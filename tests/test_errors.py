@@ -97,8 +97,18 @@ def test_registry_error_carries_location_and_reason() -> None:
 def test_service_not_found_names_the_service() -> None:
     """ServiceNotFoundError keeps the name looked up and names it in its message."""
     error = ServiceNotFoundError("billing")
-    assert error.service == "billing"
-    assert "'billing'" in str(error)
+    assert (error.service, error.registry) == ("billing", None)
+    assert str(error) == "no instances registered for service 'billing'"
+
+
+def test_service_not_found_names_the_registry_read_and_how_to_list_it() -> None:
+    """With the registry's location, the message names it and the command that lists it."""
+    error = ServiceNotFoundError("billing", "etcd://127.0.0.1:2379/mscomm")
+    assert error.registry == "etcd://127.0.0.1:2379/mscomm"
+    text = str(error)
+    assert "'billing' in registry etcd://127.0.0.1:2379/mscomm" in text
+    assert "mscomm registry list --registry etcd://127.0.0.1:2379/mscomm" in text
+    assert "$MSCOMM_REGISTRY" in text
 
 
 def test_service_unavailable_carries_attempts_and_the_last_error() -> None:
@@ -142,7 +152,66 @@ def test_request_rejected_carries_service_and_status() -> None:
     """RequestRejectedError keeps the refusing service and the HTTP status."""
     error = RequestRejectedError("billing", 403)
     assert (error.service, error.status) == ("billing", 403)
+    assert (error.caller, error.key_id, error.version) == (None, None, None)
     assert "HTTP 403" in str(error)
+
+
+PAIR = "0123456789abcdef-fedcba9876543210"
+
+
+def test_request_rejected_carries_how_it_was_sealed() -> None:
+    """The caller, key id and protocol version are kept, and the message shows them."""
+    error = RequestRejectedError("billing", 401, caller="orders", key_id=PAIR, version="2")
+    assert (error.caller, error.key_id, error.version) == ("orders", PAIR, "2")
+    assert f"(sealed as 'orders', protocol v2, key ids {PAIR})" in str(error)
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 413])
+def test_every_refusal_says_where_its_reason_is(status: int) -> None:
+    """Every refusal names the service's log, its logger and level, and the key id the
+    log line shows (the caller's half of a v2 pair)."""
+    text = str(RequestRejectedError("billing", status, caller="orders", key_id=PAIR, version="2"))
+    assert "billing's log (logger mscomm_sync.wsgi, WARNING" in text
+    assert f"'refused {status}: ...', kid='0123456789abcdef')" in text
+
+
+@pytest.mark.parametrize(
+    ("status", "causes"),
+    [
+        (401, ["trusts no public key 0123456789abcdef for 'orders'",
+               "--from-env ORDERS_PRIVATE_KEY", "ORDERS_PUBLIC_KEY",
+               "fedcba9876543210 is not a key billing holds", "clocks", "altered"]),
+        (403, ["verified 'orders'", "trust file's callers for billing",
+               "allowed_callers=", "MSCOMM_CALLERS"]),
+        (413, ["larger than billing accepts"]),
+        (400, ["malformed", "SCRIPT_NAME"]),
+    ],
+    ids=["401", "403", "413", "400"],
+)  # fmt: skip
+def test_each_refusal_names_its_usual_causes(status: int, causes: list[str]) -> None:
+    """Each status has its own usual causes in the message, and only its own."""
+    text = str(RequestRejectedError("billing", status, caller="orders", key_id=PAIR, version="2"))
+    for cause in causes:
+        assert cause in text
+    assert ("Usual causes" in text) == (status == 401)
+    assert ("MSCOMM_CALLERS" in text) == (status == 403)
+
+
+def test_a_v1_refusal_points_at_the_callers_shared_key() -> None:
+    """A v1 401 names the caller's shared-key variable and how to see its key id."""
+    error = RequestRejectedError(
+        "billing", 401, caller="other-service", key_id="0123456789abcdef", version="1"
+    )
+    text = str(error)
+    assert "(sealed as 'other-service', protocol v1, key id 0123456789abcdef)" in text
+    assert "--v1-from-env OTHER_SERVICE_ENCRYPTION_KEY" in text
+
+
+def test_a_refusal_without_seal_facts_still_says_where_to_look() -> None:
+    """With no caller, key id or version known, the message still names the log."""
+    text = str(RequestRejectedError("billing", 401))
+    assert text.startswith("service 'billing' rejected the request with HTTP 401. ")
+    assert "logger mscomm_sync.wsgi" in text and "kid=" not in text
 
 
 def test_integrity_error_carries_service_and_reason() -> None:
@@ -196,11 +265,11 @@ def _examples() -> list[MscommError]:
         errors.InsecureResponseError(service="billing", status=502),
         errors.ReplayGapError(service="orders", message_id="ab" * 16, not_before=1.0),
         errors.RegistryError("gone", location="/r.json", reason="missing"),
-        errors.ServiceNotFoundError("billing"),
+        errors.ServiceNotFoundError("billing", "/srv/registry.json"),
         errors.ServiceUnavailableError("billing", 3, OSError("x"), reason="ReadTimeout"),
         errors.DeadlineExceededError("billing", 1.5),
         errors.CircuitOpenError("billing", 2.0),
-        errors.RequestRejectedError("billing", 401),
+        errors.RequestRejectedError("billing", 401, caller="orders", key_id=PAIR, version="2"),
         errors.ResponseTooLargeError("billing", 10, 20),
         errors.ServiceUnreachableError("billing", 1, reason="connection refused"),
         errors.AnswerLostError("billing", 2, reason="ReadTimeout"),

@@ -236,9 +236,15 @@ class ServiceAdapter(BaseAdapter):
     # -- the spokes -----------------------------------------------------------
 
     def _attempts(self, call: Call, state: _ProcessState, record: CallRecord) -> Response:
-        instances = self._registry().get_instances(call.service)
+        registry = self._registry()
+        instances = registry.get_instances(call.service)
         if not instances:
-            raise ServiceNotFoundError(call.service)
+            # Which registry was read: the first thing to check (a registry is
+            # any object with the protocol's methods; ours have a location).
+            location = getattr(registry, "location", None)
+            raise ServiceNotFoundError(
+                call.service, location if isinstance(location, str) and location else None
+            )
         if not any(i.healthy for i in instances):
             log.warning(
                 "every instance of service=%s is marked unhealthy; trying anyway", call.service,

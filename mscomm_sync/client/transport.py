@@ -44,6 +44,7 @@ from ..envelope import (
     Sealed,
 )
 from ..envelope.envelope import SEALING_OVERHEAD
+from ..envelope.headers import HEADER_SEAL, parse_seal
 from ..errors import (
     ConfigurationError,
     DeadlineSpentOnArrivalError,
@@ -344,7 +345,17 @@ def _refusal(call: Call, response: Response, url: str) -> MscommError:
                    "mscomm.status": status, "mscomm.url": where,
                    "mscomm.request_id": call.request_id},
         )  # fmt: skip
-        return RequestRejectedError(call.service, status)
+        # What it was sealed with, as it went on the wire: the seal header
+        # of the very request refused (key ids are public; no key is read).
+        sent = response.request.headers.get(HEADER_SEAL) if response.request else None
+        seal = parse_seal(sent) if isinstance(sent, str) else None
+        return RequestRejectedError(
+            call.service,
+            status,
+            caller=call.envelope.service_name,
+            key_id=seal.kid if seal is not None else None,
+            version=seal.version if seal is not None else None,
+        )
     log.warning(
         "unsealed answer from service=%s status=%d url=%s request_id=%s",
         call.service, status, where, call.request_id,
