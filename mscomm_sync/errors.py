@@ -432,8 +432,7 @@ def _rejection_message(
             keys = f" {service} does not know the key the request was sealed with;"
         return (
             f"{text} Usual causes:{keys} the two hosts' clocks differ by more than the "
-            "replay window; the request was altered on the way; its body is a little "
-            f"larger than {service} accepts (its max_body_size; far larger gets a 413)."
+            "replay window; the request was altered on the way."
         )
     if status == 403:
         return (

@@ -303,8 +303,11 @@ class EncryptionMiddleware:
                 environ, start_response, NOT_EXECUTED, exc.request, method, target
             )
         except IntegrityError as exc:
+            # Too large is a size refusal, whichever check found it (a v2 body's
+            # sealed fields let its length pass the read limit and fail on opening).
+            status = 413 if exc.reason == "body too large" else 401
             reason = f"verification failed: {exc.reason}"
-            return _refuse(401, reason, environ, start_response, record)
+            return _refuse(status, reason, environ, start_response, record)
         # The ciphertext is not needed any more: let it go before the app runs,
         # so a large request is not held twice while it is being answered.
         del body

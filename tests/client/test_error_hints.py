@@ -177,6 +177,17 @@ def test_a_body_above_the_limit_is_said_to_be_too_large(
     assert "larger than billing accepts" in str(error)
 
 
+def test_a_body_just_above_the_limit_is_a_413_too(fleet: Fleet, registry: FileRegistry) -> None:
+    """A v2 body a byte over max_body_size fits the read limit (the seal's room for its
+    sealed fields) and is found too large on opening: still 413, not 401."""
+    server = serve(v2_billing(fleet, max_body_size=1024), registry)
+    try:
+        error = rejected(v2_orders(fleet, registry, fleet.identity("orders")), payload=b"x" * 1025)
+    finally:
+        server.stop()
+    assert (error.status, error.version) == (413, "2")
+
+
 def test_the_fields_survive_pickling(fleet: Fleet, registry: FileRegistry) -> None:
     """A refusal raised by a real call pickles with its key id, version and caller."""
     import pickle
