@@ -126,9 +126,15 @@ def _add_key_parsers(sub: Any) -> None:
             "Print a fresh protocol v2 key pair: the private key alone on stdout, so that "
             "BILLING_PRIVATE_KEY=$(mscomm keygen) works, and its public key and key id on "
             "stderr (the public key goes in the trust file or in <SERVICE>_PUBLIC_KEY). "
-            "Each key is 32 bytes in URL-safe base64. With --v1, print a shared key for "
-            "<SERVICE>_ENCRYPTION_KEY instead, and its key id on stderr. To rotate, put "
-            "the new key first: NEW,OLD (the first seals, all open)."
+            "Each key is 32 bytes in URL-safe base64. To rotate a key pair: give the "
+            "service both private keys, the new one second (<SERVICE>_PRIVATE_KEY=OLD,NEW: "
+            "the first seals, all open); then publish the new public key first (mscomm "
+            "trust add --first); once every peer has it and a replay window has passed, keep "
+            "only NEW; last, remove the old public key (mscomm trust remove). The key "
+            "rotation page (docs/rotation.md) has every step. With --v1, print a "
+            "shared key for <SERVICE>_ENCRYPTION_KEY instead, and its key id on stderr; to "
+            "rotate it, put the new key second everywhere (OLD,NEW), then first (NEW,OLD), "
+            "then drop OLD."
         ),
     )
     keygen.add_argument(

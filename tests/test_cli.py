@@ -135,6 +135,17 @@ def test_keygen_help_explains_where_the_key_goes() -> None:
     assert "32" in text
 
 
+def test_keygen_help_rotates_v2_by_publishing_first_and_v1_by_order() -> None:
+    """`keygen --help` gives v2's rotation (the new private key second, its public key
+    published first, then the switch) and keeps v1's advice (the new key first) for --v1."""
+    text = " ".join(mscomm("keygen", "--help").stdout.split())
+    v2, v1 = text.split("With --v1")
+    assert "OLD,NEW" in v2 and "trust add --first" in v2 and "trust remove" in v2
+    assert v2.index("trust add --first") < v2.index("only NEW") < v2.index("trust remove")
+    assert "put the new key first" not in v2
+    assert "NEW,OLD" in v1 and "_ENCRYPTION_KEY" in v1
+
+
 def test_version_prints_the_package_version() -> None:
     """`mscomm --version` prints mscomm_sync.__version__ on stdout and exits 0."""
     result = mscomm("--version")

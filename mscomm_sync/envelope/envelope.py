@@ -221,9 +221,17 @@ class Envelope:
         else:
             problem = "protocol v1 is not allowed here"
         raise ConfigurationError(
-            f"cannot seal a request for {recipient!r}: no public key of it is trusted "
-            f"(list it in the trust file, or set its _PUBLIC_KEY variable, with this "
-            f"service's _PRIVATE_KEY set) and {problem}",
+            f"cannot seal a request for {recipient!r}: "
+            + (
+                "protocol v2 is not allowed here"
+                if "2" not in self.versions
+                else "no public key of it is trusted"
+                if self.trust.sealing_key(recipient) is None
+                else "this service has no private key of its own"
+            )
+            + f" (protocol v2 needs a public key of it, in the trust file named by MSCOMM_TRUST"
+            f" or in {self.trust.variable(recipient)}, and this service's own private key, in"
+            f" {self.identity.variable} or {self.identity.variable}_FILE), and {problem}",
             variable=None,
             reason="no key for recipient",
         )

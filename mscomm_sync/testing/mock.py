@@ -70,8 +70,10 @@ class ServiceMock:
     """A remote service, mocked with ``responses``, that answers like the real one.
 
     Args:
-        name: the mocked service's name; it seals replies with this
-            service's key (``<NAME>_ENCRYPTION_KEY``, or ``keyring``).
+        name: the mocked service's name; it opens requests and seals replies
+            with this service's keys, read from the environment
+            (``<NAME>_PRIVATE_KEY`` and the callers' ``<NAME>_PUBLIC_KEY``;
+            for v1, ``<NAME>_ENCRYPTION_KEY``, or ``keyring``).
         mock: the started :class:`responses.RequestsMock` to add to.
         registry: where to register the instances; ``None`` registers nowhere.
         instances: how many instances, each with its own fake URL
@@ -265,6 +267,8 @@ class ServiceMock:
         self, method: str, url: str, request: requests.PreparedRequest, was_sealed: bool
     ) -> tuple[Wire, Optional[MockRequest]]:
         raw = request.body or b""
+        if isinstance(raw, (list, tuple)):  # a v2 sealed body is sent in its chunks
+            raw = b"".join(raw)
         data = raw.encode("utf-8") if isinstance(raw, str) else bytes(raw)
         headers = CaseInsensitiveDict(dict(request.headers))
         if not was_sealed:
@@ -279,6 +283,10 @@ class ServiceMock:
             )
         except IntegrityError:
             return refused(401), None
+        if opened.version == "2":  # the handler sees the sealed headers only, as an app does
+            headers = CaseInsensitiveDict()
+            for name, value in opened.headers:
+                headers[name] = f"{headers[name]}, {value}" if name in headers else value
         plain = MockRequest.build(
             method, url, headers, opened.body, opened.content_type, opened.sender
         )

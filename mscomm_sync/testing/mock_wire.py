@@ -8,7 +8,15 @@ byte-for-byte what a real service sends.
 from __future__ import annotations
 
 from ..envelope import Envelope, Opened, Sealed
-from ..wsgi.response import BODILESS_STATUSES, refusal, sealed_response, without_envelope_headers
+from ..envelope.fields import sealable
+from ..wsgi.response import (
+    BODILESS_STATUSES,
+    app_headers,
+    refusal,
+    sealed_headers,
+    sealed_response,
+    without_envelope_headers,
+)
 from .mock_types import MockReply
 
 __all__ = ["Wire", "plaintext", "refused", "sealed"]
@@ -52,6 +60,8 @@ def sealed(
     """
     status = reply.status
     bodiless = method == "HEAD" or status < 200 or status in BODILESS_STATUSES
+    v2 = opened.version == "2"  # answered in the request's version; v2 seals the headers
+    kept, _content_type = app_headers(reply.headers.items())
     seal = envelope.seal_response(
         recipient=opened.sender,
         method=method,
@@ -60,6 +70,8 @@ def sealed(
         reply_to=opened.message_id,
         body=b"" if bodiless else reply.body,
         content_type=reply.content_type,
+        headers=sealable(kept) if v2 else None,
+        request=opened,
     )
     if tamper:
         seal = Sealed(
@@ -67,6 +79,13 @@ def sealed(
             bytes([seal.body[0] ^ 0x01]) + seal.body[1:],
             seal.message_id,
             seal.timestamp,
+            seal.version,
+            seal.pair,
         )
-    headers, chunks = sealed_response(f"{status} -", reply.headers.items(), seal, bodiless=bodiless)
+    if v2:
+        headers, chunks = sealed_headers([], seal, status, bodiless=bodiless)
+    else:
+        headers, chunks = sealed_response(
+            f"{status} -", reply.headers.items(), seal, bodiless=bodiless
+        )
     return status, headers, b"".join(chunks)

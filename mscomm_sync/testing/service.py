@@ -21,12 +21,13 @@ class SealedService:
     leave nothing on the host.
 
     Args:
-        name: the service name (it needs a key: ``<NAME>_ENCRYPTION_KEY``).
+        name: the service name (it needs a key of its own: ``<NAME>_PRIVATE_KEY``,
+            or, for protocol v1, ``<NAME>_ENCRYPTION_KEY``).
         app: any WSGI application (a Flask app, a Django handler, a function).
         registry: where to register; ``None`` registers nowhere.
         health_endpoint: the health path recorded with the registration.
         **options: keyword arguments for ``EncryptionMiddleware``
-            (``encrypt_responses``, ``allowed_callers``, ``keyring`` ...).
+            (``encrypt_responses``, ``allowed_callers``, ``trust``, ``identity`` ...).
 
     Raises:
         ConfigurationError: the service has no usable key, or an option is

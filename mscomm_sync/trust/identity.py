@@ -125,8 +125,19 @@ class Identity:
         return tuple(PrivateKey.from_text(p, source=source) for p in parts)
 
     def __reduce__(self) -> tuple[object, ...]:
+        """Pickle as "read the environment again": the copy reads its keys itself.
+
+        Raises:
+            TypeError: the keys were given, or are read from a mapping other
+                than ``os.environ``: pickling would copy a private key into
+                the pickle.
+        """
         if self._static or self._environ is not os.environ:
-            raise TypeError("this Identity holds private keys: it is never pickled")
+            raise TypeError(
+                "this Identity holds private keys (given as keys= or in a mapping): it is "
+                "never pickled, so that no pickle ever holds a private key; use the "
+                "environment, or build it again"
+            )
         return (Identity, (self.service,))
 
     def __copy__(self) -> Identity:

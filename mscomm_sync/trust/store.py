@@ -16,6 +16,10 @@ Public keys are never taken from the registry, nor from the network.
 The trust file is re-read when it changes (checked at most once a second);
 a new version that fails to parse, to verify, or that has a lower serial is
 refused and logged, and the last good one stays in force.
+
+A store is pickled as where it reads, never as what it read: the copy reads
+the trust file and the variables again in its own process. One that reads a
+mapping of its own instead of ``os.environ`` is not pickled at all.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Callable, Optional, Union
+from typing import Any, Callable, Optional, Union
 
 from ..errors import ConfigurationError
 from ..keyring import variable_name
@@ -73,6 +77,10 @@ class TrustStore:
         self._environ: Mapping[str, str] = os.environ if environ is None else environ
         named = path if path is not None else self._environ.get(TRUST_ENV)
         self.path: Optional[str] = os.path.abspath(os.fspath(named)) if named else None
+        # What was given rather than read from the environment: a pickle keeps
+        # these, and reads the environment again for the rest.
+        self._given_path = self.path if path is not None else None
+        self._given_roots = roots
         if roots is None and self._environ.get(ROOT_ENV):
             roots = parse_roots(self._environ[ROOT_ENV])
         self.roots: tuple[RootKey, ...] = roots or ()
@@ -132,7 +140,7 @@ class TrustStore:
             return entry.keys
         found = self._from_env.get(service)
         if found is None:
-            var = variable_name(service, "PUBLIC_KEY")
+            var = self.variable(service)
             value = self._environ.get(var, "")
             found = tuple(
                 PublicKey.from_text(p, source=f"{var} (service {service!r})")
@@ -151,6 +159,10 @@ class TrustStore:
             self._from_env.clear()
             self._next_check = 0.0
         self._current()
+
+    def variable(self, service: str) -> str:
+        """Return the variable that holds ``service``'s public keys (``<NAME>_PUBLIC_KEY``)."""
+        return variable_name(service, "PUBLIC_KEY")
 
     def _current(self) -> Optional[TrustDocument]:
         if self.path is not None and self._monotonic() >= self._next_check:
@@ -214,5 +226,52 @@ class TrustStore:
                    "mscomm.reason": why},
         )  # fmt: skip
 
+    # -- copies and pickles ------------------------------------------------
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as "read the same sources again"; a store reading its own mapping refuses.
+
+        The copy gets the trust file's path when one was given (else it reads
+        ``$MSCOMM_TRUST`` again), the pinned roots when they were given (else
+        ``$MSCOMM_TRUST_ROOT``; roots are public keys), the clocks and the
+        check interval. It holds no public key it read: it reads the file and
+        the ``<NAME>_PUBLIC_KEY`` variables itself, in its own process.
+
+        Raises:
+            TypeError: the store reads a mapping other than ``os.environ``:
+                its keys could only travel inside the pickle.
+        """
+        if self._environ is not os.environ:
+            raise TypeError(
+                "this TrustStore reads public keys from a mapping of its own: it is not "
+                "pickled, so that no pickle ever holds key material; use the environment "
+                "or a trust file (MSCOMM_TRUST), or build it again"
+            )
+        roots = None if self._given_roots is None else tuple(r.raw for r in self._given_roots)
+        settings = (self._clock, self._monotonic, self._check_interval)
+        return (_unpickle, (self._given_path, roots, settings))
+
+    def __copy__(self) -> TrustStore:
+        return self  # one store per configuration: copies share what it read
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> TrustStore:
+        return self
+
     def __repr__(self) -> str:
         return f"<TrustStore path={self.path!r} serial={self.serial!r} roots={len(self.roots)}>"
+
+
+def _unpickle(
+    path: Optional[str],
+    roots: Optional[tuple[bytes, ...]],
+    settings: tuple[Callable[[], float], Callable[[], float], float],
+) -> TrustStore:
+    """Build a store again from its pickled configuration (see ``TrustStore.__reduce__``)."""
+    clock, monotonic, check_interval = settings
+    return TrustStore(
+        path,
+        roots=None if roots is None else tuple(RootKey(raw) for raw in roots),
+        clock=clock,
+        monotonic=monotonic,
+        check_interval=check_interval,
+    )

@@ -8,8 +8,10 @@ allowed by name (``outer_headers``, e.g. ``X-Forwarded-For`` from its own
 proxies, documented as unauthenticated); every other outer header is
 dropped, and a sealed header replaces an outer one of the same name. In v1
 only the body, its content type, the method and the endpoint are sealed:
-the envelope's headers and the method-override headers are dropped, and the
-rest reach the app unauthenticated.
+every ``X-Mscomm-*`` header, the envelope's others and the context fields are
+dropped, and the rest reach the app unauthenticated. In neither version does
+an outer ``X-Mscomm-*`` header reach the app: that prefix is the protocol's,
+and only a sealed one (v2) is believed.
 """
 
 from __future__ import annotations
@@ -47,19 +49,27 @@ def environ_key(header: str) -> str:
     return "HTTP_" + header.upper().replace("-", "_")
 
 
-#: What a verified v1 request loses before the app sees it: the envelope's
-#: headers, the encodings that described the sealed body, and the context
-#: fields, which are believed only sealed (v1 seals no header): an outer
-#: trace context or deadline beside a v1 seal is anyone's.
+#: The environ keys of the protocol's own headers (``X-Mscomm-*``): an outer
+#: one is never handed to the app, in either version.
+_PROTOCOL_PREFIX = "HTTP_X_MSCOMM_"
+#: What else a verified v1 request loses before the app sees it: the
+#: envelope's other headers, the encodings that described the sealed body,
+#: and the context fields, which are believed only sealed (v1 seals no
+#: header): an outer trace context or deadline beside a v1 seal is anyone's.
 _V1_DROP = (
     *(environ_key(h) for h in ENVELOPE_HEADERS),
     "HTTP_TRANSFER_ENCODING",
     "HTTP_CONTENT_ENCODING",
     "HTTP_TRACEPARENT",
     "HTTP_TRACESTATE",
-    "HTTP_X_MSCOMM_DEADLINE",
 )
 _NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+_ENVELOPE_KEYS = frozenset(environ_key(h) for h in ENVELOPE_HEADERS)
+
+
+def _may_pass(key: str) -> bool:
+    """Whether an outer header a deployment allowed may reach the app: none of the protocol's."""
+    return not key.startswith(_PROTOCOL_PREFIX) and key not in _ENVELOPE_KEYS
 
 
 def opened_environ(
@@ -74,10 +84,11 @@ def opened_environ(
         environ: the request's environ, its body already read.
         opened: the verified request.
         outer_allowed: environ keys (``HTTP_...``) of the outer headers a
-            v2 request keeps.
+            v2 request keeps; ``X-Mscomm-*`` and envelope headers among them
+            are dropped all the same.
     """
     if opened.version == "2":
-        keep = frozenset(outer_allowed) | {"HTTP_HOST"}
+        keep = {k for k in outer_allowed if _may_pass(k)} | {"HTTP_HOST"}
         for key in [k for k in environ if k.startswith("HTTP_") and k not in keep]:
             del environ[key]
         sealed: dict[str, str] = {}
@@ -91,6 +102,8 @@ def opened_environ(
     else:
         for key in _V1_DROP:
             environ.pop(key, None)
+        for key in [k for k in environ if k.startswith(_PROTOCOL_PREFIX)]:
+            del environ[key]
     body = opened.body
     environ["wsgi.input"] = io.BytesIO(body)
     environ["wsgi.input_terminated"] = True

@@ -94,8 +94,11 @@ def test_v2_is_chosen_when_both_sides_have_keys_and_v1_otherwise(fleet: Fleet) -
     assert request(no_public).version == "1"
     neither = Envelope("orders", keyring=Keyring.from_mapping({}),
                        identity=fleet.identity("orders"), trust=fleet.trust())  # fmt: skip
-    with pytest.raises(ConfigurationError, match="cannot seal a request for 'billing'"):
+    with pytest.raises(ConfigurationError, match="cannot seal a request for 'billing'") as caught:
         request(neither)
+    for named in ("MSCOMM_TRUST", "BILLING_PUBLIC_KEY", "ORDERS_PRIVATE_KEY",
+                  "ORDERS_PRIVATE_KEY_FILE", "ORDERS_ENCRYPTION_KEY"):  # fmt: skip
+        assert named in str(caught.value)
 
 
 def test_an_insider_cannot_forge_a_request_between_the_pair(

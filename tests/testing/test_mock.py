@@ -97,14 +97,13 @@ def test_mock_verifies_requests_like_the_middleware(run_user_tests: RunUserTests
     run(
         run_user_tests,
         """
-from mscomm_sync.keyring import Keyring, generate_key
+from mscomm_sync.trust import Identity, generate_private_key
 
 
 def test_wrong_key(mscomm_keys, mscomm_mock, mscomm_client):
     billing = mscomm_mock("billing")
     billing.add("GET", "/balance", json={"balance": 42})
-    ring = Keyring.from_mapping({"orders": generate_key(), "billing": mscomm_keys.key("billing")})
-    client = mscomm_client("orders", keyring=ring)
+    client = mscomm_client("orders", identity=Identity("orders", keys=[generate_private_key()]))
     with pytest.raises(RequestRejectedError) as caught:
         client.request(target_service="billing", endpoint="/balance")
     assert caught.value.status == 401
