@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-MODULES = ("crypto", "middleware", "client", "registry", "telemetry")
+MODULES = ("crypto", "middleware", "client", "versions", "registry", "telemetry")
 
 
 def main(argv: list[str]) -> int:

@@ -138,6 +138,7 @@ def main() -> None:
         workdir = Path(tmp)
         try:
             _run(ring, calls, workdir)
+            refusal_timing(ring)
         finally:
             for leftover in _tmpfs_dir(workdir).glob("*"):
                 leftover.unlink()
@@ -206,3 +207,54 @@ def _run(ring: Keyring, calls: int, workdir: Path) -> None:
 
         (t_add,) = interleaved([add], number=NUMBER, rounds=ROUNDS)
         print(f"{name:>13} {t_add * 1e6:8.1f}")
+
+
+#: The body size docs/middleware.md's "What a refusal reveals" quotes.
+REFUSED_SIZE = 8 * 1024 * 1024
+
+
+def refusal_timing(ring: Keyring) -> None:
+    """How long the envelope takes to refuse an 8 MiB request, by reason.
+
+    The checks of what travels in clear (the key id, the timestamp) refuse
+    before any cryptographic work; a bad tag is found only by decrypting.
+    """
+    import logging
+
+    from mscomm_sync.errors import IntegrityError
+
+    logging.getLogger("mscomm_sync.envelope").setLevel(logging.WARNING)  # quiet refusals
+    now = 1_700_000_000.0
+    sender = Envelope("orders", keyring=ring, clock=lambda: now)
+    stranger = Keyring.from_mapping({"orders": generate_key(), "billing": generate_key()})
+    target = target_from_url("http://127.0.0.1:8000/api/v1/charge")
+    body = os.urandom(REFUSED_SIZE)
+    good = sender.seal_request(recipient="billing", method="POST", target=target, body=body)
+    unknown = Envelope("orders", keyring=stranger, clock=lambda: now).seal_request(
+        recipient="billing", method="POST", target=target, body=body
+    )
+    tampered = bytearray(good.body)
+    tampered[-1] ^= 1
+    cases: dict[str, tuple[Any, bytes, float]] = {
+        "unknown key id": (unknown.headers, unknown.body, now),
+        "stale timestamp": (good.headers, good.body, now + 3600),
+        "bad tag": (good.headers, bytes(tampered), now),
+    }
+
+    def refusing(headers: Any, data: bytes, at: float) -> Callable[[], object]:
+        receiver = Envelope("billing", keyring=ring, clock=lambda: at)
+
+        def refuse() -> None:
+            try:
+                receiver.open_request(method="POST", target=target, headers=headers, body=data)
+            except IntegrityError:
+                return
+            raise AssertionError("opened")
+
+        return refuse
+
+    funcs = [refusing(headers, data, at) for headers, data, at in cases.values()]
+    times = interleaved(funcs, number=20, rounds=ROUNDS)
+    print(f"\nrefusing a sealed {REFUSED_SIZE >> 20} MiB request, by reason (envelope only):")
+    for name, seconds in zip(cases, times):
+        print(f"{name:>16} {seconds * 1e3:8.3f} ms")

@@ -77,6 +77,7 @@ from .telemetry import (
     initialize_telemetry,
     reset_telemetry,
 )
+from .trust import Identity, PrivateKey, PublicKey, TrustError, TrustStore, generate_private_key
 from .wsgi import EncryptionMiddleware, Idempotency
 
 if _TYPE_CHECKING:
@@ -111,6 +112,7 @@ __all__ = [
     "IdempotencyStore",
     "IdempotencyStoreError",
     "IdempotentAnswerLostError",
+    "Identity",
     "InsecureResponseError",
     "Instance",
     "IntegrityError",
@@ -121,6 +123,8 @@ __all__ = [
     "MicroServiceClient",
     "MscommError",
     "NotDeliveredError",
+    "PrivateKey",
+    "PublicKey",
     "RedisIdempotencyStore",
     "Registry",
     "RegistryError",
@@ -138,6 +142,8 @@ __all__ = [
     "SqliteReplayStore",
     "Telemetry",
     "TimeoutPolicy",
+    "TrustError",
+    "TrustStore",
     "UnverifiedAnswerError",
     "__version__",
     "current_deadline",
@@ -146,6 +152,7 @@ __all__ = [
     "default_replay_store",
     "env_var_name",
     "generate_key",
+    "generate_private_key",
     "get_registry",
     "initialize_registry",
     "initialize_telemetry",

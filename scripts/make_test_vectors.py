@@ -3,7 +3,7 @@
 
 Every input is fixed (keys, message ids, timestamps, plaintexts), so the output
 is byte-for-byte deterministic. Messages are sealed by the package itself:
-message ids are pinned by replacing the envelope's private ``_new_message_id``
+message ids are pinned by replacing the envelope's ``sealing.new_message_id``
 while sealing, and every clock is a constant. The answers HTTP gives no body
 (to HEAD, 204, 304) are put on the wire by the middleware's own
 ``sealed_headers``.
@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat 
 
 from mscomm_sync import envelope  # noqa: E402
 from mscomm_sync.envelope import Envelope, target_from_endpoint  # noqa: E402
-from mscomm_sync.envelope import envelope as envelope_core  # noqa: E402
+from mscomm_sync.envelope import sealing as envelope_core  # noqa: E402
 from mscomm_sync.envelope.crypto import (  # noqa: E402
     BODY_NONCE,
     META_NONCE,
@@ -422,7 +422,7 @@ def b64(data: bytes) -> str:
 def pinned(message_id: str) -> Iterator[None]:
     """Make the envelope draw ``message_id`` as its next message ids."""
     raw = bytes.fromhex(message_id)
-    with mock.patch.object(envelope_core, "_new_message_id", lambda: raw):
+    with mock.patch.object(envelope_core, "new_message_id", lambda: raw):
         yield
 
 

@@ -46,6 +46,7 @@ from urllib3.exceptions import HTTPError, IncompleteRead, ReadTimeoutError
 
 from .._fast import exactly
 from ..buffers import BodyBuffer, BufferPool
+from ..envelope.limits import TAG_BYTES
 from ..errors import DeadlineExceededError, ResponseTooLargeError
 from .deadline import Bound
 from .failures import AttemptFailed
@@ -61,8 +62,6 @@ _PIECE = 256 * 1024
 _ENCODED_PIECE = 8 * 1024
 #: Smallest sealed answer read straight into one buffer.
 _INTO_BUFFER_MIN = 64 * 1024
-#: What a sealed body adds to its plaintext: the GCM tag.
-_TAG_BYTES = 16
 #: What a body read may raise that means the transport failed mid-answer.
 _BROKEN = (HTTPError, OSError, http.client.HTTPException, requests.RequestException)
 
@@ -108,7 +107,7 @@ def read_answer(
     """
     raw = response.raw
     try:
-        extra = (_TAG_BYTES if overhead is None else overhead) if sealed else 0
+        extra = (TAG_BYTES if overhead is None else overhead) if sealed else 0
         data = _read(response, raw, deadline, read_timeout, sealed, buffers, limit, extra)
     except BaseException:
         response.close()

@@ -43,8 +43,8 @@ from ..envelope import (
     Opened,
     Sealed,
 )
-from ..envelope.envelope import SEALING_OVERHEAD
 from ..envelope.headers import HEADER_SEAL, parse_seal
+from ..envelope.limits import TAG_BYTES, sealing_overhead
 from ..errors import (
     ConfigurationError,
     DeadlineSpentOnArrivalError,
@@ -75,7 +75,6 @@ DEFAULT_POOL_MAXSIZE = 32
 RELEASE_SENT_BODY = 64 * 1024
 #: The most of an unwanted body (a refusal's) read to keep its connection.
 _DRAIN = 4096
-_TAG_BYTES = 16
 #: Instances whose proxy and CA settings are remembered.
 _MAX_ENVIRONMENTS = 1024
 
@@ -205,7 +204,7 @@ class SealedTransport(HTTPAdapter):
             # past a few bytes (enough to keep the connection for reuse).
             _discard(response, call, timeout[1])
             raise _refusal(call, response, url)
-        overhead = SEALING_OVERHEAD if request.version == "2" else _TAG_BYTES
+        overhead = sealing_overhead(request.version)
         _check_before_reading(call, response, sealed=sealed_reply, overhead=overhead)
         # Read here, so a reset mid-body fails this attempt. A sealed answer
         # is only opened, so it may be read into a kept buffer.
@@ -379,7 +378,7 @@ def _discard(response: Response, call: Call, read_timeout: float) -> None:
 
 
 def _check_before_reading(
-    call: Call, response: Response, *, sealed: bool, overhead: int = _TAG_BYTES
+    call: Call, response: Response, *, sealed: bool, overhead: int = TAG_BYTES
 ) -> None:
     """Refuse an answer that cannot be accepted, from its headers alone.
 

@@ -2,7 +2,12 @@
 
 It knows nothing of HTTP clients or WSGI servers. Its parts:
 
-* :mod:`.envelope`: :class:`Envelope`, which seals and opens one message;
+* :mod:`.envelope`: :class:`Envelope`, which seals and opens one message,
+  choosing the version and keys; :mod:`.sealing` and :mod:`.opening` do the
+  work, :mod:`.rejection` refuses (one opaque error, the reason to the log);
+* :mod:`.v1` and :mod:`.v2`: each version's cryptography; :mod:`.fields`, v2's
+  sealed header section;
+* :mod:`.limits`: the defaults and sizes, one constant per setting;
 * :mod:`.messages`: the values it works with (:class:`Sealed`,
   :class:`Opened`, and the ``Binding`` of a message to its metadata);
 * :mod:`.headers`: header names and the seal header's one spelling;
@@ -13,7 +18,7 @@ The wire format is specified in ``docs/protocol.md``.
 """
 
 from .crypto import VERSION, associated_data, derive_message_key
-from .envelope import DEFAULT_MAX_BODY_SIZE, DEFAULT_WINDOW, Envelope
+from .envelope import Envelope
 from .headers import (
     COMMON_METHODS,
     ENVELOPE_HEADERS,
@@ -25,6 +30,7 @@ from .headers import (
     SEALED_CONTENT_TYPE,
     claimed_ids,
 )
+from .limits import DEFAULT_MAX_BODY_SIZE, DEFAULT_WINDOW
 from .messages import REQUEST, RESPONSE, Opened, Sealed
 from .target import canonical_target, target_from_endpoint, target_from_environ, target_from_url
 

@@ -21,40 +21,38 @@ Every failure raises :class:`~mscomm_sync.errors.IntegrityError` with one fixed
 message; the reason goes to the ``mscomm_sync.envelope`` log only. This module
 knows nothing of HTTP clients or WSGI: callers pass the method, the canonical
 target, the headers and the body. The wire format is in ``docs/protocol.md``.
+
+This module chooses (the version, the keys, the replay check); the work is in
+:mod:`.sealing`, :mod:`.opening` and, for the cryptography, :mod:`.v1` and
+:mod:`.v2`. The sizes and defaults are in :mod:`.limits`.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import time
 from collections.abc import Collection, Mapping, Sequence
-from typing import Callable, Optional, Union
+from typing import Callable, Optional
 
-from cryptography.exceptions import InvalidTag
-
-from .._fast import memo
-from ..errors import ConfigurationError, IntegrityError, ReplayGapError
+from ..errors import ConfigurationError, ReplayGapError
 from ..keyring import Keyring, validate_service_name
 from ..replay import MemoryReplayStore, ReplayStore
 from ..replay.store import remembers_since
 from ..trust.identity import Identity
-from ..trust.keys import PrivateKey, PublicKey
 from ..trust.store import TrustStore
-from .fields import FieldError, encode_section
-from .headers import (
-    HEADER_ENCRYPTED,
-    HEADER_SEAL,
-    HEADER_SERVICE,
-    SEALED_CONTENT_TYPE,
-    SealFields,
-    bound_method,
-    parse_seal,
-    seal_version,
-)
+from .headers import SealFields, bound_method
+from .limits import DEFAULT_MAX_BODY_SIZE, DEFAULT_VERSIONS, DEFAULT_WINDOW, SEALING_OVERHEAD
 from .messages import REQUEST, RESPONSE, Binding, Opened, Sealed
-from .v1 import open_v1, seal_v1
-from .v2 import open_v2, seal_v2
+from .opening import (
+    Body,
+    arrived_method,
+    is_service_name,
+    open_message,
+    read_envelope,
+    v1_opener,
+    v2_opener,
+)
+from .rejection import reject
+from .sealing import seal_with_v1, seal_with_v2, v1_problem
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -64,38 +62,8 @@ __all__ = [
     "Envelope",
 ]
 
-log = logging.getLogger("mscomm_sync.envelope")
-
-#: How far, in seconds, a message's timestamp may be from the receiver's clock.
-DEFAULT_WINDOW = 60.0
-#: The largest plaintext body a receiver accepts unless told otherwise.
-DEFAULT_MAX_BODY_SIZE = 10 * 1024 * 1024
-#: The protocol versions an envelope speaks unless told otherwise.
-DEFAULT_VERSIONS = frozenset({"1", "2"})
-_TAG_BYTES = 16
-#: Room, past the body's limit, for v2's sealed header fields.
-_SECTION_ROOM = 64 * 1024
-#: How much longer than its plaintext a sealed body may be (v2: two tags and the fields).
-SEALING_OVERHEAD = _TAG_BYTES * 2 + _SECTION_ROOM
-_MAX_CONTENT_TYPE = 1024
 _INF = float("inf")
-_Body = Union[bytes, bytearray, memoryview]
 _Headers = Sequence[tuple[str, str]]
-_Opener = Callable[[_Body], tuple[Optional[str], list[tuple[str, str]], bytes]]
-
-
-def _new_message_id() -> bytes:
-    # One place draws message ids, so test-vector generation can pin it.
-    return os.urandom(16)
-
-
-@memo(1024)
-def _valid_sender(name: str) -> bool:
-    try:
-        validate_service_name(name)
-    except ConfigurationError:
-        return False
-    return True
 
 
 class Envelope:
@@ -204,7 +172,7 @@ class Envelope:
                 cannot be sealed, or no key material to seal for ``recipient``
                 with any allowed version (the message says what is missing).
         """
-        if not _valid_sender(recipient):
+        if not is_service_name(recipient):
             validate_service_name(recipient, what="recipient")  # raises
         binding = Binding._make(
             REQUEST, self.service_name, recipient, _method(method), target, "", ""
@@ -213,11 +181,11 @@ class Envelope:
             peer = self.trust.sealing_key(recipient)
             if peer is not None:
                 own = self.identity.current
-                return self._seal_v2(own, peer, binding, body, content_type, headers)
+                return seal_with_v2(own, peer, binding, self._clock, body, content_type, headers)
         if "1" in self.versions:
-            problem = self._v1_problem(recipient)
+            problem = v1_problem(self.keyring, self.service_name, recipient)
             if problem is None:
-                return self._seal_v1(binding, body, content_type)
+                return seal_with_v1(self.keyring, binding, self._clock, body, content_type)
         else:
             problem = "protocol v1 is not allowed here"
         raise ConfigurationError(
@@ -279,56 +247,13 @@ class Envelope:
                     "the keys the request was sealed with are no longer there to answer it",
                     reason="keys gone",
                 )
-            return self._seal_v2(own, peer, binding, body, content_type, headers)
-        return self._seal_v1(binding, body, content_type)
-
-    def _v1_problem(self, recipient: str) -> Optional[str]:
-        """Return why v1 cannot seal for ``recipient`` (both keys are needed), or ``None``."""
-        for service in (self.service_name, recipient):
-            try:
-                self.keyring.keys_for(service)
-            except ConfigurationError as exc:
-                return f"for protocol v1, {exc.variable or 'a key'} is {exc.reason}"
-        return None
-
-    def _seal_v1(self, binding: Binding, body: bytes, content_type: Optional[str]) -> Sealed:
-        key = self.keyring.keys_for(self.service_name).sealing
-        mid, ts = _new_message_id(), str(int(self._clock()))
-        seal, sealed = seal_v1(key, binding, ts, mid, body, _content_type(content_type))
-        return Sealed._make(self._headers(seal), (sealed,), mid.hex(), int(ts), "1", key.kid)
-
-    def _seal_v2(
-        self,
-        own: PrivateKey,
-        peer: PublicKey,
-        binding: Binding,
-        body: bytes,
-        content_type: Optional[str],
-        headers: Optional[_Headers],
-    ) -> Sealed:
-        _content_type(content_type)  # the same bound as v1
-        try:
-            section = encode_section(content_type, headers or ())
-        except FieldError as exc:
-            raise ConfigurationError(
-                f"cannot seal the headers: {exc}", reason="bad header"
-            ) from None
-        mid, ts = _new_message_id(), str(int(self._clock()))
-        seal, pair, chunks = seal_v2(own, peer, binding, ts, mid, body, section)
-        return Sealed._make(self._headers(seal), chunks, mid.hex(), int(ts), "2", pair)
-
-    def _headers(self, seal: str) -> dict[str, str]:
-        return {
-            HEADER_ENCRYPTED: "true",
-            HEADER_SERVICE: self.service_name,
-            HEADER_SEAL: seal,
-            "Content-Type": SEALED_CONTENT_TYPE,
-        }
+            return seal_with_v2(own, peer, binding, self._clock, body, content_type, headers)
+        return seal_with_v1(self.keyring, binding, self._clock, body, content_type)
 
     # -- opening ---------------------------------------------------------
 
     def open_request(
-        self, *, method: str, target: str, headers: Mapping[str, str], body: _Body
+        self, *, method: str, target: str, headers: Mapping[str, str], body: Body
     ) -> Opened:
         """Verify and open a request addressed to this service.
 
@@ -350,14 +275,15 @@ class Envelope:
                 store's ``not_before`` (an ``IntegrityError`` too).
             IntegrityError: for every reason it cannot be accepted.
         """
-        sender, fields = self._envelope_of(REQUEST, headers, body, None)
-        binding = Binding._make(
-            REQUEST, sender, self.service_name, self._method(method, sender, fields), target, "", ""
+        sender, fields = read_envelope(
+            REQUEST, headers, body, None, self.versions, self.max_body_size
         )
+        bound = arrived_method(method, sender, fields)
+        binding = Binding._make(REQUEST, sender, self.service_name, bound, target, "", "")
         opened = self._open(binding, fields, body)
         since = remembers_since(self.replay_store)
         if opened.timestamp < since:
-            _reject("sealed before the replay store began", binding, fields)
+            reject("sealed before the replay store began", binding, fields)
             without_body = Opened._make(
                 opened.sender, b"", None, opened.message_id, opened.key_id,
                 opened.timestamp, opened.version, (),
@@ -370,7 +296,7 @@ class Envelope:
             )
         expires = opened.timestamp + self.window + 1.0
         if not self.replay_store.add(f"{opened.sender}/{opened.message_id}", expires):
-            raise _reject("replay", binding, fields)
+            raise reject("replay", binding, fields)
         return opened
 
     def open_response(
@@ -382,7 +308,7 @@ class Envelope:
         status: int,
         reply_to: str,
         headers: Mapping[str, str],
-        body: _Body,
+        body: Body,
         request: Optional[Sealed] = None,
     ) -> Opened:
         """Verify and open the response to a request this service sealed.
@@ -401,12 +327,14 @@ class Envelope:
         Raises:
             IntegrityError: for every reason it cannot be accepted.
         """
-        claimed, fields = self._envelope_of(RESPONSE, headers, body, sender)
+        claimed, fields = read_envelope(
+            RESPONSE, headers, body, sender, self.versions, self.max_body_size
+        )
         binding = Binding._make(
             RESPONSE,
             claimed,
             self.service_name,
-            self._method(method, claimed, fields),
+            arrived_method(method, claimed, fields),
             target,
             str(status),
             reply_to,
@@ -418,118 +346,18 @@ class Envelope:
             if fields.version != request.version or (
                 request.version == "2" and fields.kid != expected
             ):
-                raise _reject("answer sealed otherwise than its request", binding, fields)
+                raise reject("answer sealed otherwise than its request", binding, fields)
         return self._open(binding, fields, body)
 
-    def _envelope_of(
-        self, direction: str, headers: Mapping[str, str], body: _Body, expected: Optional[str]
-    ) -> tuple[str, SealFields]:
-        """Check what can be checked before any key is looked up; return the sender and seal."""
-        sender = headers.get(HEADER_SERVICE)
-        seal = headers.get(HEADER_SEAL) or ""
-        fields = parse_seal(seal)
-
-        def reject(reason: str) -> IntegrityError:
-            return _reject(reason, None, fields, direction=direction, sender=sender)
-
-        if len(body) > self.max_body_size + SEALING_OVERHEAD:
-            raise reject("body too large")
-        if headers.get(HEADER_ENCRYPTED) != "true":  # exactly; "TRUE" is not the protocol
-            raise reject("not sealed")
-        if fields is None:
-            version = seal_version(seal)
-            raise reject(
-                "malformed envelope" if version in ("v=1", "v=2") else "unsupported version"
-            )
-        if fields.version not in self.versions:
-            raise reject(f"protocol v{fields.version} is not allowed here")
-        if sender is None:
-            raise reject("malformed envelope")
-        if not _valid_sender(sender):
-            raise reject("malformed sender")
-        if expected is not None and sender != expected:
-            raise reject("unexpected sender")
-        return sender, fields
-
-    @staticmethod
-    def _method(method: str, sender: str, fields: SealFields) -> str:
-        bound = bound_method(method)
-        if bound is None:
-            raise _reject("malformed envelope", None, fields, sender=sender)
-        return bound
-
-    def _open(self, binding: Binding, fields: SealFields, body: _Body) -> Opened:
-        """Find the keys, check freshness, and decrypt; the envelope's form is already checked."""
+    def _open(self, binding: Binding, fields: SealFields, body: Body) -> Opened:
+        """Find the keys the seal names, then check freshness and decrypt."""
         opener = (
-            self._opener_v2(binding, fields)
+            v2_opener(self.identity, self.trust, binding, fields)
             if fields.version == "2"
-            else self._opener_v1(binding, fields, body)
+            else v1_opener(self.keyring, binding, fields, body, self.max_body_size)
         )
-        ts = int(fields.timestamp)
-        # Whole seconds, the same both ways: now - W <= ts <= now + W.
         now, window = int(self._clock()), int(self.window)
-        if not now - window <= ts <= now + window:
-            raise _reject("stale timestamp", binding, fields)
-        try:
-            content_type, sealed_headers, plaintext = opener(body)
-        except (InvalidTag, UnicodeDecodeError):
-            raise _reject("bad tag", binding, fields) from None
-        except (FieldError, ValueError):
-            raise _reject("malformed sealed headers", binding, fields) from None
-        if len(plaintext) > self.max_body_size:
-            raise _reject("body too large", binding, fields)
-        return Opened._make(
-            binding.sender,
-            plaintext,
-            content_type,
-            fields.message_id,
-            fields.kid,
-            ts,
-            fields.version,
-            tuple(sealed_headers),
-        )
-
-    def _opener_v1(self, binding: Binding, fields: SealFields, body: _Body) -> _Opener:
-        try:
-            keys = self.keyring.keys_for(binding.sender)
-        except ConfigurationError as exc:
-            raise _reject(
-                f"no usable key for sender ({exc.variable}: {exc.reason})", binding, fields
-            ) from None
-        key = keys.find(fields.kid)
-        if key is None:
-            raise _reject("unknown key id", binding, fields)
-        if len(body) > self.max_body_size + _TAG_BYTES:
-            raise _reject("body too large", binding, fields)
-
-        def opener(data: _Body) -> tuple[Optional[str], list[tuple[str, str]], bytes]:
-            content_type, plaintext = open_v1(key, binding, fields, data)
-            return content_type, [], plaintext
-
-        return opener
-
-    def _opener_v2(self, binding: Binding, fields: SealFields) -> _Opener:
-        try:
-            own = self.identity.find(fields.recipient_kid) if self.identity.available() else None
-            peer = self.trust.find(binding.sender, fields.sender_kid)
-        except ConfigurationError as exc:
-            raise _reject(
-                f"unusable keys ({exc.variable}: {exc.reason})", binding, fields
-            ) from None
-        if own is None:
-            raise _reject("unknown recipient key id", binding, fields)
-        if peer is None:
-            raise _reject("no trusted public key of the sender with that id", binding, fields)
-        return lambda data: open_v2(own, peer, binding, fields, data)
-
-
-def _content_type(content_type: Optional[str]) -> bytes:
-    ct_plain = content_type.encode("utf-8") if content_type else b""
-    if len(ct_plain) > _MAX_CONTENT_TYPE:
-        raise ConfigurationError(
-            f"content type longer than {_MAX_CONTENT_TYPE} bytes", reason="invalid content type"
-        )
-    return ct_plain
+        return open_message(binding, fields, body, opener, now, window, self.max_body_size)
 
 
 def _method(method: str) -> str:
@@ -537,35 +365,3 @@ def _method(method: str) -> str:
     if bound is None:
         raise ConfigurationError("method must be 1-16 letters", reason="invalid method")
     return bound
-
-
-def _reject(
-    reason: str,
-    binding: Optional[Binding],
-    fields: Optional[SealFields],
-    *,
-    direction: Optional[str] = None,
-    sender: Optional[str] = None,
-) -> IntegrityError:
-    """Log why a message was rejected (INFO, this side only) and return the opaque error."""
-    if binding is not None:
-        direction, sender = binding.direction, binding.sender
-    safe_sender = sender if sender is not None and len(sender) <= 128 else None
-    kid, mid = (fields.kid, fields.message_id) if fields is not None else (None, None)
-    log.info(
-        "rejected sealed %s: %s (sender=%r kid=%r id=%r)",
-        direction or REQUEST,
-        reason,
-        safe_sender,
-        kid,
-        mid,
-        extra={
-            "mscomm.event": "seal rejected",
-            "mscomm.direction": direction or REQUEST,
-            "mscomm.reason": reason,
-            "mscomm.caller": safe_sender,
-            "mscomm.kid": kid,
-            "mscomm.message_id": mid,
-        },
-    )
-    return IntegrityError(service=safe_sender, reason=reason)

@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable
 from typing import Optional, Union
 
+from .._fast import memo
+
 __all__ = [
     "NOT_SEALED",
     "FieldError",
@@ -106,26 +108,41 @@ def encode_section(content_type: Optional[str], headers: Iterable[tuple[str, str
         FieldError: a name is not a lower-case token, or a value has characters
             a header cannot carry.
     """
-    out = bytearray()
+    parts: list[bytes] = []
     if content_type:
-        _field(out, "content-type", content_type)
+        _field(parts, "content-type", content_type)
     for name, value in headers:
         if name == "content-type":
             continue  # the content type travels once, first
-        _field(out, name, value)
-    return encode_varint(len(out)) + bytes(out)
+        _field(parts, name, value)
+    section = b"".join(parts)
+    return encode_varint(len(section)) + section
 
 
-def _field(out: bytearray, name: str, value: str) -> None:
+@memo(1024)
+def _name_bytes(name: str) -> Optional[bytes]:
+    """A valid name with its length prefix, or ``None``: names repeat, so each is checked once."""
     if not _TOKEN.match(name):
+        return None
+    raw = name.encode("ascii")
+    return encode_varint(len(raw)) + raw
+
+
+def _field(parts: list[bytes], name: str, value: str) -> None:
+    prefixed = _name_bytes(name)
+    if prefixed is None:
         raise FieldError(f"header name {name[:64]!r} is not a lower-case token")
     if not _VALUE.match(value):
         raise FieldError(f"the value of header {name!r} has characters a header cannot carry")
-    raw_name, raw_value = name.encode("ascii"), value.encode("ascii")
-    out += encode_varint(len(raw_name))
-    out += raw_name
-    out += encode_varint(len(raw_value))
-    out += raw_value
+    raw = value.encode("ascii")
+    parts.append(prefixed)
+    parts.append(encode_varint(len(raw)))
+    parts.append(raw)
+
+
+@memo(1024)
+def _valid_name(name: str) -> bool:
+    return _TOKEN.match(name) is not None
 
 
 def decode_section(data: _Buffer) -> tuple[Optional[str], list[tuple[str, str]]]:
@@ -135,6 +152,7 @@ def decode_section(data: _Buffer) -> tuple[Optional[str], list[tuple[str, str]]]
         FieldError: it is truncated, has bytes past its end, or holds a
             malformed field.
     """
+    data = bytes(data)  # small (the envelope bounds it): slicing bytes is cheapest
     length, offset = decode_varint(data, 0)
     end = offset + length
     if end != len(data):
@@ -142,13 +160,9 @@ def decode_section(data: _Buffer) -> tuple[Optional[str], list[tuple[str, str]]]
     content_type: Optional[str] = None
     fields: list[tuple[str, str]] = []
     while offset < end:
-        size, offset = decode_varint(data, offset)
-        name = _text(data, offset, size, end)
-        offset += size
-        size, offset = decode_varint(data, offset)
-        value = _text(data, offset, size, end)
-        offset += size
-        if not _TOKEN.match(name) or not _VALUE.match(value):
+        name, offset = _text(data, offset, end)
+        value, offset = _text(data, offset, end)
+        if not _valid_name(name) or not _VALUE.match(value):
             raise FieldError("a malformed field")
         if name == "content-type":
             if fields or content_type is not None:
@@ -159,10 +173,18 @@ def decode_section(data: _Buffer) -> tuple[Optional[str], list[tuple[str, str]]]
     return content_type, fields
 
 
-def _text(data: _Buffer, offset: int, size: int, end: int) -> str:
+def _text(data: bytes, offset: int, end: int) -> tuple[str, int]:
+    """The length-prefixed ASCII text at ``offset``, and the offset after it."""
+    if offset >= end:
+        raise FieldError("truncated length")
+    size = data[offset]
+    if size < 0x40:  # the common one-byte length, read in line
+        offset += 1
+    else:
+        size, offset = decode_varint(data, offset)
     if offset + size > end:
         raise FieldError("a field runs past the section")
     try:
-        return bytes(data[offset : offset + size]).decode("ascii")
+        return data[offset : offset + size].decode("ascii"), offset + size
     except UnicodeDecodeError:
         raise FieldError("a field that is not ASCII") from None

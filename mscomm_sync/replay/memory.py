@@ -24,7 +24,11 @@ class MemoryReplayStore:
     (fails closed) rather than forgetting ids that could still be replayed.
     A new store remembers nothing, so it vouches only for messages sealed
     from the second it was made (:attr:`not_before`): a restarted process
-    refuses a message sealed before it started, rather than accept it twice.
+    refuses a message sealed in an earlier second, rather than accept it
+    twice. Timestamps are whole seconds, so a message sealed and delivered in
+    the very second the process restarted in is not told apart; the host-wide
+    stores (the default) vouch from the next whole second instead, at the cost
+    of one retry for what arrives in their first second.
 
     Args:
         max_entries: the most ids held at once.
@@ -40,7 +44,7 @@ class MemoryReplayStore:
             )
         self.max_entries = max_entries
         self._clock = clock
-        #: The first whole second (Unix time) this store can vouch for.
+        #: The whole second (Unix time) this store was made in: it vouches from there.
         self.not_before = float(int(clock()))
         self._expiry: dict[str, float] = {}
         self._heap: list[tuple[float, str]] = []

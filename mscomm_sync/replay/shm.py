@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import hashlib
+import math
 import os
 import stat
 import struct
@@ -89,7 +90,7 @@ class ShmReplayStore:
     parent is left alone, never used or closed.
 
     A new table remembers nothing, so it vouches only for messages sealed
-    from the second it was made (:attr:`not_before`, kept in the file): a
+    from the whole second after it was made (:attr:`not_before`, kept in the file): a
     reboot that clears tmpfs, or a new container, costs at most one retry
     of a message sealed before it, never a replay.
 
@@ -161,7 +162,7 @@ class ShmReplayStore:
 
     @property
     def not_before(self) -> float:
-        """The first whole second (Unix time) this table can vouch for: when it was made.
+        """The first whole second (Unix time) this table can vouch for: the one after it was made.
 
         Mapping the table may fail; then this is 0 and :meth:`add` refuses.
         """
@@ -315,7 +316,7 @@ class _Table:
     ) -> None:
         import fcntl
 
-        self.not_before = float(int(created))
+        self.not_before = float(math.ceil(created))
         self.pid = pid
         self.fd = fd
         self.mm = mm

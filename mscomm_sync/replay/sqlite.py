@@ -8,6 +8,7 @@ only opaque message ids and expiry times, never keys or plaintext.
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -88,7 +89,8 @@ class SqliteReplayStore:
     On tmpfs, the default location, the file does not survive a reboot anyway.
 
     A new database remembers nothing, so it vouches only for messages sealed
-    from the second it was made (:attr:`not_before`, kept in the database).
+    from the whole second after it was made (:attr:`not_before`, kept in the
+    database): a message with an earlier timestamp may have been sealed before it.
 
     Connections are opened lazily, one per thread and process, so a store
     created before ``fork()`` (gunicorn ``--preload``) works in every child;
@@ -161,7 +163,7 @@ class SqliteReplayStore:
 
     @property
     def not_before(self) -> float:
-        """The first whole second (Unix time) this database can vouch for: when it was made.
+        """The first whole second (Unix time) this database vouches for: the one after its creation.
 
         Opening the database may fail; then this is 0 and :meth:`add` refuses.
         """
@@ -169,7 +171,7 @@ class SqliteReplayStore:
             state = self._state()
             if state.created is None:
                 row = state.execute("SELECT value FROM meta WHERE name = 'created'").fetchone()
-                state.created = float(int(row[0]))
+                state.created = float(math.ceil(float(row[0])))
             return state.created
         except self._failures:
             return 0.0

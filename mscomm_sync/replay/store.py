@@ -13,7 +13,10 @@ plaintext.
 A store that has just been made (a reboot cleared tmpfs, a container
 restarted) remembers nothing of the messages delivered before it. Each store
 of this package therefore says from when it can vouch for a message: its
-``not_before``, the first whole second (Unix time) after it was made. The
+``not_before``: for the host-wide stores the first whole second (Unix time)
+after it was made, since timestamps are whole seconds and one of the second
+it was made in may be of a message sealed just before (for the one-process
+memory store, that second itself). The
 envelope refuses a message sealed in an earlier second
 (:class:`~mscomm_sync.errors.ReplayGapError`) rather than risk accepting it
 a second time; the middleware answers such a refusal so that the caller

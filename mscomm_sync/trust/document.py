@@ -42,6 +42,7 @@ from typing import Any, Optional
 
 import attrs
 
+from ..errors import ConfigurationError
 from ..keyring import validate_service_name
 from .keys import PublicKey
 
@@ -63,8 +64,16 @@ _PRINTABLE = re.compile(r"[\x20-\x7e]*\Z")
 _KID = re.compile(r"[0-9a-f]{16}\Z")
 
 
-class TrustError(ValueError):
-    """The bytes are not a trust document this version accepts (the reason is the message)."""
+class TrustError(ConfigurationError):
+    """The bytes are not a trust document this version accepts, or not one signed as pinned.
+
+    A :class:`~mscomm_sync.errors.ConfigurationError` (so a ``ValueError`` too):
+    the message says what is wrong, never quoting a key; ``reason`` is
+    ``"invalid trust file"``.
+    """
+
+    def __init__(self, message: str, *, variable: Optional[str] = None) -> None:
+        super().__init__(message, variable=variable, reason="invalid trust file")
 
 
 @attrs.frozen

@@ -28,6 +28,7 @@ __all__ = [
     "MESSAGE_ID_KEY",
     "PROTOCOL_KEY",
     "REQUEST_ID_KEY",
+    "drop_protocol_headers",
     "environ_key",
     "opened_environ",
 ]
@@ -70,6 +71,16 @@ _ENVELOPE_KEYS = frozenset(environ_key(h) for h in ENVELOPE_HEADERS)
 def _may_pass(key: str) -> bool:
     """Whether an outer header a deployment allowed may reach the app: none of the protocol's."""
     return not key.startswith(_PROTOCOL_PREFIX) and key not in _ENVELOPE_KEYS
+
+
+def drop_protocol_headers(environ: dict[str, Any]) -> None:
+    """Remove every protocol header (the envelope's, any ``X-Mscomm-*``) from a plaintext request.
+
+    Only a sealed request carries them meaningfully; on one that reaches the
+    app unsealed (an exempt path) they are anyone's, so the app never sees them.
+    """
+    for key in [k for k in environ if not _may_pass(k)]:
+        del environ[key]
 
 
 def opened_environ(

@@ -26,7 +26,6 @@ from .._fast import exactly, memo
 from ..envelope import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_WINDOW,
-    ENVELOPE_HEADERS,
     HEADER_ENCRYPTED,
     HEADER_SEAL,
     HEADER_SERVICE,
@@ -34,9 +33,9 @@ from ..envelope import (
     Opened,
     target_from_environ,
 )
-from ..envelope.envelope import SEALING_OVERHEAD
 from ..envelope.fields import sealable
 from ..envelope.headers import bound_method
+from ..envelope.limits import sealing_overhead
 from ..errors import ConfigurationError, IntegrityError, ReplayGapError
 from ..keyring import Keyring
 from ..replay import ReplayStore, default_replay_store
@@ -54,6 +53,7 @@ from .environ import (
     MESSAGE_ID_KEY,
     PROTOCOL_KEY,
     REQUEST_ID_KEY,
+    drop_protocol_headers,
     environ_key,
     opened_environ,
 )
@@ -86,8 +86,6 @@ from .waitress import served_body
 __all__ = ["CALLER_KEY", "MESSAGE_ID_KEY", "EncryptionMiddleware"]
 
 
-_ENVIRON_HEADERS = tuple((h, environ_key(h)) for h in ENVELOPE_HEADERS)
-_TAG_BYTES = 16
 _SEALED_FLAG = environ_key(HEADER_ENCRYPTED)
 #: Removed from every request before anything reads it: the verified
 #: identity and the call's context (only the middleware sets them, from the
@@ -266,7 +264,7 @@ class EncryptionMiddleware:
             return self._sealed(environ, start_response, record)
         if options.require_encryption and environ.get("PATH_INFO", "") not in options.exempt_paths:
             return _refuse(401, "plaintext request", environ, start_response, record)
-        _drop_envelope_headers(environ)
+        drop_protocol_headers(environ)
         try:
             check_passthrough_body(environ, options.max_body_size)
         except BodyRefused as exc:
@@ -345,7 +343,7 @@ class EncryptionMiddleware:
         """How much longer than its plaintext this request's sealed body may be."""
         seal = environ.get(_SEAL_KEY)
         v2 = exactly(seal, str) and seal.startswith("v=2;")
-        return SEALING_OVERHEAD if v2 else _TAG_BYTES
+        return sealing_overhead("2" if v2 else "1")
 
     def _callers(self) -> frozenset[str]:
         """Who may call this service: the option, else the trust file, else the environment."""
@@ -479,11 +477,6 @@ def _refuse(
 def _describe(environ: Mapping[str, Any]) -> tuple[str, Optional[str]]:
     """A request's route and request id, as the refusal log writes them (for access lines)."""
     return route(environ), request_id(environ)
-
-
-def _drop_envelope_headers(environ: dict[str, Any]) -> None:
-    for _name, key in _ENVIRON_HEADERS:
-        environ.pop(key, None)
 
 
 def _envelope_headers(environ: dict[str, Any]) -> dict[str, str]:

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import attrs
 
-from ..envelope import DEFAULT_MAX_BODY_SIZE, DEFAULT_WINDOW
+from ..envelope import DEFAULT_MAX_BODY_SIZE, DEFAULT_WINDOW, ENVELOPE_HEADERS
 from ..errors import ConfigurationError
 from ..keyring import validate_service_name
 
@@ -110,7 +110,19 @@ def _header_names(value: Iterable[str]) -> frozenset[str]:
             variable="outer_headers",
             reason="invalid name",
         )
+    protocol = sorted(n for n in names if n.startswith("x-mscomm-") or n in _ENVELOPE_NAMES)
+    if protocol:
+        # The envelope's own headers are believed only from the seal; letting an
+        # outer one through would hand the app what anyone on the path wrote.
+        raise ConfigurationError(
+            f"outer_headers cannot pass the protocol's own headers ({', '.join(protocol)})",
+            variable="outer_headers",
+            reason="protocol header",
+        )
     return names
+
+
+_ENVELOPE_NAMES = frozenset(h.lower() for h in ENVELOPE_HEADERS)
 
 
 def _non_negative_int(_inst: Any, attr: attrs.Attribute[Any], value: int) -> None:

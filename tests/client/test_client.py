@@ -175,3 +175,26 @@ def test_missing_service_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SERVICE_NAME", raising=False)
     with pytest.raises(ConfigurationError):
         MicroServiceClient()
+
+
+def test_a_v1_caller_without_the_callees_key_fails_before_sending(
+    serve: Callable[..., Any], make_client: Callable[..., Any]
+) -> None:
+    """v1, orders holds its own key but not billing's (needed to open the answer): the call
+    raises a ConfigurationError naming BILLING_ENCRYPTION_KEY before any byte is sent, so
+    billing never runs a request whose answer the caller could not read."""
+    arrived = []
+
+    def counting(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        arrived.append(environ["PATH_INFO"])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ran"]
+
+    serve(counting)
+    client = make_client(keyring=Keyring.from_mapping({"orders": KEYS["orders"]}))
+    with pytest.raises(ConfigurationError) as info:
+        client.request(target_service="billing", endpoint="/charge", method="POST", payload={})
+    assert info.value.reason == "no key for recipient"
+    assert "BILLING_ENCRYPTION_KEY is missing" in str(info.value)
+    assert KEYS["orders"] not in str(info.value)
+    assert arrived == []

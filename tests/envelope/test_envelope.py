@@ -8,6 +8,7 @@ import itertools
 import logging
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -42,7 +43,7 @@ from mscomm_sync.envelope import envelope as envelope_module
 from mscomm_sync.envelope import v1 as v1_module
 from mscomm_sync.errors import ConfigurationError, IntegrityError, ReplayGapError
 from mscomm_sync.keyring import Key, Keyring
-from mscomm_sync.replay import MemoryReplayStore
+from mscomm_sync.replay import MemoryReplayStore, SqliteReplayStore
 
 T0 = 1_700_000_000.0
 
@@ -764,20 +765,24 @@ def test_timestamp_inside_window_is_accepted(skew: float) -> None:
     assert open_json(billing, seal_json(alpha)).sender == "alpha"
 
 
-@pytest.mark.parametrize(("sealed_at", "opens"), [(-0.1, False), (0.2, True), (0.7, True)])
+@pytest.mark.parametrize(
+    ("sealed_at", "opens"), [(-0.1, False), (0.2, False), (0.7, False), (1.0, True), (1.3, True)]
+)
 def test_a_new_replay_store_refuses_what_was_sealed_before_it(
-    sealed_at: float, opens: bool
+    tmp_path: Path, sealed_at: float, opens: bool
 ) -> None:
-    """A store made at T0 + 0.5 vouches from the second T0: a message sealed in an earlier
-    second is refused as a ReplayGapError (it may have been delivered before the store
-    existed), one sealed in that second (even just before the store) or later opens."""
+    """A host-wide table made at T0 + 0.5 vouches from the next whole second, T0 + 1: a
+    message whose timestamp is an earlier second is refused as a ReplayGapError, since it
+    may have been sealed (and delivered) before the table existed: 0.2 was. Timestamps are
+    whole seconds, so 0.7, after the table, looks the same and is refused too: it costs one
+    retry, and a replay is never let through. From T0 + 1 on, messages open."""
     alpha = make_envelope("alpha", FakeClock(T0 + sealed_at))
     receiver_clock = FakeClock(T0 + 0.5)
     billing = Envelope(
         "billing",
         keyring=make_ring(),
         clock=receiver_clock,
-        replay_store=MemoryReplayStore(clock=receiver_clock),
+        replay_store=SqliteReplayStore(tmp_path / "replay.sqlite3", clock=receiver_clock),
     )
     sealed = seal_json(alpha)
     if opens:
@@ -786,9 +791,10 @@ def test_a_new_replay_store_refuses_what_was_sealed_before_it(
     with pytest.raises(ReplayGapError) as info:
         open_json(billing, sealed)
     assert (info.value.service, info.value.message_id) == ("alpha", sealed.message_id)
-    assert info.value.not_before == T0
-    # Not recorded: sealed afresh, it opens.
-    assert open_json(billing, seal_json(make_envelope("alpha", FakeClock(T0)))).sender == "alpha"
+    assert info.value.not_before == T0 + 1
+    # Not recorded: sealed afresh, a second later, it opens.
+    again = seal_json(make_envelope("alpha", FakeClock(T0 + 1)))
+    assert open_json(billing, again).sender == "alpha"
 
 
 def test_window_is_configurable() -> None:

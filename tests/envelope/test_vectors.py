@@ -45,7 +45,7 @@ from mscomm_sync import CallPolicy, MicroServiceClient, RetryPolicy
 from mscomm_sync import envelope as envelope_api
 from mscomm_sync.client import session as session_module
 from mscomm_sync.envelope import Envelope, Opened, Sealed, target_from_endpoint
-from mscomm_sync.envelope import envelope as envelope_module
+from mscomm_sync.envelope import sealing as envelope_module
 from mscomm_sync.envelope.crypto import derive_pair_key, message_aad
 from mscomm_sync.envelope.fields import encode_section
 from mscomm_sync.envelope.messages import Binding
@@ -136,7 +136,7 @@ def receiver_envelope(item: dict[str, Any], clock: Callable[[], float], **option
 def pinned_ids(monkeypatch: pytest.MonkeyPatch, message_id: str) -> None:
     """Make every message sealed from now on in this process take ``message_id``."""
     raw = bytes.fromhex(message_id)
-    monkeypatch.setattr(envelope_module, "_new_message_id", lambda: raw)
+    monkeypatch.setattr(envelope_module, "new_message_id", lambda: raw)
 
 
 def request_pair(vector: dict[str, Any]) -> str:

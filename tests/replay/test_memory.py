@@ -205,5 +205,6 @@ def test_store_is_not_consulted_for_a_forgery() -> None:
 
 
 def test_not_before_is_the_second_the_store_was_made() -> None:
-    """A memory store remembers from its own creation: its not_before is that whole second."""
+    """A memory store (one process) vouches from the second it was made in (the host-wide
+    stores from the next: see test_shm and test_sqlite)."""
     assert MemoryReplayStore(clock=lambda: 1_700_000_000.9).not_before == 1_700_000_000.0

@@ -314,9 +314,9 @@ def test_importing_the_package_does_not_import_sqlite3() -> None:
 
 
 def test_not_before_is_when_the_database_was_made(tmp_path: Path) -> None:
-    """A new database vouches from the second it was made; every later opener reads that
-    second from the file, not its own time."""
+    """A new database vouches from the first whole second after it was made; every later
+    opener reads that from the file, not its own time."""
     made = SqliteReplayStore(tmp_path / "replay.sqlite3", clock=lambda: 1_700_000_000.7)
-    assert made.not_before == 1_700_000_000.0
+    assert made.not_before == 1_700_000_001.0
     later = SqliteReplayStore(tmp_path / "replay.sqlite3", clock=lambda: 1_800_000_000.0)
-    assert later.not_before == 1_700_000_000.0
+    assert later.not_before == 1_700_000_001.0

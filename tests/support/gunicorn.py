@@ -19,6 +19,8 @@ from typing import Optional
 
 import requests
 
+from mscomm_sync.replay import default_replay_store
+
 TESTS = Path(__file__).resolve().parent.parent
 ROOT = TESTS.parent
 
@@ -79,6 +81,7 @@ class GunicornServer:
         self._sock, self.port = sock, sock.getsockname()[1]
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT), env.get("PYTHONPATH", "")])
+        ready_replay_table(env.get("MSCOMM_REPLAY_DB"))
         argv = [
             sys.executable,
             "-m",
@@ -158,3 +161,27 @@ class GunicornServer:
             f"<GunicornServer {self.app} {self.worker_class} workers={self.workers}"
             f" port={self.port}>"
         )
+
+
+def ready_replay_table(path: Optional[str]) -> None:
+    """Make the host-wide replay table at ``path`` now if it is new, and wait until it vouches.
+
+    A new table vouches only for messages sealed from the whole second after
+    it was made (``docs/middleware.md``); made lazily by the server's first
+    request, it would refuse (with the sealed 503) the requests these tests seal
+    and send at once. An existing table, or none, is left as it is.
+    """
+    if not path or os.path.exists(path):
+        return
+    saved = os.environ.get("MSCOMM_REPLAY_DB")
+    os.environ["MSCOMM_REPLAY_DB"] = path
+    try:
+        store = default_replay_store()  # the kind the server will open for this path
+    finally:
+        if saved is None:
+            del os.environ["MSCOMM_REPLAY_DB"]
+        else:
+            os.environ["MSCOMM_REPLAY_DB"] = saved
+    since = getattr(store, "not_before", 0.0)
+    getattr(store, "close", lambda: None)()
+    time.sleep(max(0.0, since - time.time()))

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import pickle
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +23,8 @@ from mscomm_sync.telemetry.options import resolve
 from mscomm_sync.telemetry.process import process_instruments
 
 from .services import Sdk
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("field", ["otel", "access_log"])
@@ -88,3 +95,31 @@ def test_settings_pickle_without_their_providers(sdk: Sdk) -> None:
     client = MicroServiceClient("orders", telemetry=sdk.telemetry())
     copy_of_client = pickle.loads(pickle.dumps(client))  # noqa: S301
     assert copy_of_client._telemetry == Telemetry()
+
+
+def test_otel_without_the_api_installed_is_a_configuration_error(tmp_path: Path) -> None:
+    """In a process where the OpenTelemetry API is missing (an empty ``opentelemetry``
+    package shadows the real one), asking for it is a ConfigurationError that says what to
+    install, and telemetry off still works."""
+    (tmp_path / "opentelemetry").mkdir()
+    (tmp_path / "opentelemetry" / "__init__.py").write_text("")
+    code = textwrap.dedent(
+        """
+        from mscomm_sync import Telemetry
+        from mscomm_sync.errors import ConfigurationError
+        Telemetry(otel=False)
+        try:
+            Telemetry()
+        except ConfigurationError as exc:
+            print(exc.variable, "|", exc.reason, "|", exc)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == (
+        "telemetry | opentelemetry-api is not installed | telemetry needs the OpenTelemetry"
+        " API: pip install mscomm_sync[otel]"
+    )

@@ -198,3 +198,63 @@ def test_the_same_instance_again_is_a_retry(sdk: Sdk, services: Build) -> None:
     assert kinds == ["first", "retry"]
     for span in sdk.spans():
         assert not [v for v in attributes(span).values() if "card" in str(v)], span.name
+
+
+FORGED_TRACE = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+
+
+def test_an_outer_traceparent_never_parents_the_server_span(sdk: Sdk, services: Build) -> None:
+    """A traceparent added on the path (here by a proxy in front of billing's middleware)
+    is not the sealed one: billing's server span stays the child of orders' attempt, in
+    orders' trace, and the handler never sees the outer header."""
+    fleet = services("orders", "billing")
+    seen: dict[str, Any] = {}
+
+    def handler(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen["traceparent"] = environ.get("HTTP_TRACEPARENT")
+        return answer({"ok": True})(environ, start_response)
+
+    protected = fleet.middleware("billing", handler, telemetry=sdk.telemetry())
+
+    def on_the_path(environ: dict[str, Any], start_response: Any) -> Any:
+        environ["HTTP_TRACEPARENT"] = FORGED_TRACE
+        environ["HTTP_TRACESTATE"] = "evil=1"
+        return protected(environ, start_response)
+
+    from client.servers import WaitressServer
+
+    with WaitressServer(on_the_path) as server:
+        fleet.registry.register("billing", server.url)
+        orders = fleet.client("orders", telemetry=sdk.telemetry())
+        assert orders.request(target_service="billing", endpoint="/x").status_code == 200
+    spans = sdk.spans()
+    attempt = next(s for s in spans if s.kind == SpanKind.CLIENT)
+    server_span = next(s for s in spans if s.kind == SpanKind.SERVER)
+    assert server_span.context.trace_id == attempt.context.trace_id != int("ab" * 16, 16)
+    assert parent_id(server_span) == attempt.context.span_id
+    assert seen["traceparent"] != FORGED_TRACE
+
+
+def test_a_callers_own_context_headers_are_not_sent_beside_the_seal(
+    sdk: Sdk, services: Build
+) -> None:
+    """A traceparent or deadline the caller passes in ``headers=`` is replaced by the call's
+    own, sealed: the server sees orders' trace and the call's deadline, not the passed ones."""
+    fleet = services("orders", "billing")
+    seen: dict[str, Any] = {}
+
+    def handler(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen["traceparent"] = environ.get("HTTP_TRACEPARENT")
+        seen["deadline"] = environ.get("HTTP_X_MSCOMM_DEADLINE")
+        return answer({"ok": True})(environ, start_response)
+
+    fleet.serve("billing", handler, telemetry=sdk.telemetry())
+    orders = fleet.client("orders", telemetry=sdk.telemetry())
+    orders.request(
+        target_service="billing", endpoint="/x",
+        headers={"traceparent": FORGED_TRACE, "X-Mscomm-Deadline": "999999"},
+    )  # fmt: skip
+    attempt = next(s for s in sdk.spans() if s.kind == SpanKind.CLIENT)
+    assert seen["traceparent"] is not None and FORGED_TRACE not in seen["traceparent"]
+    assert f"{attempt.context.trace_id:032x}" in seen["traceparent"]
+    assert seen["deadline"] != "999999"

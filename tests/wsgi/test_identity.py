@@ -104,3 +104,29 @@ def test_each_name_reads_its_own_variable(one: str, other: str) -> None:
     """Two different canonical names never read the same environment variable."""
     assert validate_service_name(one) == one
     assert (env_var_name(one) == env_var_name(other)) == (one == other)
+
+
+@pytest.mark.parametrize("holder", ["field", "ledger"])
+def test_holding_a_v1_key_does_not_make_its_service_a_caller(
+    holder: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v1: billing's environment holds FIELD_ENCRYPTION_KEY (a Fernet key for a database
+    field, say) and LEDGER_ENCRYPTION_KEY (to open the replies of ledger, which billing
+    calls). Neither makes field or ledger a caller: with no allowed_callers, trust-file
+    callers or MSCOMM_CALLERS, a request they seal verifies and is refused with 403."""
+    from support.sealing import prepare
+
+    monkeypatch.delenv("MSCOMM_CALLERS", raising=False)
+    keys = {"billing": generate_key(), "field": generate_key(), "ledger": generate_key()}
+    environ = {env_var_name(name): key for name, key in keys.items()}
+    app = EncryptionMiddleware(
+        caller_app, "billing", keyring=Keyring(environ), replay_store=MemoryReplayStore(),
+        versions={"1"},
+    )  # fmt: skip
+    with LiveServer(app) as live:
+        prepared, _, _ = prepare(
+            live.url + "/who", sender=holder, ring=Keyring.from_mapping(keys), body=b"{}"
+        )
+        with requests.Session() as session:
+            answer = session.send(prepared, timeout=30)
+    assert answer.status_code == 403

@@ -239,3 +239,19 @@ def test_unknown_options_are_refused_and_listed_sorted() -> None:
         reject_unknown_options(["max_body_size", *unknown, "keyring"])
     assert raised.value.reason == "unknown option"
     assert str(raised.value).endswith(": " + ", ".join(sorted(unknown)))
+
+
+@pytest.mark.parametrize(
+    "name", ["X-Mscomm-Caller", "x-mscomm-anything", "X-Encryption-Service", "X-Mscomm-Seal"]
+)
+def test_outer_headers_cannot_name_the_protocols_own(name: str) -> None:
+    """The envelope's headers are believed only from the seal: letting an outer one through
+    is refused when configured, not silently ignored on each request."""
+    with pytest.raises(ConfigurationError) as info:
+        options(outer_headers=["X-Edge-Region", name])
+    assert (info.value.variable, info.value.reason) == ("outer_headers", "protocol header")
+    assert name.lower() in str(info.value)
+
+
+def test_outer_headers_are_kept_lower_case() -> None:
+    assert options(outer_headers=["X-Edge-Region"]).outer_headers == {"x-edge-region"}

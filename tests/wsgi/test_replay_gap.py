@@ -67,10 +67,11 @@ def test_captured_request_is_not_run_again_after_the_table_is_lost(tmp_path: Pat
 
 
 def test_a_new_table_records_when_it_began(tmp_path: Path) -> None:
-    """The table's not_before is the second it was made, kept in the file for every process."""
-    before = int(time.time())
+    """The table's not_before is the first whole second not before it was made, kept in the
+    file for every process."""
+    before = time.time()
     store = ShmReplayStore(tmp_path / "t.table", max_entries=64)
     first = store.not_before
-    assert before <= first <= time.time()
+    assert before <= first <= time.time() + 1 and first == int(first)
     store.close()
     assert ShmReplayStore(tmp_path / "t.table", max_entries=64).not_before == first

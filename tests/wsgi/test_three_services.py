@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -119,9 +120,12 @@ def call_through(url: str, tmp_path: Path, **client: Any) -> Any:
         registry.close()
 
 
-def test_ledger_cannot_forge_billings_reply_in_v2(fleet: Fleet, tmp_path: Path) -> None:
+def test_ledger_cannot_forge_billings_reply_in_v2(
+    fleet: Fleet, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """orders refuses a reply ledger sealed as billing, for orders' very request and with
-    billing's key id claimed."""
+    billing's key id claimed; orders' own log says why, at WARNING, with the reason as a
+    field (the side that knows says so)."""
 
     def as_billing(seal: dict[str, str]) -> Any:
         return forge_v2(
@@ -131,11 +135,16 @@ def test_ledger_cannot_forge_billings_reply_in_v2(fleet: Fleet, tmp_path: Path) 
             reply_to=seal["id"], sender_kid=seal["rkid"], recipient_kid=seal["skid"],
         )  # fmt: skip
 
+    caplog.set_level(logging.WARNING, "mscomm_sync.client")
     with LiveServer(Impostor(as_billing)) as impostor, pytest.raises(UnverifiedAnswerError):
         call_through(
             impostor.url, tmp_path, identity=fleet.identity("orders"),
             trust=fleet.trust("billing"), keyring=Keyring.from_mapping({}),
         )  # fmt: skip
+    refused = [r for r in caplog.records if vars(r).get("mscomm.event") == "answer refused"]
+    assert refused and refused[0].levelno == logging.WARNING
+    assert vars(refused[0])["mscomm.reason"] == "bad tag"
+    assert vars(refused[0])["mscomm.target"] == "billing"
 
 
 def test_a_request_reflected_as_its_own_reply_is_refused(fleet: Fleet, tmp_path: Path) -> None:
@@ -190,3 +199,40 @@ def test_in_v1_no_one_without_orders_key_speaks_as_orders(tmp_path: Path) -> Non
     )  # fmt: skip
     with GunicornServer("support.apps:replay_app()", workers=1, env=env) as server:
         assert post(server.url, forged) == 401
+
+
+def test_in_v1_a_caller_of_billing_speaks_as_billing_but_replays_are_refused(
+    tmp_path: Path,
+) -> None:
+    """v1, recorded: orders must hold billing's shared key (to open billing's replies), so
+    it can seal a request as billing to ledger, which accepts billing: ledger runs it as
+    billing. This is the other hole v2 closes. A replay of it is refused all the same."""
+    keys = {name: generate_key() for name in ("orders", "billing", "ledger")}
+    env = {env_var_name(n): k for n, k in keys.items() if n != "orders"}
+    env.update(SERVICE_NAME="ledger", MSCOMM_CALLERS="billing",
+               MSCOMM_REPLAY_DB=str(tmp_path / "replay.table"))  # fmt: skip
+    with GunicornServer("support.apps:replay_app()", workers=2, env=env) as ledger:
+        as_billing = forge(
+            secret=base64.urlsafe_b64decode(keys["billing"] + "="), sender="billing",
+            recipient="ledger", method="POST", target="/who",
+        )  # fmt: skip
+        assert post(ledger.url, as_billing) == 200  # accepted: made by orders, as billing
+        assert post(ledger.url, as_billing) == 401  # the same bytes again: a replay
+
+
+def test_in_v1_a_request_reflected_as_its_own_reply_is_refused(tmp_path: Path) -> None:
+    """v1 binds the direction too: orders' request sent back as billing's reply is refused."""
+    keys = {name: generate_key() for name in ("orders", "billing")}
+
+    class Reflector:
+        def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            start_response("200 OK", [
+                ("X-Encrypted-Payload", "true"), ("X-Encryption-Service", "billing"),
+                ("X-Mscomm-Seal", environ["HTTP_X_MSCOMM_SEAL"]),
+            ])  # fmt: skip
+            return [body]
+
+    ring = Keyring.from_mapping(keys)
+    with LiveServer(Reflector()) as impostor, pytest.raises(UnverifiedAnswerError):
+        call_through(impostor.url, tmp_path, keyring=ring)

@@ -1,0 +1,174 @@
+"""Opening one message: the checks in the order that costs an attacker most and us least.
+
+1. :func:`read_envelope`: the form of the envelope, before any key is looked
+   up (size, the sealed flag, the seal header, the version, the sender's name);
+2. :func:`v1_opener` / :func:`v2_opener`: the keys it names, found or refused;
+3. :func:`open_message`: freshness, then the one decryption, then the
+   plaintext's size.
+
+Each refusal goes through :func:`~.rejection.reject`: one opaque error, the
+reason to this side's log. Recording the id in a replay store is the caller's
+(:class:`~.envelope.Envelope`), after all of this has passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Callable, Optional, Union
+
+from cryptography.exceptions import InvalidTag
+
+from .._fast import memo
+from ..errors import ConfigurationError
+from ..keyring import Keyring, validate_service_name
+from ..trust.identity import Identity
+from ..trust.store import TrustStore
+from .fields import FieldError
+from .headers import (
+    HEADER_ENCRYPTED,
+    HEADER_SEAL,
+    HEADER_SERVICE,
+    SealFields,
+    bound_method,
+    parse_seal,
+    seal_version,
+)
+from .limits import SEALING_OVERHEAD, TAG_BYTES
+from .messages import Binding, Opened
+from .rejection import reject
+from .v1 import open_v1
+from .v2 import open_v2
+
+__all__ = ["Opener", "is_service_name", "open_message", "read_envelope", "v1_opener", "v2_opener"]
+
+Body = Union[bytes, bytearray, memoryview]
+#: Decrypts a sealed body into its content type, sealed headers and plaintext.
+Opener = Callable[[Body], tuple[Optional[str], list[tuple[str, str]], bytes]]
+
+
+@memo(1024)
+def is_service_name(name: str) -> bool:
+    """Whether ``name`` is a valid service name (remembered: senders repeat)."""
+    try:
+        validate_service_name(name)
+    except ConfigurationError:
+        return False
+    return True
+
+
+def read_envelope(
+    direction: str,
+    headers: Mapping[str, str],
+    body: Body,
+    expected: Optional[str],
+    versions: Collection[str],
+    max_body_size: int,
+) -> tuple[str, SealFields]:
+    """Check what can be checked before any key is looked up; return the sender and seal.
+
+    ``expected`` is the sender an answer must come from (``None`` for a request).
+    """
+    sender = headers.get(HEADER_SERVICE)
+    seal = headers.get(HEADER_SEAL) or ""
+    fields = parse_seal(seal)
+
+    def refuse(reason: str) -> Exception:
+        return reject(reason, None, fields, direction=direction, sender=sender)
+
+    if len(body) > max_body_size + SEALING_OVERHEAD:
+        raise refuse("body too large")
+    if headers.get(HEADER_ENCRYPTED) != "true":  # exactly; "TRUE" is not the protocol
+        raise refuse("not sealed")
+    if fields is None:
+        version = seal_version(seal)
+        raise refuse("malformed envelope" if version in ("v=1", "v=2") else "unsupported version")
+    if fields.version not in versions:
+        raise refuse(f"protocol v{fields.version} is not allowed here")
+    if sender is None:
+        raise refuse("malformed envelope")
+    if not is_service_name(sender):
+        raise refuse("malformed sender")
+    if expected is not None and sender != expected:
+        raise refuse("unexpected sender")
+    return sender, fields
+
+
+def arrived_method(method: str, sender: str, fields: SealFields) -> str:
+    """The method as bound, from the one the message arrived with; malformed is refused."""
+    bound = bound_method(method)
+    if bound is None:
+        raise reject("malformed envelope", None, fields, sender=sender)
+    return bound
+
+
+def open_message(
+    binding: Binding,
+    fields: SealFields,
+    body: Body,
+    opener: Opener,
+    now: int,
+    window: int,
+    max_body_size: int,
+) -> Opened:
+    """Check freshness, decrypt, bound the plaintext; the envelope's form is already checked."""
+    ts = int(fields.timestamp)
+    # Whole seconds, the same both ways: now - W <= ts <= now + W.
+    if not now - window <= ts <= now + window:
+        raise reject("stale timestamp", binding, fields)
+    try:
+        content_type, sealed_headers, plaintext = opener(body)
+    except (InvalidTag, UnicodeDecodeError):
+        raise reject("bad tag", binding, fields) from None
+    except (FieldError, ValueError):
+        raise reject("malformed sealed headers", binding, fields) from None
+    if len(plaintext) > max_body_size:
+        raise reject("body too large", binding, fields)
+    return Opened._make(
+        binding.sender,
+        plaintext,
+        content_type,
+        fields.message_id,
+        fields.kid,
+        ts,
+        fields.version,
+        tuple(sealed_headers),
+    )
+
+
+def v1_opener(
+    keyring: Keyring, binding: Binding, fields: SealFields, body: Body, max_body_size: int
+) -> Opener:
+    """Find the sender's shared key the seal names, or refuse."""
+    try:
+        keys = keyring.keys_for(binding.sender)
+    except ConfigurationError as exc:
+        raise reject(
+            f"no usable key for sender ({exc.variable}: {exc.reason})", binding, fields
+        ) from None
+    key = keys.find(fields.kid)
+    if key is None:
+        raise reject("unknown key id", binding, fields)
+    if len(body) > max_body_size + TAG_BYTES:
+        raise reject("body too large", binding, fields)
+
+    def opener(data: Body) -> tuple[Optional[str], list[tuple[str, str]], bytes]:
+        content_type, plaintext = open_v1(key, binding, fields, data)
+        return content_type, [], plaintext
+
+    return opener
+
+
+def v2_opener(
+    identity: Identity, trust: TrustStore, binding: Binding, fields: SealFields
+) -> Opener:
+    """Find this service's private key and the sender's trusted public key, or refuse."""
+    try:
+        own = identity.find(fields.recipient_kid) if identity.available() else None
+        peer = trust.find(binding.sender, fields.sender_kid)
+    except ConfigurationError as exc:
+        raise reject(f"unusable keys ({exc.variable}: {exc.reason})", binding, fields) from None
+    if own is None:
+        raise reject("unknown recipient key id", binding, fields)
+    if peer is None:
+        raise reject("no trusted public key of the sender with that id", binding, fields)
+    return lambda data: open_v2(own, peer, binding, fields, data)
