@@ -49,11 +49,11 @@ docs: $(DEV_STAMP)
 	$(BIN)/sphinx-build -W --keep-going -b html -q docs docs/_build/html
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check mscomm_sync tests benchmarks
-	$(BIN)/ruff format --check mscomm_sync tests benchmarks
+	$(BIN)/ruff check mscomm_sync tests benchmarks scripts
+	$(BIN)/ruff format --check mscomm_sync tests benchmarks scripts
 
 type: $(DEV_STAMP)
-	$(BIN)/mypy mscomm_sync
+	$(BIN)/mypy mscomm_sync benchmarks
 
 clean:
 	rm -rf $(VENV) .tox docs/_build build dist *.egg-info

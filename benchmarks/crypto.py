@@ -44,6 +44,21 @@ HEADERS = [
 ]
 
 
+def round_trip(
+    sender: Envelope, receiver: Envelope, target: str, body: bytes, headers: Any = None
+) -> None:
+    """Seal one request from ``sender`` and open it as ``receiver`` (memory replay store)."""
+    sealed = sender.seal_request(
+        recipient="billing",
+        method="POST",
+        target=target,
+        body=body,
+        content_type="application/json",
+        headers=headers,
+    )
+    receiver.open_request(method="POST", target=target, headers=sealed.headers, body=sealed.body)
+
+
 def main() -> None:
     ring = Keyring.from_mapping({"orders": generate_key(), "billing": generate_key()})
     sender = Envelope("orders", keyring=ring)
@@ -63,16 +78,7 @@ def main() -> None:
             bare.decrypt(nonce, bare.encrypt(nonce, body, aad), aad)
 
         def ours(body: bytes = body) -> None:
-            sealed = sender.seal_request(
-                recipient="billing",
-                method="POST",
-                target=target,
-                body=body,
-                content_type="application/json",
-            )
-            receiver.open_request(
-                method="POST", target=target, headers=sealed.headers, body=sealed.body
-            )
+            round_trip(sender, receiver, target, body)
 
         def floor(body: bytes = body) -> None:
             mid = os.urandom(16)
@@ -119,19 +125,6 @@ def versions_side_by_side(ring: Keyring, target: str) -> None:
     v1_receiver = Envelope("billing", keyring=ring, versions={"1"})
     v2_sender, v2_receiver = _v2_pair()
 
-    def round_trip(sender: Envelope, receiver: Envelope, body: bytes, headers: Any) -> None:
-        sealed = sender.seal_request(
-            recipient="billing",
-            method="POST",
-            target=target,
-            body=body,
-            content_type="application/json",
-            headers=headers,
-        )
-        receiver.open_request(
-            method="POST", target=target, headers=sealed.headers, body=sealed.body
-        )
-
     print("\nprotocol v1 beside v2, seal + open, the pair's key cached (v1 sends its")
     print("headers in clear; v2 seals them):")
     print("{:>7} {:>8} {:>11} {:>11} {:>9} {:>10}".format(
@@ -141,10 +134,10 @@ def versions_side_by_side(ring: Keyring, target: str) -> None:
         for headers in (None, HEADERS):
 
             def v1(body: bytes = body, headers: Any = headers) -> None:
-                round_trip(v1_sender, v1_receiver, body, headers)
+                round_trip(v1_sender, v1_receiver, target, body, headers)
 
             def v2(body: bytes = body, headers: Any = headers) -> None:
-                round_trip(v2_sender, v2_receiver, body, headers)
+                round_trip(v2_sender, v2_receiver, target, body, headers)
 
             t1, t2 = interleaved([v1, v2], number=number, rounds=7)
             count = len(headers or ())

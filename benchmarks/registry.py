@@ -52,7 +52,7 @@ def _instances() -> list[Any]:
 
 
 def _lookup_loop(registry: Any, names: list[str]) -> Any:
-    cycle = iter(())
+    cycle: Iterator[str] = iter(())
 
     def lookup() -> None:
         nonlocal cycle
@@ -178,14 +178,17 @@ def bench_etcd(workdir: str, file_us: float) -> None:
         if url is None:
             print("etcd: skipped (/usr/bin/etcd not installed; install Debian's etcd-server)")
             return
-        b64 = lambda s: base64.b64encode(s.encode()).decode()  # noqa: E731
+
+        def b64(text: str) -> str:
+            return base64.b64encode(text.encode()).decode()
+
         instances = _instances()
         with requests.Session() as session:
-            for start in range(0, len(instances), 100):  # etcd allows 128 ops per txn
+            for first in range(0, len(instances), 100):  # etcd allows 128 ops per txn
                 ops = [
                     {"request_put": {"key": b64(f"/bench/services/{i.service}/{i.url}"),
                                      "value": b64(json.dumps({"url": i.url}))}}
-                    for i in instances[start : start + 100]
+                    for i in instances[first : first + 100]
                 ]  # fmt: skip
                 session.post(
                     url + "/v3/kv/txn", json={"success": ops}, timeout=30

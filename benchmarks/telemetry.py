@@ -23,9 +23,7 @@ fields an attempt seals (``plan_call``'s share is a few dictionary lookups).
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
-import statistics
 import tempfile
 import threading
 import time
@@ -43,7 +41,7 @@ from mscomm_sync.telemetry.serving import start_request
 from mscomm_sync.trust import Identity, TrustStore, generate_private_key
 from mscomm_sync.wsgi import EncryptionMiddleware
 
-from .timing import per_call
+from .timing import alternating_calls, per_call
 
 SIZE = 1024
 NUMBER = 1500
@@ -86,7 +84,7 @@ def _sdk() -> Optional[tuple[Any, Any]]:
     except ImportError:
         return None
 
-    class Drop(SpanExporter):  # type: ignore[misc]
+    class Drop(SpanExporter):
         def export(self, spans: Any) -> Any:
             return SpanExportResult.SUCCESS
 
@@ -198,20 +196,7 @@ def round_trips() -> dict[str, float]:
     with contextlib.ExitStack() as stack:
         _quiet_access_logs(stack)
         calls = _contenders(stack)
-        for _ in range(WARMUP):
-            for call in calls.values():
-                call()
-        samples: dict[str, list[float]] = {name: [] for name in calls}
-        gc_was = gc.isenabled()
-        gc.disable()
-        try:
-            for _ in range(NUMBER):
-                for name, call in calls.items():
-                    samples[name].append(call())
-        finally:
-            if gc_was:
-                gc.enable()
-    return {name: statistics.median(s) for name, s in samples.items()}
+        return alternating_calls(calls, warmup=WARMUP, number=NUMBER)
 
 
 def hooks_when_off() -> float:

@@ -208,3 +208,18 @@ def test_a_record_is_not_a_sequence() -> None:
     assert not isinstance(pair, tuple)
     with pytest.raises(TypeError):
         iter(pair)  # type: ignore[call-overload]
+
+
+def test_make_takes_exactly_one_value_per_field() -> None:
+    """_make is generated per class: too few or too many values is a TypeError, not a gap."""
+    with pytest.raises(TypeError):
+        Pair._make("a")
+    with pytest.raises(TypeError):
+        Pair._make("a", "b", "c")
+
+
+def test_make_works_from_an_instance_too() -> None:
+    """_make is a static method, so ``record._make`` builds a new record of the same class."""
+    pair = Pair._make("a", "b")
+    other = pair._make("c", "d")
+    assert (type(other), other.second, other.first) == (Pair, "c", "d")

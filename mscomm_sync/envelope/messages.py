@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Optional
 
 from .._fast import Record
+from .limits import JOIN_BELOW
 
 __all__ = ["REQUEST", "RESPONSE", "Binding", "Opened", "Sealed"]
 
@@ -88,6 +89,20 @@ class Sealed(Record):
         """The whole sealed body (joined, for v2: prefer :attr:`chunks` to send it)."""
         chunks = self.chunks
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    @property
+    def pieces(self) -> tuple[bytes, ...]:
+        """The body as it should be sent: in one piece below :data:`~.limits.JOIN_BELOW`.
+
+        Each piece is one write on the sender's socket and, for a small
+        message, often one more read and event-loop turn on the receiver's
+        (measured with waitress in-process: 20-40 us a call for v2's second chunk);
+        a large body keeps its chunks, so it is never copied.
+        """
+        chunks = self.chunks
+        if len(chunks) == 1 or self.length >= JOIN_BELOW:
+            return chunks
+        return (b"".join(chunks),)
 
     @property
     def length(self) -> int:

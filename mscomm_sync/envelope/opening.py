@@ -13,7 +13,7 @@ reason to this side's log. Recording the id in a replay store is the caller's
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Callable, Optional, Union
 
 from cryptography.exceptions import InvalidTag
@@ -43,7 +43,7 @@ __all__ = ["Opener", "is_service_name", "open_message", "read_envelope", "v1_ope
 
 Body = Union[bytes, bytearray, memoryview]
 #: Decrypts a sealed body into its content type, sealed headers and plaintext.
-Opener = Callable[[Body], tuple[Optional[str], list[tuple[str, str]], bytes]]
+Opener = Callable[[Body], tuple[Optional[str], Sequence[tuple[str, str]], bytes]]
 
 
 @memo(1024)
@@ -71,26 +71,29 @@ def read_envelope(
     sender = headers.get(HEADER_SERVICE)
     seal = headers.get(HEADER_SEAL) or ""
     fields = parse_seal(seal)
-
-    def refuse(reason: str) -> Exception:
-        return reject(reason, None, fields, direction=direction, sender=sender)
-
     if len(body) > max_body_size + SEALING_OVERHEAD:
-        raise refuse("body too large")
+        raise _early("body too large", fields, direction, sender)
     if headers.get(HEADER_ENCRYPTED) != "true":  # exactly; "TRUE" is not the protocol
-        raise refuse("not sealed")
+        raise _early("not sealed", fields, direction, sender)
     if fields is None:
         version = seal_version(seal)
-        raise refuse("malformed envelope" if version in ("v=1", "v=2") else "unsupported version")
+        reason = "malformed envelope" if version in ("v=1", "v=2") else "unsupported version"
+        raise _early(reason, fields, direction, sender)
     if fields.version not in versions:
-        raise refuse(f"protocol v{fields.version} is not allowed here")
+        raise _early(f"protocol v{fields.version} is not allowed here", fields, direction, sender)
     if sender is None:
-        raise refuse("malformed envelope")
+        raise _early("malformed envelope", fields, direction, sender)
     if not is_service_name(sender):
-        raise refuse("malformed sender")
+        raise _early("malformed sender", fields, direction, sender)
     if expected is not None and sender != expected:
-        raise refuse("unexpected sender")
+        raise _early("unexpected sender", fields, direction, sender)
     return sender, fields
+
+
+def _early(
+    reason: str, fields: Optional[SealFields], direction: str, sender: Optional[str]
+) -> Exception:
+    return reject(reason, None, fields, direction=direction, sender=sender)
 
 
 def arrived_method(method: str, sender: str, fields: SealFields) -> str:
@@ -151,9 +154,9 @@ def v1_opener(
     if len(body) > max_body_size + TAG_BYTES:
         raise reject("body too large", binding, fields)
 
-    def opener(data: Body) -> tuple[Optional[str], list[tuple[str, str]], bytes]:
+    def opener(data: Body) -> tuple[Optional[str], Sequence[tuple[str, str]], bytes]:
         content_type, plaintext = open_v1(key, binding, fields, data)
-        return content_type, [], plaintext
+        return content_type, (), plaintext
 
     return opener
 

@@ -52,6 +52,9 @@ class Identity:
         self._environ: Mapping[str, str] = os.environ if environ is None else environ
         self._keys: Optional[tuple[PrivateKey, ...]] = tuple(keys) if keys is not None else None
         self._static = keys is not None
+        # Looked up on every message sealed (is v2 possible?): computed once.
+        variable = variable_name(self.service, "PRIVATE_KEY")
+        self._variables = (variable, variable + "_FILE")
         self._lock = threading.Lock()
         if self._keys == ():
             raise ConfigurationError(f"no private key given for {service!r}", reason="empty")
@@ -59,13 +62,14 @@ class Identity:
     @property
     def variable(self) -> str:
         """The variable the keys are read from."""
-        return variable_name(self.service, "PRIVATE_KEY")
+        return self._variables[0]
 
     def available(self) -> bool:
         """Return whether this service has a private key configured (it speaks protocol v2)."""
-        if self._static:
+        if self._static or self._keys is not None:
             return True
-        return self.variable in self._environ or self.variable + "_FILE" in self._environ
+        variable, file_variable = self._variables
+        return variable in self._environ or file_variable in self._environ
 
     def keys(self) -> tuple[PrivateKey, ...]:
         """Return the keys, the current one first.

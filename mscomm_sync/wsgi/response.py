@@ -217,7 +217,7 @@ def sealed_headers(
             kept.append(("Content-Length", "0"))
         return kept, []
     kept.append(("Content-Length", str(sealed.length)))
-    return kept, list(sealed.chunks)
+    return kept, list(sealed.pieces)
 
 
 def sealed_response(
