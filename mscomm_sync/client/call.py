@@ -46,8 +46,6 @@ class Call(Record):
             seal (never the instance URL's own path: see
             :mod:`mscomm_sync.envelope.target`).
         headers: the plaintext request's headers (``Content-Length`` aside).
-        end_to_end: its end-to-end headers, names lower case, the content
-            type aside: what protocol v2 seals (v1 sends ``headers`` in clear).
         body: the plaintext body (``b""`` for none).
         content_type: the plaintext's ``Content-Type``, sealed with it.
         request_id: the call's ``X-Request-Id``, the same on every attempt.
@@ -70,7 +68,6 @@ class Call(Record):
         "suffix",
         "target",
         "headers",
-        "end_to_end",
         "body",
         "content_type",
         "request_id",
@@ -90,7 +87,6 @@ class Call(Record):
     suffix: str
     target: str
     headers: Mapping[str, str]
-    end_to_end: tuple[tuple[str, str], ...]
     body: bytes
     content_type: Optional[str]
     request_id: str
@@ -178,7 +174,6 @@ def plan_call(
         f"{path}?{parts.query}" if parts.query else path,
         target_from_endpoint(path, parts.query),
         headers,
-        tuple((n, v) for n, v in sealable(headers.items()) if n != "content-type"),
         _body_bytes(request.body),
         headers.get("Content-Type"),
         request_id,
@@ -192,6 +187,15 @@ def plan_call(
         cert,
         trust_env,
     )
+
+
+def end_to_end(call: Call) -> tuple[tuple[str, str], ...]:
+    """Return the call's end-to-end headers, names lower case, the content type aside.
+
+    That is what protocol v2 seals; v1 sends the call's headers in clear, so
+    the transport asks for this only when it seals with v2.
+    """
+    return tuple((n, v) for n, v in sealable(call.headers.items()) if n != "content-type")
 
 
 def _body_bytes(body: object) -> bytes:

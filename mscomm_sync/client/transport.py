@@ -58,7 +58,7 @@ from ..errors import (
 from ..telemetry.calls import NO_ATTEMPT, AttemptRecord
 from ..telemetry.context import HEADER_DEADLINE_SPENT
 from .answer import read_answer
-from .call import HEADER_REQUEST_ID, Call
+from .call import HEADER_REQUEST_ID, Call, end_to_end
 from .deadline import AttemptDeadline, Bound
 from .failures import AttemptFailed
 from .pools import deadline_for, deadline_pools
@@ -153,13 +153,18 @@ class SealedTransport(HTTPAdapter):
         url = instance_url.rstrip("/") + call.suffix
         inherited_id = None if HEADER_REQUEST_ID in call.headers else call.request_id
         budget = min(timeout[1], call.deadline.remaining())
-        sealed = call.envelope.seal_request(
+        envelope = call.envelope
+        # Headers and context are sealed only in v2 (v1 sends the headers in clear).
+        sealing_v2 = envelope.request_version(call.service) == "2"
+        sealed = envelope.seal_request(
             recipient=call.service,
             method=call.method,
             target=call.target,
             body=call.body,
             content_type=call.content_type,
-            headers=call.end_to_end + record.context_headers(inherited_id, budget),
+            headers=end_to_end(call) + record.context_headers(inherited_id, budget)
+            if sealing_v2
+            else None,
         )
         if call.idempotency_key is not None and sealed.version != "2":
             # v1 seals no header: the key would travel in clear, unbound.

@@ -145,6 +145,23 @@ class Envelope:
 
     # -- sealing ---------------------------------------------------------
 
+    def request_version(self, recipient: str) -> Optional[str]:
+        """Return the protocol version :meth:`seal_request` would use for ``recipient`` now.
+
+        ``"2"`` when v2 is allowed, a public key of ``recipient`` is trusted and
+        this service has a private key; else ``"1"`` when v1 is allowed and both
+        shared keys are there; else ``None`` (sealing would raise).
+        """
+        if (
+            "2" in self.versions
+            and self.trust.sealing_key(recipient) is not None
+            and self.identity.available()
+        ):
+            return "2"
+        if "1" in self.versions and v1_problem(self.keyring, self.service_name, recipient) is None:
+            return "1"
+        return None
+
     def seal_request(
         self,
         *,
