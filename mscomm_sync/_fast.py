@@ -19,7 +19,9 @@ kept, and each one is used only through this module:
   whose ``__eq__`` or ``__hash__`` could lie to a set lookup, so the fast
   path is also the safe one. Anything else takes the slow path.
 * :class:`Record` is an immutable object with slots, built without keyword
-  parsing (``_make``) for values created once per message. It is not a
+  parsing by ``_make``, a constructor generated once per class (straight-line
+  slot stores, as attrs generates its ``__init__``), for values created once
+  per message. It is not a
   tuple on purpose: error reporters that walk sequences (and serialise a
   failing frame's locals) would list a tuple's fields, plaintext included.
 """
