@@ -152,6 +152,8 @@ class Envelope:
         this service has a private key; else ``"1"`` when v1 is allowed and both
         shared keys are there; else ``None`` (sealing would raise).
         """
+        # The trust store caches what it found (or did not), so asking it first
+        # keeps a v1-only fleet from reading the environment on every message.
         if (
             "2" in self.versions
             and self.trust.sealing_key(recipient) is not None
@@ -194,19 +196,19 @@ class Envelope:
         binding = Binding._make(
             REQUEST, self.service_name, recipient, _method(method), target, "", ""
         )
-        if "2" in self.versions:
-            # The trust store caches what it found (or did not), so asking it first
-            # keeps a v1-only fleet from reading the environment on every message.
+        version = self.request_version(recipient)
+        if version == "2":
             peer = self.trust.sealing_key(recipient)
-            if peer is not None and self.identity.available():
+            if peer is not None:  # None only if the trust file changed just now: refused below
                 own = self.identity.current
                 return seal_with_v2(own, peer, binding, self._clock, body, content_type, headers)
-        if "1" in self.versions:
-            problem = v1_problem(self.keyring, self.service_name, recipient)
-            if problem is None:
-                return seal_with_v1(self.keyring, binding, self._clock, body, content_type)
-        else:
-            problem = "protocol v1 is not allowed here"
+        if version == "1":
+            return seal_with_v1(self.keyring, binding, self._clock, body, content_type)
+        problem = (
+            v1_problem(self.keyring, self.service_name, recipient)
+            if "1" in self.versions
+            else "protocol v1 is not allowed here"
+        )
         raise ConfigurationError(
             f"cannot seal a request for {recipient!r}: "
             + (

@@ -64,7 +64,6 @@ _V1_DROP = frozenset({
     "HTTP_TRACEPARENT",
     "HTTP_TRACESTATE",
 })  # fmt: skip
-
 _NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 _ENVELOPE_KEYS = frozenset(environ_key(h) for h in ENVELOPE_HEADERS)
 

@@ -88,12 +88,16 @@ def test_v2_is_chosen_when_both_sides_have_keys_and_v1_otherwise(fleet: Fleet) -
     shared = Keyring.from_mapping({"orders": generate_key(), "billing": generate_key()})
     both = Envelope("orders", keyring=shared, identity=fleet.identity("orders"),
                     trust=fleet.trust("billing"))  # fmt: skip
-    assert request(both).version == "2"
+    assert request(both).version == both.request_version("billing") == "2"
     no_public = Envelope("orders", keyring=shared, identity=fleet.identity("orders"),
                          trust=fleet.trust())  # fmt: skip
-    assert request(no_public).version == "1"
+    assert request(no_public).version == no_public.request_version("billing") == "1"
+    only_v1 = Envelope("orders", keyring=shared, identity=fleet.identity("orders"),
+                       trust=fleet.trust("billing"), versions={"1"})  # fmt: skip
+    assert request(only_v1).version == only_v1.request_version("billing") == "1"
     neither = Envelope("orders", keyring=Keyring.from_mapping({}),
                        identity=fleet.identity("orders"), trust=fleet.trust())  # fmt: skip
+    assert neither.request_version("billing") is None
     with pytest.raises(ConfigurationError, match="cannot seal a request for 'billing'") as caught:
         request(neither)
     for named in ("MSCOMM_TRUST", "BILLING_PUBLIC_KEY", "ORDERS_PRIVATE_KEY",
