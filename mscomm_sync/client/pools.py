@@ -123,7 +123,7 @@ class _Response(http.client.HTTPResponse):
             if b"\r\n\r\n" in head and head[9:10] != b"1":
                 # The usual case: the whole head (status line and headers) came in
                 # that read and it is not an interim 1xx, so http.client can parse it
-                # without waiting: no line-by-line reading (about 20 us saved a call).
+                # without waiting, and no line goes through the Python reader.
                 super().begin()
                 return
             self.fp = reader  # type: ignore[assignment]

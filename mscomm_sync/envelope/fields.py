@@ -140,11 +140,6 @@ def _field(parts: list[bytes], name: str, value: str) -> None:
     parts.append(raw)
 
 
-@memo(1024)
-def _valid_name(name: str) -> bool:
-    return _TOKEN.match(name) is not None
-
-
 def decode_section(data: _Buffer) -> tuple[Optional[str], list[tuple[str, str]]]:
     """Return the content type and the other fields of a whole field section.
 
@@ -162,7 +157,7 @@ def decode_section(data: _Buffer) -> tuple[Optional[str], list[tuple[str, str]]]
     while offset < end:
         name, offset = _text(data, offset, end)
         value, offset = _text(data, offset, end)
-        if not _valid_name(name) or not _VALUE.match(value):
+        if _name_bytes(name) is None or not _VALUE.match(value):
             raise FieldError("a malformed field")
         if name == "content-type":
             if fields or content_type is not None:

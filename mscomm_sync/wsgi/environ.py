@@ -57,13 +57,13 @@ _PROTOCOL_PREFIX = "HTTP_X_MSCOMM_"
 #: envelope's other headers, the encodings that described the sealed body,
 #: and the context fields, which are believed only sealed (v1 seals no
 #: header): an outer trace context or deadline beside a v1 seal is anyone's.
-_V1_DROP = frozenset({
+_V1_DROP = (
     *(environ_key(h) for h in ENVELOPE_HEADERS),
     "HTTP_TRANSFER_ENCODING",
     "HTTP_CONTENT_ENCODING",
     "HTTP_TRACEPARENT",
     "HTTP_TRACESTATE",
-})  # fmt: skip
+)
 _NOT_HEADERS = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 _ENVELOPE_KEYS = frozenset(environ_key(h) for h in ENVELOPE_HEADERS)
 
@@ -111,8 +111,8 @@ def opened_environ(
             sealed[key] = f"{sealed[key]}{joiner}{value}" if key in sealed else value
         environ.update(sealed)  # a sealed header replaces an outer one of its name
     else:
-        for key in environ.keys() & _V1_DROP:  # looks up the few, in C
-            del environ[key]
+        for key in _V1_DROP:
+            environ.pop(key, None)
         for key in [k for k in environ if k.startswith(_PROTOCOL_PREFIX)]:
             del environ[key]
     body = opened.body
