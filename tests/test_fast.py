@@ -223,3 +223,35 @@ def test_make_works_from_an_instance_too() -> None:
     pair = Pair._make("a", "b")
     other = pair._make("c", "d")
     assert (type(other), other.second, other.first) == (Pair, "c", "d")
+
+
+class Labelled(Pair):
+    """A record built on another record: its own slot, and the inherited ones."""
+
+    __slots__ = ("label",)
+
+    label: str
+
+
+def test_make_returns_an_instance_of_the_record_class_itself() -> None:
+    """_make fills a mutable twin, then the value is of the record class, with its methods."""
+    pair = Pair._make("a", "b")
+    assert type(pair) is Pair and isinstance(pair, Record)
+    assert type(pair).__setattr__ is Record.__setattr__
+
+
+def test_a_record_built_on_another_is_immutable_in_every_slot() -> None:
+    """A subclass's _make fills its own slots; inherited and own slots both refuse changes."""
+    labelled = Labelled._make("x")
+    assert (type(labelled), labelled.label) == (Labelled, "x")
+    with pytest.raises(AttributeError, match="immutable"):
+        labelled.label = "y"
+    with pytest.raises(AttributeError, match="immutable"):
+        labelled.first = "y"
+    assert Labelled._fields == ("label",)
+
+
+def test_records_made_one_after_another_are_independent() -> None:
+    """The twin is only a stage of building: no value is shared between two records."""
+    one, two = Pair._make("a", "b"), Pair._make("c", "d")
+    assert (one.second, one.first, two.second, two.first) == ("a", "b", "c", "d")

@@ -254,16 +254,9 @@ class ServiceAdapter(BaseAdapter):
         budget = state.budget(call.service, self._new_budget)
         budget.record_call()
         loop = AttemptLoop(
-            call=call,
-            instances=instances,
-            transport=state.transport,
-            balancer=state.balancer,
-            budget=budget,
-            clock=self._clock,
-            sleep=self._sleep,
-            random=self._random,
-            record=record,
-        )
+            call, instances, state.transport, state.balancer, budget,
+            self._clock, self._sleep, self._random, record,
+        )  # fmt: skip
         return loop.run()
 
     def breaker(self, service: str) -> CircuitBreaker:

@@ -37,7 +37,6 @@ import logging
 from collections.abc import Sequence
 from typing import Callable, NoReturn
 
-import attrs
 from requests import Response
 from urllib3.exceptions import ConnectTimeoutError, InvalidHeader, MaxRetryError, ProtocolError
 from urllib3.util.retry import Retry
@@ -49,6 +48,7 @@ from .balancer import PowerOfTwoBalancer
 from .budget import RetryBudget
 from .call import Call
 from .failures import AttemptFailed
+from .headers import header_value
 from .idempotent import check_answer, in_progress
 from .transport import SealedTransport
 
@@ -59,11 +59,13 @@ log = logging.getLogger("mscomm_sync.client")
 _TIMED_OUT = frozenset({"ReadTimeout"})
 
 
-@attrs.define(kw_only=True)
 class AttemptLoop:
     """The mutable state of one call's attempts; :meth:`run` drives them.
 
-    Attributes:
+    A plain class with slots, not attrs: one is built for every call, and a
+    keyword-only attrs ``__init__`` cost more than the rest of the set-up.
+
+    Args:
         call: the call's fixed facts.
         instances: the target's instances, as resolved for this call.
         transport: sends one sealed attempt.
@@ -75,27 +77,40 @@ class AttemptLoop:
         record: the call's telemetry record (each attempt gets one of its own).
     """
 
-    call: Call
-    instances: Sequence[Instance]
-    transport: SealedTransport
-    balancer: PowerOfTwoBalancer
-    budget: RetryBudget
-    clock: Callable[[], float]
-    sleep: Callable[[float], None]
-    random: Callable[[], float]
-    record: CallRecord = NO_CALL
-    retry: Retry = attrs.field(init=False)
-    tried: list[str] = attrs.field(init=False, factory=list)
-    attempts: int = attrs.field(init=False, default=0)
-    why: str = attrs.field(init=False, default="")
-    pause: float = attrs.field(init=False, default=0.0)
-    #: Whether an attempt may have reached the service (decides which error says so).
-    sent: bool = attrs.field(init=False, default=False)
-    #: The telemetry record of the attempt being made.
-    current: AttemptRecord = attrs.field(init=False, default=NO_ATTEMPT)
+    __slots__ = ("attempts", "balancer", "budget", "call", "clock", "current", "instances",
+                 "pause", "random", "record", "retry", "sent", "sleep", "transport", "tried",
+                 "why")  # fmt: skip
 
-    def __attrs_post_init__(self) -> None:
-        self.retry = self.call.policy.retry.to_urllib3()
+    def __init__(
+        self,
+        call: Call,
+        instances: Sequence[Instance],
+        transport: SealedTransport,
+        balancer: PowerOfTwoBalancer,
+        budget: RetryBudget,
+        clock: Callable[[], float],
+        sleep: Callable[[float], None],
+        random: Callable[[], float],
+        record: CallRecord = NO_CALL,
+    ) -> None:
+        self.call = call
+        self.instances = instances
+        self.transport = transport
+        self.balancer = balancer
+        self.budget = budget
+        self.clock = clock
+        self.sleep = sleep
+        self.random = random
+        self.record = record
+        self.retry: Retry = call.policy.retry.to_urllib3()
+        self.tried: list[str] = []
+        self.attempts = 0
+        self.why = ""
+        self.pause = 0.0
+        #: Whether an attempt may have reached the service (decides which error says so).
+        self.sent = False
+        #: The telemetry record of the attempt being made.
+        self.current: AttemptRecord = NO_ATTEMPT
 
     def run(self) -> Response:
         """Make attempts until one answers or no retry is allowed.
@@ -234,7 +249,7 @@ class AttemptLoop:
     def _retry_answer(self, instance: Instance, response: Response) -> bool:
         call = self.call
         status = response.status_code
-        retry_after = response.headers.get("Retry-After")  # sealed, in v2
+        retry_after = header_value(response.headers, "retry-after")  # sealed, in v2
         has_retry_after = retry_after is not None
         retryable = in_progress(call, response) or self.retry.is_retry(
             call.method, status, has_retry_after

@@ -24,12 +24,17 @@ from ..idempotency.wire import HEADER_IDEMPOTENCY_KEY, validate_key
 from ..keyring import validate_service_name
 from ..telemetry.context import CONTEXT_HEADERS, current_context
 from .deadline import Deadline
+from .headers import header_names, header_pairs, header_value
 from .policies import CallPolicy
 
 __all__ = ["HEADER_REQUEST_ID", "SCHEME", "Call", "Cert", "Timeout", "plan_call"]
 
 SCHEME = "mscomm://"
 HEADER_REQUEST_ID = "X-Request-Id"
+_REQUEST_ID = HEADER_REQUEST_ID.lower()
+_IDEMPOTENCY_KEY = HEADER_IDEMPOTENCY_KEY.lower()
+#: What plan_call drops from the request's own headers (names lower case).
+_DROPPED = (*sorted(CONTEXT_HEADERS), "transfer-encoding")
 
 Timeout = Union[None, float, tuple[Optional[float], Optional[float]]]
 Cert = Union[None, bytes, str, tuple[Union[bytes, str], Union[bytes, str]]]
@@ -124,7 +129,8 @@ def plan_call(
     digits). A call made while a sealed request is served has at most what
     is left of that request's deadline. The context headers the transport
     writes itself (``traceparent``, ``tracestate``, ``X-Mscomm-Deadline``)
-    are dropped from the request's own.
+    are dropped from the request's own, and so is a ``Transfer-Encoding``
+    (it framed the plaintext; each attempt's sealed body has a length).
     A call with an ``Idempotency-Key`` may be repeated unless ``idempotent=False``.
 
     Raises:
@@ -156,16 +162,17 @@ def plan_call(
         seconds = min(seconds, max(inherited.deadline.remaining(), 0.0))
     method = (request.method or "GET").upper()
     headers = request.headers
-    for name in CONTEXT_HEADERS:
-        if name in headers:
-            del headers[name]
-    if HEADER_REQUEST_ID in headers:
+    names = header_names(headers)
+    if not names.isdisjoint(_DROPPED):
+        for name in _DROPPED:
+            headers.pop(name, None)
+    if _REQUEST_ID in names:
         request_id = str(headers[HEADER_REQUEST_ID])
     elif inherited is not None and inherited.request_id is not None:
         request_id = inherited.request_id  # not in headers: v1 would send those in clear
     else:
         request_id = headers[HEADER_REQUEST_ID] = os.urandom(8).hex()
-    key = validate_key(headers.get(HEADER_IDEMPOTENCY_KEY))
+    key = validate_key(header_value(headers, _IDEMPOTENCY_KEY))
     if idempotent is None:
         idempotent = key is not None or method in policy.retry.idempotent_methods
     return Call._make(
@@ -175,11 +182,11 @@ def plan_call(
         target_from_endpoint(path, parts.query),
         headers,
         _body_bytes(request.body),
-        headers.get("Content-Type"),
+        header_value(headers, "content-type"),
         request_id,
         key,
         policy,
-        Deadline(service=service, at=clock() + seconds, seconds=seconds, clock=clock),
+        Deadline._make(service, clock() + seconds, seconds, clock),
         connect,
         idempotent,
         envelope,
@@ -195,7 +202,7 @@ def end_to_end(call: Call) -> tuple[tuple[str, str], ...]:
     That is what protocol v2 seals; v1 sends the call's headers in clear, so
     the transport asks for this only when it seals with v2.
     """
-    return tuple((n, v) for n, v in sealable(call.headers.items()) if n != "content-type")
+    return tuple((n, v) for n, v in sealable(header_pairs(call.headers)) if n != "content-type")
 
 
 def _body_bytes(body: object) -> bytes:

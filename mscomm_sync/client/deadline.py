@@ -7,6 +7,7 @@ from typing import Callable, Optional, Union
 
 import attrs
 
+from .._fast import Record
 from ..errors import (
     DeadlineAfterSendingError,
     DeadlineBeforeSendingError,
@@ -18,9 +19,11 @@ from .failures import AttemptFailed
 __all__ = ["AttemptDeadline", "Bound", "Deadline"]
 
 
-@attrs.frozen(kw_only=True)
-class Deadline:
+class Deadline(Record):
     """The time one call must finish by.
+
+    Immutable, and a :class:`~mscomm_sync._fast.Record`: one is made for
+    every call.
 
     Attributes:
         service: the target service (for the error).
@@ -29,10 +32,20 @@ class Deadline:
         clock: the monotonic clock ``at`` is read on.
     """
 
+    __slots__ = ("service", "at", "seconds", "clock")  # noqa: RUF023 - the fill order
+
     service: str
     at: float
     seconds: float
-    clock: Callable[[], float] = time.monotonic
+    clock: Callable[[], float]
+
+    def __new__(
+        cls, *, service: str, at: float, seconds: float, clock: Callable[[], float] = time.monotonic
+    ) -> Deadline:
+        return cls._make(service, at, seconds, clock)
+
+    def __repr__(self) -> str:
+        return f"<Deadline service={self.service!r} seconds={self.seconds}>"
 
     def remaining(self) -> float:
         """Return the seconds left (negative once the deadline has passed)."""

@@ -17,6 +17,7 @@ from typing import Any, Callable, Optional
 import attrs
 from urllib3.util.retry import Retry
 
+from .._fast import memo
 from ..errors import ConfigurationError
 
 __all__ = [
@@ -123,21 +124,30 @@ class RetryPolicy:
         :meth:`backoff` instead, because urllib3's first backoff is zero.
         Whether a method may be repeated is decided by the call loop (it
         knows ``idempotent=``), so every method is allowed here.
+
+        The same object is returned for equal policies: a ``Retry`` is never
+        changed (``increment`` returns a new one), and building one costs
+        more than a call's own set-up.
         """
-        return Retry(
-            total=self.retries,
-            connect=None,
-            read=None,
-            status=None,
-            other=0,
-            redirect=False,
-            allowed_methods=None,
-            status_forcelist=self.retry_statuses,
-            backoff_factor=0,
-            raise_on_status=False,
-            raise_on_redirect=False,
-            respect_retry_after_header=self.respect_retry_after,
-        )
+        return _urllib3_retry(self)
+
+
+@memo(64)
+def _urllib3_retry(policy: RetryPolicy) -> Retry:
+    return Retry(
+        total=policy.retries,
+        connect=None,
+        read=None,
+        status=None,
+        other=0,
+        redirect=False,
+        allowed_methods=None,
+        status_forcelist=policy.retry_statuses,
+        backoff_factor=0,
+        raise_on_status=False,
+        raise_on_redirect=False,
+        respect_retry_after_header=policy.respect_retry_after,
+    )
 
 
 @attrs.frozen(kw_only=True)

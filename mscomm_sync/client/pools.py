@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import http.client
 import threading
-from collections.abc import Iterator
 from typing import Any, Optional
 
 from urllib3 import PoolManager
@@ -44,13 +43,23 @@ class _Current(threading.local):
 _current = _Current()
 
 
-@contextlib.contextmanager
-def deadline_for(deadline: Bound) -> Iterator[None]:
+def deadline_for(deadline: Bound) -> _Within:
     """Let answers read on this thread, within the block, read their headers within ``deadline``."""
-    _current.deadline = deadline
-    try:
-        yield
-    finally:
+    return _Within(deadline)
+
+
+class _Within:
+    """The block of :func:`deadline_for` (a class: a generator's context manager costs more)."""
+
+    __slots__ = ("_deadline",)
+
+    def __init__(self, deadline: Bound) -> None:
+        self._deadline = deadline
+
+    def __enter__(self) -> None:
+        _current.deadline = self._deadline
+
+    def __exit__(self, *exc_info: object) -> None:
         _current.deadline = None
 
 
@@ -64,12 +73,12 @@ class _LineReader:
 
     __slots__ = ("_deadline", "_fp", "_sock", "read_timeout")
 
-    def __init__(self, fp: Any, sock: Any, deadline: Bound) -> None:
+    def __init__(self, fp: Any, sock: Any, deadline: Bound, read_timeout: Optional[float]) -> None:
         self._fp = fp
         self._sock = sock
         self._deadline = deadline
         #: The socket's timeout before the headers: the attempt's read timeout.
-        self.read_timeout: Optional[float] = sock.gettimeout()
+        self.read_timeout = read_timeout
 
     def readline(self, limit: int = -1) -> bytes:
         fp = self._fp
@@ -116,9 +125,16 @@ class _Response(http.client.HTTPResponse):
             super().begin()
             return
         fp = self.fp
-        reader = _LineReader(fp, sock, deadline)
+        before: Optional[float] = sock.gettimeout()  # the attempt's read timeout
+        left = deadline.remaining()
+        if left <= 0:
+            raise TimeoutError("the call's deadline passed while reading the headers")
+        # The first wait is capped by the deadline; when the read timeout is
+        # already shorter the socket needs no change (a syscall saved).
+        capped = before is None or left < before
+        if capped:
+            sock.settimeout(left)
         try:
-            reader.arm()
             head = fp.peek()  # the first socket read, within the deadline
             if b"\r\n\r\n" in head and head[9:10] != b"1":
                 # The usual case: the whole head (status line and headers) came in
@@ -126,13 +142,15 @@ class _Response(http.client.HTTPResponse):
                 # without waiting, and no line goes through the Python reader.
                 super().begin()
                 return
-            self.fp = reader  # type: ignore[assignment]
+            capped = True  # the reader arms the socket before each wait
+            self.fp = _LineReader(fp, sock, deadline, before)  # type: ignore[assignment]
             super().begin()
         finally:
             if self.fp is not None:  # http.client closes it for a bodiless answer
                 self.fp = fp
-            with contextlib.suppress(OSError):
-                sock.settimeout(reader.read_timeout)  # as it was, for the body
+            if capped:
+                with contextlib.suppress(OSError):
+                    sock.settimeout(before)  # as it was, for the body
 
 
 class _Connection(HTTPConnection):

@@ -40,6 +40,7 @@ from ..trust.store import TrustStore
 from .adapter import ServiceAdapter
 from .breaker import CircuitBreaker, Listener
 from .call import SCHEME, Timeout
+from .headers import header_pairs
 from .payload import Params, encode_payload, with_query
 from .policies import DEFAULT_MAX_ANSWER_SIZE, CallPolicy
 from .transport import DEFAULT_POOL_MAXSIZE
@@ -342,7 +343,9 @@ class MicroServiceClient(requests.Session):
         if not endpoint.startswith("/"):
             endpoint = "/" + endpoint
         url = with_query(f"{SCHEME}{target_service}{requote_uri(endpoint)}", params)
-        merged = {k: v for k, v in cast(Mapping[str, str], self.headers).items() if v is not None}
+        merged = {
+            k: v for k, v in header_pairs(cast(Mapping[str, str], self.headers)) if v is not None
+        }
         body, content_type = encode_payload(payload)
         if content_type is not None:
             merged["Content-Type"] = content_type

@@ -61,6 +61,7 @@ from .answer import read_answer
 from .call import HEADER_REQUEST_ID, Call, end_to_end
 from .deadline import AttemptDeadline, Bound
 from .failures import AttemptFailed
+from .headers import header_names, header_pairs, header_value
 from .pools import deadline_for, deadline_pools
 
 __all__ = ["DEFAULT_POOL_MAXSIZE", "REFUSAL_STATUSES", "SealedTransport"]
@@ -78,7 +79,10 @@ _DRAIN = 4096
 #: Instances whose proxy and CA settings are remembered.
 _MAX_ENVIRONMENTS = 1024
 
-_STRIP = (*ENVELOPE_HEADERS, HEADER_SEALED_BODY, "Content-Length")
+#: What an opened answer loses (names lower case): the envelope's and the sealed length.
+_STRIP = tuple(h.lower() for h in (*ENVELOPE_HEADERS, HEADER_SEALED_BODY, "Content-Length"))
+_SEALED_BODY = HEADER_SEALED_BODY.lower()
+_REQUEST_ID = HEADER_REQUEST_ID.lower()
 _B64URL = re.compile(r"[A-Za-z0-9_-]*\Z")
 Environment = tuple[dict[str, str], Union[bool, str]]
 
@@ -151,20 +155,17 @@ class SealedTransport(HTTPAdapter):
         self, call: Call, instance_url: str, timeout: tuple[float, float], record: AttemptRecord
     ) -> Response:
         url = instance_url.rstrip("/") + call.suffix
-        inherited_id = None if HEADER_REQUEST_ID in call.headers else call.request_id
-        budget = min(timeout[1], call.deadline.remaining())
         envelope = call.envelope
         # Headers and context are sealed only in v2 (v1 sends the headers in clear).
-        sealing_v2 = envelope.request_version(call.service) == "2"
+        version = envelope.request_version(call.service)
         sealed = envelope.seal_request(
             recipient=call.service,
             method=call.method,
             target=call.target,
             body=call.body,
             content_type=call.content_type,
-            headers=end_to_end(call) + record.context_headers(inherited_id, budget)
-            if sealing_v2
-            else None,
+            headers=_sealed_headers(call, record, timeout[1]) if version == "2" else None,
+            version=version,
         )
         if call.idempotency_key is not None and sealed.version != "2":
             # v1 seals no header: the key would travel in clear, unbound.
@@ -246,7 +247,7 @@ class SealedTransport(HTTPAdapter):
         # (to HEAD; 1xx, 204, 304) carries its sealed body in the header, and
         # only such an answer does.
         status = response.status_code
-        carried = headers.get(HEADER_SEALED_BODY)
+        carried = header_value(headers, _SEALED_BODY)
         if call.method == "HEAD" or status < 200 or status in (204, 304):
             if carried is None or data:
                 raise UnverifiedAnswerError(service=call.service, reason="sealed body misplaced")
@@ -316,6 +317,15 @@ class SealedTransport(HTTPAdapter):
         return f"<SealedTransport pool_maxsize={self.pool_maxsize}>"
 
 
+def _sealed_headers(
+    call: Call, record: AttemptRecord, read_timeout: float
+) -> tuple[tuple[str, str], ...]:
+    """Return what a v2 attempt seals besides the body: the call's headers and its context."""
+    inherited_id = None if _REQUEST_ID in header_names(call.headers) else call.request_id
+    budget = min(read_timeout, call.deadline.remaining())
+    return end_to_end(call) + record.context_headers(inherited_id, budget)
+
+
 def _attempt(call: Call, url: str, sealed: Sealed) -> PreparedRequest:
     """Return the prepared request that carries ``sealed`` to ``url``."""
     attempt = PreparedRequest()
@@ -324,12 +334,12 @@ def _attempt(call: Call, url: str, sealed: Sealed) -> PreparedRequest:
     if sealed.version == "2":
         outgoing = dict(sealed.headers)  # every end-to-end header travels inside the seal
     else:
-        outgoing = dict(call.headers)  # v1: in clear; later keys win in CaseInsensitiveDict
+        outgoing = dict(header_pairs(call.headers))  # v1: in clear; later keys win below
         outgoing.update(sealed.headers)
     outgoing["Content-Length"] = str(sealed.length)
     outgoing["Accept-Encoding"] = "identity"
+    # plan_call dropped any Transfer-Encoding: the sealed body has a length.
     attempt.headers = CaseInsensitiveDict(outgoing)
-    attempt.headers.pop("Transfer-Encoding", None)
     # http.client sends the pieces one after the other: a large v2 body is not joined.
     chunks = sealed.pieces
     attempt.body = chunks[0] if len(chunks) == 1 else list(chunks)  # type: ignore[assignment]
@@ -395,7 +405,7 @@ def _check_before_reading(
         IntegrityError: a sealed answer with a ``Content-Encoding``.
         ResponseTooLargeError: the declared length is above the limit.
     """
-    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    encoding = (header_value(response.headers, "content-encoding") or "identity").strip().lower()
     if sealed and encoding != "identity":
         response.close()
         log.warning(
@@ -431,13 +441,15 @@ def _as_opened(response: Response, opened: Opened, method: str) -> None:
     but the envelope's.
     """
     if opened.version == "2":
-        headers: CaseInsensitiveDict[str] = CaseInsensitiveDict()
-        for name, value in opened.headers:
-            headers[name] = f"{headers[name]}, {value}" if name in headers else value
-        response.headers = headers
+        joined: dict[str, str] = {}
+        for name, value in opened.headers:  # sealed names are lower case
+            joined[name] = f"{joined[name]}, {value}" if name in joined else value
+        response.headers = CaseInsensitiveDict(joined)
     headers = response.headers
+    names = header_names(headers)
     for name in _STRIP:
-        headers.pop(name, None)
+        if name in names:
+            headers.pop(name, None)
     if opened.content_type is not None:
         headers["Content-Type"] = opened.content_type
     else:

@@ -173,6 +173,7 @@ class Envelope:
         body: bytes = b"",
         content_type: Optional[str] = None,
         headers: Optional[_Headers] = None,
+        version: Optional[str] = None,
     ) -> Sealed:
         """Seal a request from this service to ``recipient``.
 
@@ -185,6 +186,10 @@ class Envelope:
             headers: the end-to-end headers to seal (v2; names lower case;
                 see :func:`~mscomm_sync.envelope.fields.sealable`). In v1
                 they are not sealed, and the caller sends them in clear.
+            version: what :meth:`request_version` just returned for
+                ``recipient``, so that a caller who asked does not have it
+                decided twice; ``None`` (or a version not allowed here):
+                decide now.
 
         Raises:
             ConfigurationError: an invalid recipient or method, a header that
@@ -196,7 +201,8 @@ class Envelope:
         binding = Binding._make(
             REQUEST, self.service_name, recipient, _method(method), target, "", ""
         )
-        version = self.request_version(recipient)
+        if version not in self.versions:
+            version = self.request_version(recipient)
         if version == "2":
             peer = self.trust.sealing_key(recipient)
             if peer is not None:  # None only if the trust file changed just now: refused below

@@ -15,10 +15,10 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from .access import log_request
-from .context import RequestContext, Serving
+from .context import RequestContext, Serving, current_context
 
 if TYPE_CHECKING:
     from .instruments import Instruments
@@ -72,6 +72,21 @@ class _Scope:
             self._otel.detach(self._token)
             self._token = None
         self._serving.__exit__(exc_type, exc, tb)
+
+
+class _Unchanged:
+    """The scope of a request with no context or span to make current: nothing to do."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+
+_UNCHANGED = _Unchanged()
 
 
 class RequestRecord:
@@ -144,8 +159,10 @@ class RequestRecord:
             self.span = None
             _broken("span", self.service)
 
-    def serving(self, context: Optional[RequestContext]) -> _Scope:
+    def serving(self, context: Optional[RequestContext]) -> Union[_Scope, _Unchanged]:
         """Return ``with record.serving(context):``: the context and the span current."""
+        if context is None and self.span is None and current_context() is None:
+            return _UNCHANGED  # nothing to make current, nothing to undo (every v1 request)
         return _Scope(context, self.otel, self.span)
 
     def finish(self, environ: Mapping[str, Any]) -> None:

@@ -110,8 +110,15 @@ class TrustStore:
 
     def sealing_key(self, service: str) -> Optional[PublicKey]:
         """Return the public key to seal to ``service`` with, or ``None`` if none is known."""
-        keys = self.public_keys(service)
-        return keys[0] if keys else None
+        # The first of public_keys(), without building the tuple: every v1
+        # message asks this first, and for a v1 peer there is nothing to filter.
+        keys = self._all_keys(service)
+        if keys:
+            now = self._clock()
+            for key in keys:
+                if key.valid_at(now):
+                    return key
+        return None
 
     def find(self, service: str, kid: str) -> Optional[PublicKey]:
         """Return ``service``'s valid public key with id ``kid``, or ``None``."""

@@ -82,3 +82,37 @@ def test_an_endpoint_with_an_invalid_escape_fails_before_sending(
         make_client().request(target_service="billing", endpoint=endpoint)
     assert info.value.variable == "endpoint"
     assert recorder.hits == {}
+
+
+def test_headers_the_call_writes_itself_are_dropped_from_the_callers_own(
+    registry: FileRegistry, make_client: Callable[..., Any]
+) -> None:
+    """A caller's traceparent, tracestate, X-Mscomm-Deadline and Transfer-Encoding, in any case,
+    never travel: the context is the call's own, and the sealed body has a length."""
+    seen: list[dict[str, Any]] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        seen.append({k: v for k, v in environ.items() if k.startswith("HTTP_")})
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [environ["wsgi.input"].read()]
+
+    with LiveServer(sealed(app)) as server:
+        registry.register("billing", server.url)
+        client = make_client()
+        resp = client.request(
+            target_service="billing", endpoint="/x", method="POST", payload=b"body",
+            headers={"TraceParent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01",
+                     "tracestate": "a=b", "X-MSCOMM-DEADLINE": "5",
+                     "transfer-encoding": "chunked", "X-Kept": "yes"},
+        )  # fmt: skip
+    assert (resp.status_code, resp.content) == (200, b"body")
+    (headers,) = seen
+    assert headers.get("HTTP_X_KEPT") == "yes"
+    for dropped in ("HTTP_TRACEPARENT", "HTTP_TRACESTATE", "HTTP_X_MSCOMM_DEADLINE",
+                    "HTTP_TRANSFER_ENCODING"):  # fmt: skip
+        assert dropped not in headers
+    sent = {n.lower() for n in resp.request.headers}  # what went on the wire, in clear (v1)
+    assert "x-kept" in sent
+    assert not sent & {"traceparent", "tracestate", "x-mscomm-deadline", "transfer-encoding"}
+    sent = resp.request.headers
+    assert sent["Content-Length"] == str(len(resp.request.body or b""))

@@ -73,3 +73,13 @@ def test_defaults() -> None:
     )
     assert policy.retry.retry_statuses == {429, 502, 503, 504}
     assert policy.allow_plaintext_replies is False
+
+
+def test_equal_retry_policies_share_one_urllib3_retry_that_never_changes() -> None:
+    """to_urllib3 builds a Retry once per distinct policy; counting attempts makes new ones."""
+    first, again, other = RetryPolicy(), RetryPolicy(), RetryPolicy(retries=5)
+    retry = first.to_urllib3()
+    assert again.to_urllib3() is retry and other.to_urllib3() is not retry
+    assert (retry.total, other.to_urllib3().total) == (2, 5)
+    counted = retry.increment("GET", "/x")
+    assert (counted.total, retry.total, len(retry.history)) == (1, 2, 0)

@@ -255,3 +255,22 @@ def test_a_tampered_sealed_header_block_is_refused(orders: Envelope, billing: En
     with pytest.raises(IntegrityError):
         billing.open_request(method="POST", target="/charge", headers=sealed.headers,
                              body=bytes(body))  # fmt: skip
+
+
+def test_a_version_passed_in_is_used_only_where_it_is_allowed(fleet: Fleet) -> None:
+    """seal_request(version=) takes the version request_version gave; a version this envelope
+    does not allow (or None) is decided again, so a caller cannot force v1 where only v2 is."""
+    shared = Keyring.from_mapping({"orders": generate_key(), "billing": generate_key()})
+    both = Envelope("orders", keyring=shared, identity=fleet.identity("orders"),
+                    trust=fleet.trust("billing"))  # fmt: skip
+    only_v2 = Envelope("orders", keyring=shared, identity=fleet.identity("orders"),
+                       trust=fleet.trust("billing"), versions={"2"})  # fmt: skip
+
+    def seal(envelope: Envelope, version: str | None) -> str:
+        sealed = envelope.seal_request(
+            recipient="billing", method="POST", target="/charge", body=b"{}", version=version
+        )
+        return sealed.version
+
+    assert [seal(both, v) for v in ("1", "2", None, "3")] == ["1", "2", "2", "2"]
+    assert [seal(only_v2, v) for v in ("1", "2", None)] == ["2", "2", "2"]

@@ -101,3 +101,21 @@ def test_serving_sets_the_context_for_the_block_only() -> None:
             assert current_request_id() == "inner" and current_deadline() is None
         assert current_request_id() == "outer"
     assert current_context() is None and current_deadline() is None
+
+
+def test_a_request_without_context_is_served_with_none_even_inside_another() -> None:
+    """A request that brought no context (every v1 request) runs with none current, also when
+    it is served inside another request's block (an app calling a wrapped app in-process);
+    with nothing current already, nothing is set or undone."""
+    from mscomm_sync.telemetry.serving import NO_REQUEST
+
+    outer = RequestContext(request_id="outer")
+    with NO_REQUEST.serving(None):
+        assert current_context() is None
+    with Serving(outer):
+        with NO_REQUEST.serving(None):
+            assert current_context() is None
+        assert current_context() is outer
+    with NO_REQUEST.serving(outer):
+        assert current_context() is outer
+    assert current_context() is None
