@@ -17,7 +17,9 @@ differences a change makes to the client; these counts repeat to within
 about 0.1%. With ``MSCOMM_BENCH_CODE=<dir>`` it measures another checkout
 of the package (a ``git worktree`` of an earlier commit, say) with this
 virtualenv, for a before-and-after figure. It needs valgrind (Debian ``valgrind``), so it is
-not part of ``make bench``.
+not part of ``make bench``. The server and client are scripts held here
+rather than ``benchmarks/`` modules, so an older checkout runs exactly the
+same harness as this one.
 """
 
 from __future__ import annotations

@@ -114,6 +114,9 @@ def _maker(cls: type[R]) -> Callable[..., R]:
     # for a loop over object.__setattr__. A sealed round trip makes about six
     # records. attrs generates its __init__ the same way.
     fields = cls._fields
+    for name in fields:
+        if not name.isidentifier():
+            raise TypeError(f"{cls.__name__}: slot {name!r} is not an identifier")
     twin = type(
         cls.__name__,
         cls.__bases__,
@@ -130,9 +133,6 @@ def _maker(cls: type[R]) -> Callable[..., R]:
     lines = [f"def _make({params}):", "    r = new(twin)"]
     lines += [f"    r.{name} = v{i}" for i, name in enumerate(fields)]
     lines += ["    r.__class__ = cls", "    return r"]
-    for name in fields:
-        if not name.isidentifier():
-            raise TypeError(f"{cls.__name__}: slot {name!r} is not an identifier")
     scope: dict[str, Any] = {"new": object.__new__, "twin": twin, "cls": cls}
     exec("\n".join(lines), scope)  # noqa: S102 - our own field names, checked identifiers
     return scope["_make"]  # type: ignore[no-any-return]

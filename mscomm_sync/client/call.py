@@ -24,7 +24,7 @@ from ..idempotency.wire import HEADER_IDEMPOTENCY_KEY, validate_key
 from ..keyring import validate_service_name
 from ..telemetry.context import CONTEXT_HEADERS, current_context
 from .deadline import Deadline
-from .headers import header_names, header_pairs, header_value
+from .headers import drop_headers, header_pairs, header_value
 from .policies import CallPolicy
 
 __all__ = ["HEADER_REQUEST_ID", "SCHEME", "Call", "Cert", "Timeout", "plan_call"]
@@ -34,7 +34,7 @@ HEADER_REQUEST_ID = "X-Request-Id"
 _REQUEST_ID = HEADER_REQUEST_ID.lower()
 _IDEMPOTENCY_KEY = HEADER_IDEMPOTENCY_KEY.lower()
 #: What plan_call drops from the request's own headers (names lower case).
-_DROPPED = (*sorted(CONTEXT_HEADERS), "transfer-encoding")
+_DROPPED = CONTEXT_HEADERS | {"transfer-encoding"}
 
 Timeout = Union[None, float, tuple[Optional[float], Optional[float]]]
 Cert = Union[None, bytes, str, tuple[Union[bytes, str], Union[bytes, str]]]
@@ -162,12 +162,10 @@ def plan_call(
         seconds = min(seconds, max(inherited.deadline.remaining(), 0.0))
     method = (request.method or "GET").upper()
     headers = request.headers
-    names = header_names(headers)
-    if not names.isdisjoint(_DROPPED):
-        for name in _DROPPED:
-            headers.pop(name, None)
-    if _REQUEST_ID in names:
-        request_id = str(headers[HEADER_REQUEST_ID])
+    drop_headers(headers, _DROPPED)
+    own_id = header_value(headers, _REQUEST_ID)
+    if own_id is not None:
+        request_id = str(own_id)
     elif inherited is not None and inherited.request_id is not None:
         request_id = inherited.request_id  # not in headers: v1 would send those in clear
     else:

@@ -61,7 +61,7 @@ from .answer import read_answer
 from .call import HEADER_REQUEST_ID, Call, end_to_end
 from .deadline import AttemptDeadline, Bound
 from .failures import AttemptFailed
-from .headers import header_names, header_pairs, header_value
+from .headers import drop_headers, header_names, header_pairs, header_value
 from .pools import deadline_for, deadline_pools
 
 __all__ = ["DEFAULT_POOL_MAXSIZE", "REFUSAL_STATUSES", "SealedTransport"]
@@ -80,7 +80,7 @@ _DRAIN = 4096
 _MAX_ENVIRONMENTS = 1024
 
 #: What an opened answer loses (names lower case): the envelope's and the sealed length.
-_STRIP = tuple(h.lower() for h in (*ENVELOPE_HEADERS, HEADER_SEALED_BODY, "Content-Length"))
+_STRIP = frozenset(h.lower() for h in (*ENVELOPE_HEADERS, HEADER_SEALED_BODY, "Content-Length"))
 _SEALED_BODY = HEADER_SEALED_BODY.lower()
 _REQUEST_ID = HEADER_REQUEST_ID.lower()
 _B64URL = re.compile(r"[A-Za-z0-9_-]*\Z")
@@ -446,10 +446,7 @@ def _as_opened(response: Response, opened: Opened, method: str) -> None:
             joined[name] = f"{joined[name]}, {value}" if name in joined else value
         response.headers = CaseInsensitiveDict(joined)
     headers = response.headers
-    names = header_names(headers)
-    for name in _STRIP:
-        if name in names:
-            headers.pop(name, None)
+    drop_headers(headers, _STRIP)
     if opened.content_type is not None:
         headers["Content-Type"] = opened.content_type
     else:

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from requests.structures import CaseInsensitiveDict
 
-from mscomm_sync.client.headers import header_names, header_pairs, header_value
+from mscomm_sync.client.headers import drop_headers, header_names, header_pairs, header_value
 
 
 class Subclass(CaseInsensitiveDict):  # type: ignore[type-arg]
@@ -45,6 +45,16 @@ def test_the_fast_reads_agree_with_the_mapping_api(headers: Mapping[str, str]) -
     assert "traceparent" not in header_names(headers)
 
 
+def test_a_requests_mapping_is_read_through_its_store() -> None:
+    """With the requests installed, the fast path is the one taken: the views are its store's
+    own (if requests changed its layout this fails, and the mixins' path would still answer)."""
+    headers = CaseInsensitiveDict(HEADERS)
+    store = headers._store
+    assert type(header_names(headers)) is type(store.keys())
+    assert type(header_pairs(headers)) is type(store.values())
+    assert header_names(headers) == store.keys()
+
+
 def test_names_follow_later_changes_to_a_requests_mapping() -> None:
     """The names of a requests mapping are a live view: a deleted header is gone from them."""
     headers = CaseInsensitiveDict(HEADERS)
@@ -55,10 +65,22 @@ def test_names_follow_later_changes_to_a_requests_mapping() -> None:
     assert "traceparent" in names
 
 
-def test_a_plain_dict_is_read_by_its_own_names() -> None:
-    """A plain dict is case-sensitive: names lower-cased for membership, values read as given."""
+def test_a_plain_dict_is_read_case_insensitively_too() -> None:
+    """A plain dict (no requests mapping) gives the same answers, names compared lower-cased."""
     headers = {"Content-Type": "text/plain", "retry-after": "3"}
     assert set(header_names(headers)) == {"content-type", "retry-after"}
     assert list(header_pairs(headers)) == list(headers.items())
     assert header_value(headers, "retry-after") == "3"
-    assert header_value(headers, "content-type") is None  # the dict's own, case-sensitive answer
+    assert header_value(headers, "content-type") == "text/plain"
+    assert header_value(headers, "x-request-id") is None
+
+
+@pytest.mark.parametrize("kind", [CaseInsensitiveDict, dict, Subclass], ids=lambda k: k.__name__)
+def test_drop_headers_removes_every_case_of_the_names_and_nothing_else(kind: Any) -> None:
+    """Each named header goes whatever its case; the others stay, in order; nothing named
+    is a no-op."""
+    headers = kind({"TraceParent": "t", "X-Kept": "k", "transfer-ENCODING": "chunked", "A": "1"})
+    drop_headers(headers, frozenset({"traceparent", "transfer-encoding", "absent"}))
+    assert list(headers.items()) == [("X-Kept", "k"), ("A", "1")]
+    drop_headers(headers, frozenset({"absent"}))
+    assert list(headers.items()) == [("X-Kept", "k"), ("A", "1")]
