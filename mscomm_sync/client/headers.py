@@ -46,9 +46,13 @@ def header_value(headers: Mapping[str, str], lower_name: str) -> Optional[str]:
 
 def drop_headers(headers: MutableMapping[str, str], lower_names: Set[str]) -> None:
     """Remove every header whose lower-cased name is in ``lower_names``, in whatever case."""
-    if header_names(headers).isdisjoint(lower_names):
-        return  # the usual case: nothing to drop, found without a loop
-    for name in [n for n, _ in header_pairs(headers) if n.lower() in lower_names]:
+    store = _store_of(headers)
+    if store is not None:
+        for name in lower_names:  # a few names, each one look-up in the store
+            if name in store:
+                del headers[name]
+        return
+    for name in [n for n in headers if n.lower() in lower_names]:
         del headers[name]
 
 
