@@ -38,7 +38,16 @@ from mscomm_sync.keyring import env_var_name, generate_key
 CALLS = 300
 WARMUP = 20
 
-SERVER = r"""
+#: Run first in both processes: the package measured is the one asked for.
+CHECK = r"""
+import os, mscomm_sync
+found = os.path.realpath(os.path.dirname(mscomm_sync.__file__))
+assert found == os.environ["MSCOMM_BENCH_EXPECT"], f"measuring {found}, not the code asked for"
+"""
+
+SERVER = (
+    CHECK
+    + r"""
 import os, sys, threading
 from waitress.server import create_server
 from mscomm_sync.replay import MemoryReplayStore
@@ -69,8 +78,11 @@ with open(sys.argv[1] + ".tmp", "w") as f:
 os.rename(sys.argv[1] + ".tmp", sys.argv[1])
 server.run()
 """
+)
 
-CLIENT = r"""
+CLIENT = (
+    CHECK
+    + r"""
 import sys, tempfile, time
 from pathlib import Path
 import requests
@@ -92,6 +104,7 @@ if quit_after == "quit":
     except requests.RequestException:
         pass
 """
+)
 
 
 def _environment(code: Path) -> dict[str, str]:
@@ -118,28 +131,37 @@ def _total(out: Path) -> int:
 
 
 def count(side: str, calls: int, code: Path, work: Path) -> int:
-    """Return the instructions ``side`` (client or server) spent in a run of ``calls`` calls."""
+    """Return the instructions ``side`` (client or server) spent in a run of ``calls`` calls.
+
+    Both processes run in ``work``: ``python -c`` puts its working directory
+    first on ``sys.path``, so run from a checkout it would import that
+    checkout's package whatever ``PYTHONPATH`` says.
+    """
     env = _environment(code)
+    env["MSCOMM_BENCH_EXPECT"] = os.path.realpath(code / "mscomm_sync")
     out, port_file = work / f"{side}-{calls}.out", work / f"{side}-{calls}.port"
     valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     server_argv = [sys.executable, "-c", SERVER, str(port_file)]
     client_argv = [sys.executable, "-c", CLIENT]
     quiet = subprocess.DEVNULL
     if side == "client":
-        server = subprocess.Popen(server_argv, env=env, stdout=quiet, stderr=quiet)
+        server = subprocess.Popen(server_argv, env=env, cwd=work, stdout=quiet, stderr=quiet)
         try:
             port = str(_port(port_file, server))
             argv = [*valgrind, *client_argv, port, str(calls), str(WARMUP), "stay"]
-            subprocess.run(argv, env=env, check=True, timeout=600, stdout=quiet, stderr=quiet)
+            subprocess.run(
+                argv, env=env, cwd=work, check=True, timeout=600, stdout=quiet, stderr=quiet
+            )
         finally:
             server.kill()
             server.wait(30)
     else:
-        server = subprocess.Popen([*valgrind, *server_argv], env=env, stdout=quiet, stderr=quiet)
+        argv = [*valgrind, *server_argv]
+        server = subprocess.Popen(argv, env=env, cwd=work, stdout=quiet, stderr=quiet)
         try:
             port = str(_port(port_file, server))
             argv = [*client_argv, port, str(calls), str(WARMUP), "quit"]
-            subprocess.run(argv, env=env, check=True, timeout=600)
+            subprocess.run(argv, env=env, cwd=work, check=True, timeout=600)
             server.wait(120)
         finally:
             if server.poll() is None:
