@@ -126,10 +126,11 @@ def bound_method(method: object) -> Optional[str]:
 
     A method is 1 to 16 letters.
     """
-    if not isinstance(method, str):
+    if exactly(method, str):
+        if method in COMMON_METHODS:
+            return method  # the usual case, in one check
+    elif not isinstance(method, str):
         return None
-    if exactly(method, str) and method in COMMON_METHODS:
-        return method
     upper = method.upper()
     return upper if _METHOD.match(upper) else None
 

@@ -107,7 +107,8 @@ class Sealed(Record):
     @property
     def length(self) -> int:
         """The sealed body's length in bytes."""
-        return sum(map(len, self.chunks))
+        chunks = self.chunks
+        return len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))
 
     def __repr__(self) -> str:
         return f"<Sealed v{self.version} id={self.message_id} bytes={self.length}>"

@@ -217,6 +217,10 @@ class EncryptionMiddleware:
             max_body_size=self.options.max_body_size,
             clock=clock,
         )
+        #: The read limit of a v1 and of a v2 sealed body (see _read_limit).
+        self._read_limits = tuple(
+            self.options.max_body_size + sealing_overhead(v) for v in ("1", "2")
+        )
         self.idempotency = resolve_idempotency(idempotency)
         self._outer = frozenset(environ_key(h) for h in self.options.outer_headers)
         settings = resolve(telemetry)
@@ -279,7 +283,7 @@ class EncryptionMiddleware:
         options = self.options
         arrived = time.monotonic()  # a deadline the caller sent counts from here
         try:
-            body = read_request_body(environ, options.max_body_size + self._overhead(environ))
+            body = read_request_body(environ, self._read_limit(environ))
         except BodyRefused as exc:
             return _refuse(exc.status, exc.reason, environ, start_response, record)
         # An unusable method is the envelope's to refuse; it is bound as it came.
@@ -338,12 +342,11 @@ class EncryptionMiddleware:
                 return self._plaintext_answer(inner, start_response)
             return self._sealed_answer(inner, start_response, opened, method, target)
 
-    @staticmethod
-    def _overhead(environ: dict[str, Any]) -> int:
-        """How much longer than its plaintext this request's sealed body may be."""
+    def _read_limit(self, environ: dict[str, Any]) -> int:
+        """The most bytes this sealed body may have: the plaintext limit and its overhead."""
         seal = environ.get(_SEAL_KEY)
         v2 = exactly(seal, str) and seal.startswith("v=2;")
-        return sealing_overhead("2" if v2 else "1")
+        return self._read_limits[1] if v2 else self._read_limits[0]
 
     def _callers(self) -> frozenset[str]:
         """Who may call this service: the option, else the trust file, else the environment."""

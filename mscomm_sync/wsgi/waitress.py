@@ -29,7 +29,7 @@ def served_body(environ: Mapping[str, Any], chunks: list[bytes]) -> Iterable[byt
     that shares the bytes (iterating it yields them in one chunk, uncopied).
     Anything else gets the list: other servers send its chunk as it is.
     """
-    if sum(map(len, chunks)) >= _WRAP_MIN_BYTES:
+    if (len(chunks[0]) if len(chunks) == 1 else sum(map(len, chunks))) >= _WRAP_MIN_BYTES:
         wrapper: Any = environ.get("wsgi.file_wrapper")
         if getattr(wrapper, "__module__", None) == _WAITRESS_WRAPPER_MODULE:
             # One file for waitress: a v2 body's two chunks are joined (one
