@@ -28,7 +28,6 @@ from mscomm_sync.envelope import target_from_url
 from mscomm_sync.replay import MemoryReplayStore, ReplayStore
 from mscomm_sync.replay.shm import ShmReplayStore
 from mscomm_sync.replay.sqlite import SqliteReplayStore
-from mscomm_sync.replay.store import remembers_since
 from mscomm_sync.wsgi import EncryptionMiddleware
 
 from .timing import interleaved
@@ -196,7 +195,7 @@ def _run(ring: Keyring, calls: int, workdir: Path) -> None:
         store = make()
         # A new host-wide table vouches only from its next whole second: wait for it,
         # or every request of this second would be refused with a 503.
-        time.sleep(max(0.0, remembers_since(store) - time.time()))
+        time.sleep(max(0.0, getattr(store, "not_before", 0.0) - time.time()))
         wrapped = EncryptionMiddleware(
             app, "billing", keyring=ring, replay_store=store, allowed_callers=["orders"]
         )

@@ -9,15 +9,18 @@ kept, and each one is used only through this module:
   sees the same few routes, senders, status lines and instances over and
   over, so their derived forms (a canonical path, an associated-data head,
   an HKDF state) are computed once. Every cache is ``functools.lru_cache``
-  (C code; a hit is one hash and one lookup) with a fixed size, so a flood
-  of made-up values evicts old entries and costs only its own computation;
-  arguments longer than ``longest`` are never cached, so a forger cannot
-  make a cache hold large values.
-* :func:`exactly` tests ``value.__class__ is cls``. Values from a WSGI
-  server or urllib3 are nearly always of the exact built-in type; testing
-  that is cheaper than ``isinstance`` and, unlike it, excludes subclasses
-  whose ``__eq__`` or ``__hash__`` could lie to a set lookup, so the fast
-  path is also the safe one. Anything else takes the slow path.
+  (C code; a hit is one hash and one lookup, with no Python frame) with a
+  fixed size, so a flood of made-up values evicts old entries and costs only
+  its own computation. A value whose length a client chooses is never part
+  of a key: the associated-data head leaves the target out, and the one
+  cache of paths is called only for paths of at most 512 characters (the
+  check is at its call site, so a hit stays frameless).
+* Exact-type tests are written ``type(value) is str``, inline. Values from a
+  WSGI server or urllib3 are nearly always of the exact built-in type;
+  testing that is cheaper than ``isinstance`` and, unlike it, excludes
+  subclasses whose ``__eq__`` or ``__hash__`` could lie to a set lookup, so
+  the fast path is also the safe one. Anything else takes the slow path. (A
+  helper function would cost a Python call, several times the test itself.)
 * :class:`Record` is an immutable object with slots, built without keyword
   parsing by ``_make``, a constructor generated once per class (straight-line
   stores into a mutable twin of the class, which then becomes the record, as
@@ -29,51 +32,28 @@ kept, and each one is used only through this module:
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional, TypeVar
+from typing import Any, Callable, ClassVar, TypeVar
 
-if TYPE_CHECKING:
-    from typing_extensions import TypeGuard
-
-__all__ = ["Record", "exactly", "memo"]
+__all__ = ["Record", "memo"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-T = TypeVar("T")
 R = TypeVar("R", bound="Record")
 
 
-def memo(maxsize: int, *, longest: Optional[int] = None) -> Callable[[F], F]:
+def memo(maxsize: int) -> Callable[[F], F]:
     """Decorate a pure function with a bounded cache of its results.
 
     Args:
         maxsize: the most results kept (least recently used go first).
-        longest: when set, a call whose first argument is longer than this
-            is computed without the cache, so it is neither kept nor evicts.
 
     The undecorated function stays reachable as ``__wrapped__``, and
     ``cache_clear()`` empties the cache.
     """
 
     def decorate(func: F) -> F:
-        cached = functools.lru_cache(maxsize=maxsize)(func)
-        if longest is None:
-            return cached  # type: ignore[return-value]
-
-        @functools.wraps(func)
-        def bounded(first: Any, *args: Any) -> Any:
-            if len(first) > longest:
-                return func(first, *args)
-            return cached(first, *args)
-
-        bounded.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
-        bounded.cache_info = cached.cache_info  # type: ignore[attr-defined]
-        return bounded  # type: ignore[return-value]
+        return functools.lru_cache(maxsize=maxsize)(func)  # type: ignore[return-value]
 
     return decorate
-
-
-def exactly(value: object, cls: type[T]) -> TypeGuard[T]:
-    """Return whether ``value`` is of exactly ``cls`` (a subclass is not)."""
-    return value.__class__ is cls
 
 
 class Record:

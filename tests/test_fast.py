@@ -1,4 +1,4 @@
-"""Tests for mscomm_sync._fast: the bounded memo, the exact-type test and Record."""
+"""Tests for mscomm_sync._fast: the bounded memo and Record."""
 
 from __future__ import annotations
 
@@ -7,14 +7,14 @@ from typing import Any, Callable
 
 import pytest
 
-from mscomm_sync._fast import Record, exactly, memo
+from mscomm_sync._fast import Record, memo
 
 
-def counted(maxsize: int, **kwargs: Any) -> tuple[Callable[..., str], list[Any]]:
+def counted(maxsize: int) -> tuple[Callable[..., str], list[Any]]:
     """Return a memoised function that records every argument it actually computes."""
     computed: list[Any] = []
 
-    @memo(maxsize, **kwargs)
+    @memo(maxsize)
     def shout(text: Sequence[Any], suffix: str = "") -> str:
         computed.append(text)
         return f"{text}{suffix}".upper()
@@ -25,18 +25,16 @@ def counted(maxsize: int, **kwargs: Any) -> tuple[Callable[..., str], list[Any]]
 # -- memo ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("longest", [None, 8], ids=["plain", "with-longest"])
-def test_a_repeated_call_is_answered_from_the_cache(longest: int | None) -> None:
+def test_a_repeated_call_is_answered_from_the_cache() -> None:
     """The same arguments are computed once; later calls return the remembered result."""
-    shout, computed = counted(4, longest=longest)
+    shout, computed = counted(4)
     assert [shout("a"), shout("a"), shout("a", "!"), shout("a", "!")] == ["A", "A", "A!", "A!"]
     assert computed == ["a", "a"]
 
 
-@pytest.mark.parametrize("longest", [None, 8], ids=["plain", "with-longest"])
-def test_the_cache_never_holds_more_than_maxsize_results(longest: int | None) -> None:
+def test_the_cache_never_holds_more_than_maxsize_results() -> None:
     """A flood of distinct arguments keeps the cache at maxsize, evicting the oldest first."""
-    shout, computed = counted(3, longest=longest)
+    shout, computed = counted(3)
     for text in ("a", "b", "c", "d", "e"):
         shout(text)
     assert shout.cache_info().currsize == 3  # type: ignore[attr-defined]
@@ -46,47 +44,9 @@ def test_the_cache_never_holds_more_than_maxsize_results(longest: int | None) ->
     assert computed == ["a"]
 
 
-def test_an_argument_longer_than_longest_is_computed_every_time() -> None:
-    """A first argument past ``longest`` bypasses the cache: computed on each call, never kept."""
-    shout, computed = counted(4, longest=3)
-    assert shout("abcd") == shout("abcd") == "ABCD"
-    assert computed == ["abcd", "abcd"]
-    assert shout.cache_info().currsize == 0  # type: ignore[attr-defined]
-
-
-def test_an_argument_of_exactly_longest_is_cached() -> None:
-    """The bound is inclusive: a first argument of length ``longest`` is remembered."""
-    shout, computed = counted(4, longest=3)
-    shout("abc")
-    shout("abc")
-    assert computed == ["abc"]
-
-
-def test_long_arguments_do_not_evict_cached_results() -> None:
-    """Calls that bypass the cache leave every remembered result in place."""
-    shout, computed = counted(2, longest=3)
-    shout("a")
-    shout("b")
-    for n in range(10):
-        shout("x" * (4 + n))
-    computed.clear()
-    shout("a")
-    shout("b")
-    assert computed == []
-
-
-def test_longest_measures_only_the_first_argument() -> None:
-    """A long second argument does not bypass the cache."""
-    shout, computed = counted(4, longest=3)
-    shout("a", "!" * 100)
-    shout("a", "!" * 100)
-    assert computed == ["a"]
-
-
-@pytest.mark.parametrize("longest", [None, 8], ids=["plain", "with-longest"])
-def test_cache_clear_forgets_every_result(longest: int | None) -> None:
+def test_cache_clear_forgets_every_result() -> None:
     """After cache_clear() the cache is empty and the next call computes again."""
-    shout, computed = counted(4, longest=longest)
+    shout, computed = counted(4)
     shout("a")
     shout.cache_clear()  # type: ignore[attr-defined]
     assert shout.cache_info().currsize == 0  # type: ignore[attr-defined]
@@ -94,55 +54,14 @@ def test_cache_clear_forgets_every_result(longest: int | None) -> None:
     assert computed == ["a", "a"]
 
 
-@pytest.mark.parametrize("longest", [None, 8], ids=["plain", "with-longest"])
-def test_the_undecorated_function_is_reachable(longest: int | None) -> None:
+def test_the_undecorated_function_is_reachable() -> None:
     """``__wrapped__`` is the original function: it computes without touching the cache."""
-    shout, computed = counted(4, longest=longest)
+    shout, computed = counted(4)
     assert shout.__wrapped__("a") == "A"  # type: ignore[attr-defined]
     assert shout.__wrapped__("a") == "A"  # type: ignore[attr-defined]
     assert computed == ["a", "a"]
     assert shout.cache_info().currsize == 0  # type: ignore[attr-defined]
     assert shout.__name__ == "shout"
-
-
-# -- exactly -------------------------------------------------------------------
-
-
-class LyingStr(str):
-    """A str subclass whose equality and hash could fool a set lookup."""
-
-    __slots__ = ()
-
-    def __eq__(self, other: object) -> bool:
-        return True
-
-    def __hash__(self) -> int:
-        return hash("GET")
-
-
-def test_exactly_accepts_the_exact_type() -> None:
-    """A value of exactly the named class passes."""
-    assert exactly("GET", str)
-    assert exactly(b"x", bytes)
-    assert exactly(3, int)
-
-
-def test_exactly_rejects_a_str_subclass() -> None:
-    """A str subclass is not a str for exactly(), although isinstance() says it is."""
-    lying = LyingStr("anything")
-    assert isinstance(lying, str) and lying in {"GET"}
-    assert not exactly(lying, str)
-
-
-def test_exactly_rejects_bool_as_int() -> None:
-    """bool, a subclass of int, is not an int for exactly()."""
-    assert not exactly(True, int)
-
-
-def test_exactly_rejects_other_types() -> None:
-    """bytes is not str, and str is not bytes."""
-    assert not exactly(b"GET", str)
-    assert not exactly("GET", bytes)
 
 
 # -- Record --------------------------------------------------------------------

@@ -44,7 +44,6 @@ import requests
 from requests import Response
 from urllib3.exceptions import HTTPError, IncompleteRead, ReadTimeoutError
 
-from .._fast import exactly
 from ..buffers import BodyBuffer, BufferPool
 from ..envelope.limits import TAG_BYTES
 from ..errors import DeadlineExceededError, ResponseTooLargeError
@@ -167,7 +166,7 @@ def _into(raw: Any) -> Optional[http.client.HTTPResponse]:
     if (
         not isinstance(fp, http.client.HTTPResponse)
         or not hasattr(fp.fp, "readinto1")
-        or not exactly(length, int)
+        or type(length) is not int
         or length < _INTO_BUFFER_MIN
         or fp.length != length  # nothing read yet
         or fp.chunked

@@ -38,11 +38,10 @@ _AAD_LABELS = {VERSION: b"mscomm-sync envelope", VERSION_2: b"mscomm-sync envelo
 _HKDF_SALT = bytes(32)
 _HKDF_INFOS = {VERSION: b"mscomm-sync/1 message key", VERSION_2: b"mscomm-sync/2 message key"}
 _PAIR_INFO = b"mscomm-sync/2 pair key"
-_HEAD_LENGTHS = struct.Struct(">7I")
-_TAIL_LENGTHS = struct.Struct(">4I")
-#: Routes whose associated-data head is cached, and the longest target cached.
+_HEAD_LENGTHS = struct.Struct(">6I")
+_TAIL_LENGTHS = struct.Struct(">5I")
+#: Pairs of keys, services and methods whose associated-data head is cached.
 _CACHED_HEADS = 1024
-_MAX_CACHED_TARGET = 512
 
 
 def derive_message_key(secret: bytes, message_id: bytes, version: str = VERSION) -> bytes:
@@ -88,43 +87,37 @@ def message_aad(version: str, kid: str, binding: Binding, timestamp: str, messag
     key id field is the sender's key id, ``-``, and the recipient's (33
     characters), which names the pair.
 
-    The first seven fields repeat from one call of a route to the next, so
-    their lengths and bytes are cached (see :func:`mscomm_sync._fast.memo`);
-    only the last four are encoded for each message.
+    The first six fields repeat from one call to the next (they name the
+    keys, the two services and the method), so their lengths and bytes are
+    cached (see :func:`mscomm_sync._fast.memo`); the target and the last four
+    are encoded for each message. The target is not part of the cached key:
+    a forger chooses it, and its length, before any tag is checked.
     """
     head_lengths, head = _aad_head(
-        binding.target,
-        version,
-        kid,
-        binding.direction,
-        binding.sender,
-        binding.recipient,
-        binding.method,
+        version, kid, binding.direction, binding.sender, binding.recipient, binding.method
     )
-    status, reply_to = binding.status, binding.reply_to
-    tail = timestamp + message_id + status + reply_to
+    target, status, reply_to = binding.target, binding.status, binding.reply_to
+    tail = target + timestamp + message_id + status + reply_to
     encoded = tail.encode("utf-8")
     if len(encoded) == len(tail):  # all ASCII: str lengths are byte lengths
         tail_lengths = _TAIL_LENGTHS.pack(
-            len(timestamp), len(message_id), len(status), len(reply_to)
+            len(target), len(timestamp), len(message_id), len(status), len(reply_to)
         )
     else:
         tail_lengths = _TAIL_LENGTHS.pack(
-            *(len(f.encode("utf-8")) for f in (timestamp, message_id, status, reply_to))
+            *(len(f.encode("utf-8")) for f in (target, timestamp, message_id, status, reply_to))
         )
     return b"".join((head_lengths, tail_lengths, head, encoded))
 
 
-@memo(_CACHED_HEADS, longest=_MAX_CACHED_TARGET)
+@memo(_CACHED_HEADS)
 def _aad_head(
-    target: str, version: str, kid: str, direction: str, sender: str, recipient: str, method: str
+    version: str, kid: str, direction: str, sender: str, recipient: str, method: str
 ) -> tuple[bytes, bytes]:
-    # The label and the first seven lengths, then the first seven fields'
-    # bytes. The target comes first so that memo() can keep long ones (which
-    # a forger reaches before any tag check) out of the cache.
-    fields = [
-        f.encode("utf-8") for f in (version, kid, direction, sender, recipient, method, target)
-    ]
+    # The label and the first six lengths, then the first six fields' bytes.
+    # Each field has a checked form and a bounded length by the time a
+    # message gets here (a seal's key id, a service name, a method).
+    fields = [f.encode("utf-8") for f in (version, kid, direction, sender, recipient, method)]
     return _AAD_LABELS[version] + _HEAD_LENGTHS.pack(*map(len, fields)), b"".join(fields)
 
 

@@ -36,7 +36,6 @@ from typing import Callable, Optional
 from ..errors import ConfigurationError, ReplayGapError
 from ..keyring import Keyring, validate_service_name
 from ..replay import MemoryReplayStore, ReplayStore
-from ..replay.store import remembers_since
 from ..trust.identity import Identity
 from ..trust.store import TrustStore
 from .headers import SealFields, bound_method
@@ -44,12 +43,11 @@ from .limits import DEFAULT_MAX_BODY_SIZE, DEFAULT_VERSIONS, DEFAULT_WINDOW, SEA
 from .messages import REQUEST, RESPONSE, Binding, Opened, Sealed
 from .opening import (
     Body,
-    arrived_method,
     is_service_name,
     open_message,
     read_envelope,
-    v1_opener,
-    v2_opener,
+    v1_key,
+    v2_keys,
 )
 from .rejection import reject
 from .sealing import seal_with_v1, seal_with_v2, v1_problem
@@ -302,14 +300,14 @@ class Envelope:
                 store's ``not_before`` (an ``IntegrityError`` too).
             IntegrityError: for every reason it cannot be accepted.
         """
-        sender, fields = read_envelope(
-            REQUEST, headers, body, None, self.versions, self.max_body_size
+        sender, fields, bound = read_envelope(
+            REQUEST, headers, body, None, self.versions, self.max_body_size, method
         )
-        bound = arrived_method(method, sender, fields)
         binding = Binding._make(REQUEST, sender, self.service_name, bound, target, "", "")
         opened = self._open(binding, fields, body)
-        since = remembers_since(self.replay_store)
-        if opened.timestamp < since:
+        # A store that does not say when it began remembers everything it was given.
+        since = getattr(self.replay_store, "not_before", None)
+        if since is not None and opened.timestamp < since:
             reject("sealed before the replay store began", binding, fields)
             without_body = Opened._make(
                 opened.sender, b"", None, opened.message_id, opened.key_id,
@@ -318,7 +316,7 @@ class Envelope:
             raise ReplayGapError(
                 service=opened.sender,
                 message_id=opened.message_id,
-                not_before=since,
+                not_before=float(since),
                 request=without_body,
             )
         expires = opened.timestamp + self.window + 1.0
@@ -354,14 +352,14 @@ class Envelope:
         Raises:
             IntegrityError: for every reason it cannot be accepted.
         """
-        claimed, fields = read_envelope(
-            RESPONSE, headers, body, sender, self.versions, self.max_body_size
+        claimed, fields, bound = read_envelope(
+            RESPONSE, headers, body, sender, self.versions, self.max_body_size, method
         )
         binding = Binding._make(
             RESPONSE,
             claimed,
             self.service_name,
-            arrived_method(method, claimed, fields),
+            bound,
             target,
             str(status),
             reply_to,
@@ -378,13 +376,13 @@ class Envelope:
 
     def _open(self, binding: Binding, fields: SealFields, body: Body) -> Opened:
         """Find the keys the seal names, then check freshness and decrypt."""
-        opener = (
-            v2_opener(self.identity, self.trust, binding, fields)
+        keys = (
+            v2_keys(self.identity, self.trust, binding, fields)
             if fields.version == "2"
-            else v1_opener(self.keyring, binding, fields, body, self.max_body_size)
+            else v1_key(self.keyring, binding, fields, body, self.max_body_size)
         )
         now, window = int(self._clock()), int(self.window)
-        return open_message(binding, fields, body, opener, now, window, self.max_body_size)
+        return open_message(binding, fields, body, keys, now, window, self.max_body_size)
 
 
 def _method(method: str) -> str:

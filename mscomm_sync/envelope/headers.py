@@ -10,8 +10,6 @@ from __future__ import annotations
 import re
 from typing import NamedTuple, Optional
 
-from .._fast import exactly
-
 __all__ = [
     "COMMON_METHODS",
     "ENVELOPE_HEADERS",
@@ -126,7 +124,7 @@ def bound_method(method: object) -> Optional[str]:
 
     A method is 1 to 16 letters.
     """
-    if exactly(method, str):
+    if type(method) is str:
         if method in COMMON_METHODS:
             return method  # the usual case, in one check
     elif not isinstance(method, str):

@@ -1,8 +1,9 @@
 """Opening one message: the checks in the order that costs an attacker most and us least.
 
 1. :func:`read_envelope`: the form of the envelope, before any key is looked
-   up (size, the sealed flag, the seal header, the version, the sender's name);
-2. :func:`v1_opener` / :func:`v2_opener`: the keys it names, found or refused;
+   up (size, the sealed flag, the seal header, the version, the sender's name,
+   the method);
+2. :func:`v1_key` / :func:`v2_keys`: the keys it names, found or refused;
 3. :func:`open_message`: freshness, then the one decryption, then the
    plaintext's size.
 
@@ -14,14 +15,15 @@ reason to this side's log. Recording the id in a replay store is the caller's
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
-from typing import Callable, Optional, Union
+from typing import Optional, Union
 
 from cryptography.exceptions import InvalidTag
 
 from .._fast import memo
 from ..errors import ConfigurationError
-from ..keyring import Keyring, validate_service_name
+from ..keyring import Key, Keyring, validate_service_name
 from ..trust.identity import Identity
+from ..trust.keys import PrivateKey, PublicKey
 from ..trust.store import TrustStore
 from .fields import FieldError
 from .headers import (
@@ -39,11 +41,12 @@ from .rejection import reject
 from .v1 import open_v1
 from .v2 import open_v2
 
-__all__ = ["Opener", "is_service_name", "open_message", "read_envelope", "v1_opener", "v2_opener"]
+__all__ = ["Keys", "is_service_name", "open_message", "read_envelope", "v1_key", "v2_keys"]
 
 Body = Union[bytes, bytearray, memoryview]
-#: Decrypts a sealed body into its content type, sealed headers and plaintext.
-Opener = Callable[[Body], tuple[Optional[str], Sequence[tuple[str, str]], bytes]]
+#: What opens a message: the sender's shared key (v1), or this service's
+#: private key and the sender's public key (v2).
+Keys = Union[Key, tuple[PrivateKey, PublicKey]]
 
 
 @memo(1024)
@@ -63,10 +66,13 @@ def read_envelope(
     expected: Optional[str],
     versions: Collection[str],
     max_body_size: int,
-) -> tuple[str, SealFields]:
-    """Check what can be checked before any key is looked up; return the sender and seal.
+    method: str,
+) -> tuple[str, SealFields, str]:
+    """Check what can be checked before any key is looked up.
 
-    ``expected`` is the sender an answer must come from (``None`` for a request).
+    Returns the sender, the seal's fields and the method as bound (upper
+    case). ``expected`` is the sender an answer must come from (``None`` for
+    a request); ``method`` is the one the message arrived with.
     """
     sender = headers.get(HEADER_SERVICE)
     seal = headers.get(HEADER_SEAL) or ""
@@ -87,7 +93,10 @@ def read_envelope(
         raise _early("malformed sender", fields, direction, sender)
     if expected is not None and sender != expected:
         raise _early("unexpected sender", fields, direction, sender)
-    return sender, fields
+    bound = bound_method(method)
+    if bound is None:
+        raise reject("malformed envelope", None, fields, sender=sender)
+    return sender, fields, bound
 
 
 def _early(
@@ -96,19 +105,11 @@ def _early(
     return reject(reason, None, fields, direction=direction, sender=sender)
 
 
-def arrived_method(method: str, sender: str, fields: SealFields) -> str:
-    """The method as bound, from the one the message arrived with; malformed is refused."""
-    bound = bound_method(method)
-    if bound is None:
-        raise reject("malformed envelope", None, fields, sender=sender)
-    return bound
-
-
 def open_message(
     binding: Binding,
     fields: SealFields,
     body: Body,
-    opener: Opener,
+    keys: Keys,
     now: int,
     window: int,
     max_body_size: int,
@@ -118,8 +119,12 @@ def open_message(
     # Whole seconds, the same both ways: now - W <= ts <= now + W.
     if not now - window <= ts <= now + window:
         raise reject("stale timestamp", binding, fields)
+    sealed_headers: Sequence[tuple[str, str]] = ()
     try:
-        content_type, sealed_headers, plaintext = opener(body)
+        if isinstance(keys, tuple):
+            content_type, sealed_headers, plaintext = open_v2(*keys, binding, fields, body)
+        else:
+            content_type, plaintext = open_v1(keys, binding, fields, body)
     except (InvalidTag, UnicodeDecodeError):
         raise reject("bad tag", binding, fields) from None
     except (FieldError, ValueError):
@@ -138,9 +143,9 @@ def open_message(
     )
 
 
-def v1_opener(
+def v1_key(
     keyring: Keyring, binding: Binding, fields: SealFields, body: Body, max_body_size: int
-) -> Opener:
+) -> Key:
     """Find the sender's shared key the seal names, or refuse."""
     try:
         keys = keyring.keys_for(binding.sender)
@@ -153,17 +158,12 @@ def v1_opener(
         raise reject("unknown key id", binding, fields)
     if len(body) > max_body_size + TAG_BYTES:
         raise reject("body too large", binding, fields)
-
-    def opener(data: Body) -> tuple[Optional[str], Sequence[tuple[str, str]], bytes]:
-        content_type, plaintext = open_v1(key, binding, fields, data)
-        return content_type, (), plaintext
-
-    return opener
+    return key
 
 
-def v2_opener(
+def v2_keys(
     identity: Identity, trust: TrustStore, binding: Binding, fields: SealFields
-) -> Opener:
+) -> tuple[PrivateKey, PublicKey]:
     """Find this service's private key and the sender's trusted public key, or refuse."""
     try:
         own = identity.find(fields.recipient_kid) if identity.available() else None
@@ -174,4 +174,4 @@ def v2_opener(
         raise reject("unknown recipient key id", binding, fields)
     if peer is None:
         raise reject("no trusted public key of the sender with that id", binding, fields)
-    return lambda data: open_v2(own, peer, binding, fields, data)
+    return own, peer

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 from typing import Protocol, runtime_checkable
 
-__all__ = ["DEFAULT_MAX_ENTRIES", "REPLAY_DB_ENV", "ReplayStore", "log", "remembers_since"]
+__all__ = ["DEFAULT_MAX_ENTRIES", "REPLAY_DB_ENV", "ReplayStore", "log"]
 
 #: The most unexpired ids a store holds unless told otherwise.
 DEFAULT_MAX_ENTRIES = 1_000_000
@@ -56,9 +56,3 @@ class ReplayStore(Protocol):
             the store cannot take more entries (it fails closed).
         """
         ...  # pragma: no cover
-
-
-def remembers_since(store: object) -> float:
-    """Return ``store.not_before``, or ``-inf`` for a store that does not say."""
-    since = getattr(store, "not_before", None)
-    return float("-inf") if since is None else float(since)

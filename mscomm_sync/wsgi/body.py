@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 from typing import IO, Any, Optional, Union
 
-from .._fast import exactly
 from .gunicorn import read_gunicorn_body
 
 __all__ = ["BodyRefused", "check_passthrough_body", "read_request_body"]
@@ -57,7 +56,7 @@ def check_passthrough_body(environ: dict[str, Any], limit: int) -> None:
 
 def _declared_length(environ: dict[str, Any], limit: int) -> Optional[int]:
     declared = environ.get("CONTENT_LENGTH")
-    if not exactly(declared, str) or not declared.isdigit():
+    if type(declared) is not str or not declared.isdigit():
         # Not the usual plain decimal string: tidy it up before judging it.
         if not declared:
             return None

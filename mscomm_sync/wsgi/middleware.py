@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional, Union
 
-from .._fast import exactly, memo
+from .._fast import memo
 from ..envelope import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_WINDOW,
@@ -43,7 +43,7 @@ from ..telemetry.context import inbound_context
 from ..telemetry.instruments import Instruments
 from ..telemetry.options import TelemetryOption, resolve
 from ..telemetry.process import process_instruments
-from ..telemetry.serving import RequestRecord, start_request
+from ..telemetry.serving import NO_REQUEST, UNCHANGED, RequestRecord, start_request
 from ..trust.identity import Identity
 from ..trust.store import TrustStore
 from .body import BodyRefused, check_passthrough_body, read_request_body
@@ -106,10 +106,17 @@ _SERVICE_KEY = environ_key(HEADER_SERVICE)
 _SEAL_KEY = environ_key(HEADER_SEAL)
 
 
-@memo(256, longest=512)
-def _canonical_path(path: str) -> str:
-    # A service sees few distinct paths: each is made canonical once.
+#: Paths made canonical once each (a service sees few distinct ones); a longer
+#: path, which only a client chooses, is made canonical every time instead.
+_CACHED_PATHS = 256
+_LONGEST_CACHED_PATH = 512
+
+
+def _path_of(path: str) -> str:
     return target_from_environ({"PATH_INFO": path})
+
+
+_canonical_path = memo(_CACHED_PATHS)(_path_of)
 
 
 class EncryptionMiddleware:
@@ -245,9 +252,9 @@ class EncryptionMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request (the WSGI entry point)."""
         telemetry = self._telemetry if self._telemetry is not None else process_instruments()
-        record = start_request(telemetry, self.options.service_name, _describe)
         if not telemetry.active:
-            return self._serve(environ, start_response, record)
+            return self._serve(environ, start_response, NO_REQUEST)
+        record = start_request(telemetry, self.options.service_name, _describe)
         try:
             return self._serve(environ, record.watch(start_response), record)
         finally:
@@ -282,8 +289,12 @@ class EncryptionMiddleware:
     ) -> Iterable[bytes]:
         options = self.options
         arrived = time.monotonic()  # a deadline the caller sent counts from here
+        # The most bytes the sealed body may have: the plaintext limit and the
+        # overhead of the version its seal header names.
+        seal = environ.get(_SEAL_KEY)
+        v2 = type(seal) is str and seal.startswith("v=2;")
         try:
-            body = read_request_body(environ, self._read_limit(environ))
+            body = read_request_body(environ, self._read_limits[1] if v2 else self._read_limits[0])
         except BodyRefused as exc:
             return _refuse(exc.status, exc.reason, environ, start_response, record)
         # An unusable method is the envelope's to refuse; it is bound as it came.
@@ -313,7 +324,8 @@ class EncryptionMiddleware:
         # The ciphertext is not needed any more: let it go before the app runs,
         # so a large request is not held twice while it is being answered.
         del body
-        if opened.sender not in self._callers():
+        allowed = options.allowed_callers
+        if opened.sender not in (allowed if allowed is not None else self._callers()):
             return _refuse(
                 403, "caller not allowed", environ, start_response, record,
                 sender=opened.sender, message_id=opened.message_id,
@@ -323,7 +335,8 @@ class EncryptionMiddleware:
         inner["REQUEST_METHOD"] = method
         # The call's context, from the sealed headers only (v2; v1 seals none).
         context = inbound_context(opened.headers, arrived) if opened.headers else None
-        record.verified(inner, context)
+        if record is not NO_REQUEST:
+            record.verified(inner, context)
         if context is not None:
             if context.request_id is not None:
                 inner[REQUEST_ID_KEY] = context.request_id
@@ -337,16 +350,12 @@ class EncryptionMiddleware:
                     return self._send_sealed(
                         inner, start_response, DEADLINE_SPENT, opened, method, target
                     )
-        with record.serving(context):
-            if not options.encrypt_responses:
-                return self._plaintext_answer(inner, start_response)
-            return self._sealed_answer(inner, start_response, opened, method, target)
-
-    def _read_limit(self, environ: dict[str, Any]) -> int:
-        """The most bytes this sealed body may have: the plaintext limit and its overhead."""
-        seal = environ.get(_SEAL_KEY)
-        v2 = exactly(seal, str) and seal.startswith("v=2;")
-        return self._read_limits[1] if v2 else self._read_limits[0]
+        answer = self._sealed_answer if options.encrypt_responses else self._plaintext_answer
+        scope = record.serving(context)
+        if scope is UNCHANGED:  # nothing to make current (every v1 request without telemetry)
+            return answer(inner, start_response, opened, method, target)
+        with scope:
+            return answer(inner, start_response, opened, method, target)
 
     def _callers(self) -> frozenset[str]:
         """Who may call this service: the option, else the trust file, else the environment."""
@@ -366,14 +375,21 @@ class EncryptionMiddleware:
         """
         path = environ.get("PATH_INFO", "")
         query = environ.get("QUERY_STRING", "")
-        if not (exactly(path, str) and exactly(query, str)):
+        if not (type(path) is str and type(query) is str):
             return target_from_environ(environ)
-        canon = _canonical_path(path)
+        canon = _canonical_path(path) if len(path) <= _LONGEST_CACHED_PATH else _path_of(path)
         return f"{canon}?{query}" if query else canon
 
     def _plaintext_answer(
-        self, environ: dict[str, Any], start_response: StartResponse
+        self,
+        environ: dict[str, Any],
+        start_response: StartResponse,
+        opened: Opened,
+        method: str,
+        target: str,
     ) -> Iterable[bytes]:
+        """Run the app and pass its answer on unsealed (``encrypt_responses=False``)."""
+
         def filtered(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:

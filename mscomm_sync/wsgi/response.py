@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable
 from typing import Any, Callable, NamedTuple, Optional
 
-from .._fast import exactly, memo
+from .._fast import memo
 from ..envelope import ENVELOPE_HEADERS, HEADER_SEALED_BODY, NOT_EXECUTED_CONTENT_TYPE, Sealed
 from ..telemetry.context import HEADER_DEADLINE_SPENT
 
@@ -131,7 +131,7 @@ def collect(app: WSGIApp, environ: dict[str, Any]) -> tuple[str, int, list[tuple
                 append(chunk)
     finally:
         # A plain list (the usual answer) has no close(); skip the lookup.
-        if not exactly(result, list):
+        if type(result) is not list:
             close = getattr(result, "close", None)
             if close is not None:
                 close()
@@ -148,7 +148,7 @@ def status_code(status: str) -> int:
     Raises:
         AppResponseError: the line does not start with a 3-digit code 100-599.
     """
-    if exactly(status, str):
+    if type(status) is str:
         return _known_status(status)  # an app sends a handful of lines, over and over
     return _parse_status(status)
 
@@ -216,6 +216,10 @@ def sealed_headers(
         if not (100 <= code < 200 or code in BODILESS_STATUSES):
             kept.append(("Content-Length", "0"))
         return kept, []
+    chunks = sealed.chunks
+    if len(chunks) == 1:  # v1, and a small v2 body: no properties to run
+        kept.append(("Content-Length", str(len(chunks[0]))))
+        return kept, [chunks[0]]
     kept.append(("Content-Length", str(sealed.length)))
     return kept, list(sealed.pieces)
 
