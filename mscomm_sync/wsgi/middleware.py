@@ -350,12 +350,14 @@ class EncryptionMiddleware:
                     return self._send_sealed(
                         inner, start_response, DEADLINE_SPENT, opened, method, target
                     )
-        answer = self._sealed_answer if options.encrypt_responses else self._plaintext_answer
         scope = record.serving(context)
+        if not options.encrypt_responses:
+            with scope:
+                return self._plaintext_answer(inner, start_response)
         if scope is UNCHANGED:  # nothing to make current (every v1 request without telemetry)
-            return answer(inner, start_response, opened, method, target)
+            return self._sealed_answer(inner, start_response, opened, method, target)
         with scope:
-            return answer(inner, start_response, opened, method, target)
+            return self._sealed_answer(inner, start_response, opened, method, target)
 
     def _callers(self) -> frozenset[str]:
         """Who may call this service: the option, else the trust file, else the environment."""
@@ -381,15 +383,8 @@ class EncryptionMiddleware:
         return f"{canon}?{query}" if query else canon
 
     def _plaintext_answer(
-        self,
-        environ: dict[str, Any],
-        start_response: StartResponse,
-        opened: Opened,
-        method: str,
-        target: str,
+        self, environ: dict[str, Any], start_response: StartResponse
     ) -> Iterable[bytes]:
-        """Run the app and pass its answer on unsealed (``encrypt_responses=False``)."""
-
         def filtered(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
         ) -> Callable[[bytes], object]:
