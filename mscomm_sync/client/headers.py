@@ -57,10 +57,10 @@ def drop_headers(headers: MutableMapping[str, str], lower_names: Set[str]) -> No
 
 
 def _store_of(headers: object) -> Optional[dict[str, tuple[str, str]]]:
-    if headers.__class__ is not CaseInsensitiveDict:
+    if type(headers) is not CaseInsensitiveDict:
         return None
     store = getattr(headers, "_store", None)
-    return store if store.__class__ in _STORES else None
+    return store if type(store) in _STORES else None
 
 
 _STORES = (OrderedDict, dict)

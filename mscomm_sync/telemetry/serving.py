@@ -23,7 +23,7 @@ from .context import RequestContext, Serving, current_context
 if TYPE_CHECKING:
     from .instruments import Instruments
 
-__all__ = ["NO_REQUEST", "UNCHANGED", "RequestRecord", "start_request"]
+__all__ = ["NO_REQUEST", "RequestRecord", "start_request"]
 
 StartResponse = Callable[..., Callable[[bytes], object]]
 
@@ -86,9 +86,7 @@ class _Unchanged:
         return None
 
 
-#: The scope :meth:`RequestRecord.serving` returns when there is nothing to make
-#: current: entering it does nothing, so a caller may run the app without it.
-UNCHANGED = _Unchanged()
+_UNCHANGED = _Unchanged()
 
 
 class RequestRecord:
@@ -164,7 +162,7 @@ class RequestRecord:
     def serving(self, context: Optional[RequestContext]) -> Union[_Scope, _Unchanged]:
         """Return ``with record.serving(context):``: the context and the span current."""
         if context is None and self.span is None and current_context() is None:
-            return UNCHANGED  # nothing to make current, nothing to undo (every v1 request)
+            return _UNCHANGED  # nothing to make current, nothing to undo (every v1 request)
         return _Scope(context, self.otel, self.span)
 
     def finish(self, environ: Mapping[str, Any]) -> None:

@@ -43,7 +43,7 @@ from ..telemetry.context import inbound_context
 from ..telemetry.instruments import Instruments
 from ..telemetry.options import TelemetryOption, resolve
 from ..telemetry.process import process_instruments
-from ..telemetry.serving import NO_REQUEST, UNCHANGED, RequestRecord, start_request
+from ..telemetry.serving import RequestRecord, start_request
 from ..trust.identity import Identity
 from ..trust.store import TrustStore
 from .body import BodyRefused, check_passthrough_body, read_request_body
@@ -224,7 +224,7 @@ class EncryptionMiddleware:
             max_body_size=self.options.max_body_size,
             clock=clock,
         )
-        #: The read limit of a v1 and of a v2 sealed body (see _read_limit).
+        #: The read limit of a v1 and of a v2 sealed body (see _sealed).
         self._read_limits = tuple(
             self.options.max_body_size + sealing_overhead(v) for v in ("1", "2")
         )
@@ -252,9 +252,9 @@ class EncryptionMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Handle one request (the WSGI entry point)."""
         telemetry = self._telemetry if self._telemetry is not None else process_instruments()
-        if not telemetry.active:
-            return self._serve(environ, start_response, NO_REQUEST)
         record = start_request(telemetry, self.options.service_name, _describe)
+        if not telemetry.active:
+            return self._serve(environ, start_response, record)
         try:
             return self._serve(environ, record.watch(start_response), record)
         finally:
@@ -324,8 +324,7 @@ class EncryptionMiddleware:
         # The ciphertext is not needed any more: let it go before the app runs,
         # so a large request is not held twice while it is being answered.
         del body
-        allowed = options.allowed_callers
-        if opened.sender not in (allowed if allowed is not None else self._callers()):
+        if opened.sender not in self._callers():
             return _refuse(
                 403, "caller not allowed", environ, start_response, record,
                 sender=opened.sender, message_id=opened.message_id,
@@ -335,8 +334,7 @@ class EncryptionMiddleware:
         inner["REQUEST_METHOD"] = method
         # The call's context, from the sealed headers only (v2; v1 seals none).
         context = inbound_context(opened.headers, arrived) if opened.headers else None
-        if record is not NO_REQUEST:
-            record.verified(inner, context)
+        record.verified(inner, context)
         if context is not None:
             if context.request_id is not None:
                 inner[REQUEST_ID_KEY] = context.request_id
@@ -350,13 +348,9 @@ class EncryptionMiddleware:
                     return self._send_sealed(
                         inner, start_response, DEADLINE_SPENT, opened, method, target
                     )
-        scope = record.serving(context)
-        if not options.encrypt_responses:
-            with scope:
+        with record.serving(context):
+            if not options.encrypt_responses:
                 return self._plaintext_answer(inner, start_response)
-        if scope is UNCHANGED:  # nothing to make current (every v1 request without telemetry)
-            return self._sealed_answer(inner, start_response, opened, method, target)
-        with scope:
             return self._sealed_answer(inner, start_response, opened, method, target)
 
     def _callers(self) -> frozenset[str]:
