@@ -66,7 +66,11 @@ def test_attempt_timeout_while_reading_body(
         assert (info.value.attempts, server.requests) == (1, 1)
 
 
-@pytest.mark.parametrize("attempt", [None, 0.3], ids=["no-attempt-timeout", "attempt-timeout"])
+# 0.4 s a share: three attempts (the GET's retries) cannot all end before the 1 s deadline,
+# whatever the backoffs' jitter draws (at most 0.05 + 0.1 s), so the third is always cut
+# by the deadline itself. With 0.3 s, three attempts and short backoffs could finish
+# in 0.98 s and end the call on its retries instead (AnswerLostError), by chance.
+@pytest.mark.parametrize("attempt", [None, 0.4], ids=["no-attempt-timeout", "attempt-timeout"])
 def test_trickled_status_line_and_headers_stop_at_the_deadline(
     registry: FileRegistry, make_client: Callable[..., Any], attempt: Any
 ) -> None:
