@@ -7,9 +7,12 @@ counts, per call, the instructions and the cache misses of that call alone:
 * **server**: ``EncryptionMiddleware`` (memory replay store) around a 1 KiB
   app, called in-process with pre-sealed requests; the baseline is the bare
   app with the plaintext request;
-* **client**: ``MicroServiceClient.request`` against a waitress server in a
-  process of its own; the baseline is a plain ``requests.Session`` POST to the
-  same server, unsealed.
+* **client**: ``MicroServiceClient.request`` against ``instructions``'
+  waitress server in a process of its own; the baseline is a plain
+  ``requests.Session`` POST to the same server's unsealed ``/plain`` echo.
+
+The measured processes run scripts held here, as ``instructions``' do, so an
+older checkout runs exactly this harness.
 
 Before each measured call the process writes :data:`EVICT` bytes, twice the
 simulated last-level cache, as a server that slept while other processes ran
@@ -34,13 +37,12 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from .instructions import CHECK, SERVER, _environment, _port
+from .instructions import CHECK, SERVER, _environment, _port, measured_code
 
 CALLS = 10
 WARMUP = 30
@@ -156,23 +158,6 @@ for _ in range(calls):
 """
 )
 
-#: The server the client calls: instructions' waitress server, answering
-#: ``/plain`` with the bare echo.
-PLAIN_ROUTE = """
-def app(environ, start_response):
-    if environ["PATH_INFO"] == "/plain":
-        return echo(environ, start_response)
-    return _app(environ, start_response)
-"""
-
-
-def _server_script() -> str:
-    marker = "server = create_server("
-    if marker not in SERVER:
-        raise RuntimeError("benchmarks/instructions.py's server changed: update footprint.py")
-    head, tail = SERVER.split(marker, 1)
-    return head + "_app = app\n" + PLAIN_ROUTE + marker + tail
-
 
 def _misses(out: Path) -> dict[str, int]:
     text = out.read_text()
@@ -186,7 +171,6 @@ def _misses(out: Path) -> dict[str, int]:
 def simulate(side: str, kind: str, code: Path, work: Path) -> dict[str, int]:
     """Return callgrind's event totals for ``CALLS`` cold calls of ``side`` (``ours``/``bare``)."""
     env = _environment(code)
-    env["MSCOMM_BENCH_EXPECT"] = os.path.realpath(code / "mscomm_sync")
     out = work / f"{side}-{kind}.out"
     valgrind = [
         "valgrind", "--tool=callgrind", "--cache-sim=yes", *CACHES, "--collect-atstart=no",
@@ -198,7 +182,7 @@ def simulate(side: str, kind: str, code: Path, work: Path) -> dict[str, int]:
         _run(argv, env, work)
         return _misses(out)
     port_file = work / f"{kind}.port"
-    server_argv = [sys.executable, "-c", _server_script(), str(port_file)]
+    server_argv = [sys.executable, "-c", SERVER, str(port_file)]
     quiet = subprocess.DEVNULL
     server = subprocess.Popen(server_argv, env=env, cwd=work, stdout=quiet, stderr=quiet)
     try:
@@ -226,17 +210,17 @@ def _row(label: str, events: dict[str, int]) -> tuple[str, int, int, int]:
 
 def main() -> None:
     """Print instructions and cache misses per cold call, ours against the bare baseline."""
-    if shutil.which("valgrind") is None:
-        raise SystemExit("benchmarks/footprint.py needs valgrind (apt-get install valgrind)")
     if sys.version_info < (3, 11):
         raise SystemExit("benchmarks/footprint.py needs Python 3.11+ (operator.call)")
-    here = Path(__file__).resolve().parent.parent
-    code = Path(os.environ.get("MSCOMM_BENCH_CODE") or here).resolve()
+    code = measured_code()
+    sides = os.environ.get("MSCOMM_BENCH_SIDES", "server,client").split(",")
+    if not set(sides) <= {"server", "client"}:
+        raise SystemExit("MSCOMM_BENCH_SIDES names server and/or client, comma-separated")
     print(f"code: {code}; 1 KiB POST, protocol v1, {CALLS} calls")
     print(f"each after writing {EVICT >> 20} MiB; simulated L1i 32 KiB, L1d 48 KiB, LL 2 MiB")
     print(f"{'':>14} {'instructions':>12} {'L1 misses':>10} {'LL misses':>10}")
     with tempfile.TemporaryDirectory() as tmp:
-        for side in os.environ.get("MSCOMM_BENCH_SIDES", "server,client").split(","):
+        for side in sides:
             rows = [_row(f"{side} {kind}", simulate(side, kind, code, Path(tmp)))
                     for kind in ("bare", "ours")]  # fmt: skip
             for label, instructions, l1, ll in rows:

@@ -66,6 +66,8 @@ except TypeError:  # a checkout from before allowed_callers
     sealed = EncryptionMiddleware(echo, "billing", replay_store=MemoryReplayStore())
 
 def app(environ, start_response):
+    if environ["PATH_INFO"] == "/plain":  # footprint's baseline: the echo unsealed
+        return echo(environ, start_response)
     if environ["PATH_INFO"] == "/quit":
         threading.Timer(0.2, os._exit, (0,)).start()
         start_response("200 OK", [("Content-Length", "0")])
@@ -107,8 +109,22 @@ if quit_after == "quit":
 )
 
 
+def measured_code() -> Path:
+    """Return the checkout to measure: ``$MSCOMM_BENCH_CODE``, else this one.
+
+    Raises:
+        SystemExit: valgrind is not installed.
+    """
+    if shutil.which("valgrind") is None:
+        raise SystemExit("this benchmark needs valgrind (apt-get install valgrind)")
+    here = Path(__file__).resolve().parent.parent
+    return Path(os.environ.get("MSCOMM_BENCH_CODE") or here).resolve()
+
+
 def _environment(code: Path) -> dict[str, str]:
+    """The measured processes' environment: ``code`` first on the path, which CHECK verifies."""
     env = dict(os.environ, PYTHONHASHSEED="0", PYTHONPATH=str(code))
+    env["MSCOMM_BENCH_EXPECT"] = os.path.realpath(code / "mscomm_sync")
     for name in ("orders", "billing"):
         env[env_var_name(name)] = generate_key()
     return env
@@ -138,7 +154,6 @@ def count(side: str, calls: int, code: Path, work: Path) -> int:
     checkout's package whatever ``PYTHONPATH`` says.
     """
     env = _environment(code)
-    env["MSCOMM_BENCH_EXPECT"] = os.path.realpath(code / "mscomm_sync")
     out, port_file = work / f"{side}-{calls}.out", work / f"{side}-{calls}.port"
     valgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}"]
     server_argv = [sys.executable, "-c", SERVER, str(port_file)]
@@ -172,10 +187,7 @@ def count(side: str, calls: int, code: Path, work: Path) -> int:
 
 def main() -> None:
     """Print the instructions per call of each side, for this checkout or $MSCOMM_BENCH_CODE."""
-    if shutil.which("valgrind") is None:
-        raise SystemExit("benchmarks/instructions.py needs valgrind (apt-get install valgrind)")
-    here = Path(__file__).resolve().parent.parent
-    code = Path(os.environ.get("MSCOMM_BENCH_CODE") or here).resolve()
+    code = measured_code()
     print(f"code: {code}; 1 KiB POST, protocol v1, {CALLS} calls minus 0 calls")
     with tempfile.TemporaryDirectory() as tmp:
         for side in ("client", "server"):
