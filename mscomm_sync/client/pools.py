@@ -25,7 +25,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import threading
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from urllib3 import PoolManager
 from urllib3.connection import HTTPConnection, HTTPSConnection
@@ -116,6 +116,13 @@ class _LineReader:
 
 class _Response(http.client.HTTPResponse):
     """An ``http.client`` response that reads what precedes the body within the deadline."""
+
+    # ``http.client`` sets ``fp`` first thing in ``__init__``; a signal that
+    # lands before that (Ctrl-C in a call) leaves an object whose finaliser
+    # calls ``close()``, which reads ``fp``. The class default keeps that
+    # close quiet instead of an "Exception ignored" traceback on stderr.
+    if not TYPE_CHECKING:  # the stubs type ``fp`` as always set
+        fp = None
 
     def begin(self) -> None:
         deadline = _current.deadline

@@ -318,7 +318,6 @@ class _Table:
 
         self.not_before = float(math.ceil(created))
         self.pid = pid
-        self.fd = fd
         self.mm = mm
         self.buckets = buckets
         self.hasher = hashlib.blake2b(digest_size=_DIGEST_SIZE, key=key)
@@ -326,6 +325,7 @@ class _Table:
         # excludes processes only. Both are looked up under self.lock, see close().
         self.lock_file: Callable[[], None] = partial(_lock, fd)
         self.unlock_file: Callable[[], None] = partial(fcntl.flock, fd, fcntl.LOCK_UN)
+        self.fd = fd  # last: a table without it was never whole (see __del__)
 
     def close(self) -> None:
         """Unmap and close, once no thread is inside the table; later uses raise ValueError."""
@@ -352,7 +352,8 @@ class _Table:
                 os.close(fd)
 
     def __del__(self, _getpid: Callable[[], int] = os.getpid) -> None:
-        if self.fd >= 0 and self.pid == _getpid():  # dropped unclosed, in its own process
+        # A signal inside __init__ can leave a table without ``fd``: nothing to close.
+        if getattr(self, "fd", -1) >= 0 and self.pid == _getpid():  # dropped unclosed, here
             self.close()
 
 

@@ -607,3 +607,10 @@ def test_a_closed_table_is_never_locked_again(path: Path) -> None:
         table.lock_file()
     with pytest.raises(ValueError):
         table.unlock_file()
+
+
+def test_a_table_half_made_by_a_signal_is_finalised_quietly() -> None:
+    """A table whose ``__init__`` was cut short (Ctrl-C) has no file yet; dropping it is silent."""
+    table = replay_shm._Table.__new__(replay_shm._Table)
+    table.pid = os.getpid()
+    table.__del__()  # what the finaliser runs; it printed "Exception ignored" before
