@@ -1,4 +1,4 @@
-"""The three speed tricks the per-call paths use, each defined once, with its reason.
+"""The five speed tricks the per-call paths use, each defined once, with its reason.
 
 Every sealed call runs the envelope, the middleware and the client loop once
 per message, so a microsecond there is a measurable share of the whole call
@@ -27,6 +27,17 @@ kept, and each one is used only through this module:
   attrs generates its ``__init__``), for values created once per message. It
   is not a tuple on purpose: error reporters that walk sequences (and serialise a
   failing frame's locals) would list a tuple's fields, plaintext included.
+* :data:`tuple_of` builds a ``NamedTuple`` (of metadata only, never
+  plaintext) from all its fields, ``tuple_of(Cls, (a, b))``. It is
+  ``tuple.__new__``, C code: the class's own ``__new__`` is a generated Python
+  function, one more frame and one more code object for a call that arrives
+  cold to fetch from memory.
+* :func:`nothing` and :func:`itself` are every method of the idle telemetry
+  records (what a call or request that nothing reports still calls). One
+  shared function is one code object where a method each would be a dozen,
+  and a call that arrives cold fetches each code object it runs from memory
+  (about 11 last-level misses per distinct function, see
+  ``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -34,10 +45,25 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, ClassVar, TypeVar
 
-__all__ = ["Record", "memo"]
+__all__ = ["Record", "itself", "memo", "nothing", "tuple_of"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 R = TypeVar("R", bound="Record")
+T = TypeVar("T")
+
+
+#: ``tuple_of(Cls, values)``: the ``NamedTuple`` ``Cls`` with all its fields, in C.
+tuple_of = tuple.__new__
+
+
+def nothing(self: object, *args: Any, **kwargs: Any) -> None:
+    """A method that does nothing (an idle record's)."""
+    return None
+
+
+def itself(self: T) -> T:
+    """A method that returns its object (an idle record's ``__enter__``)."""
+    return self
 
 
 def memo(maxsize: int) -> Callable[[F], F]:

@@ -245,7 +245,10 @@ class ServiceAdapter(BaseAdapter):
             raise ServiceNotFoundError(
                 call.service, location if isinstance(location, str) and location else None
             )
-        if not any(i.healthy for i in instances):
+        for instance in instances:
+            if instance.healthy:
+                break
+        else:
             log.warning(
                 "every instance of service=%s is marked unhealthy; trying anyway", call.service,
                 extra={"mscomm.event": "all unhealthy", "mscomm.target": call.service,

@@ -74,18 +74,22 @@ class PowerOfTwoBalancer:
             raise ValueError("no instances to choose from")
         now = self._clock()
         with self._lock:
-            ejected = {u for u, until in self._ejected.items() if until > now}
-        healthy = [i for i in instances if i.healthy]
-        fresh = [i for i in healthy if i.url not in tried]
-        for pool in (
-            [i for i in fresh if i.url not in ejected],
-            fresh,
-            [i for i in instances if i.url not in tried],
-            list(instances),
-        ):
-            if pool:
-                return self._pick(pool)
-        raise AssertionError("unreachable")  # pragma: no cover
+            ejected = dict(self._ejected)
+        # The first non-empty of: healthy, untried and not ejected; healthy and
+        # untried; untried; any. One pass builds the first three.
+        preferred: list[Instance] = []
+        fresh: list[Instance] = []
+        untried: list[Instance] = []
+        for instance in instances:
+            url = instance.url
+            if url in tried:
+                continue
+            untried.append(instance)
+            if instance.healthy:
+                fresh.append(instance)
+                if ejected.get(url, now) <= now:
+                    preferred.append(instance)
+        return self._pick(preferred or fresh or untried or list(instances))
 
     def _pick(self, pool: Sequence[Instance]) -> Instance:
         if len(pool) == 1:

@@ -13,7 +13,7 @@ read would, and the transport, seeing the deadline gone, reports it as
 :mod:`mscomm_sync.client.answer`, which bounds it the same way.
 
 The deadline reaches the response through a thread-local set by the
-transport around each attempt (:func:`deadline_for`): the thread that sends
+transport around each attempt (:data:`reading`): the thread that sends
 a request is the one that reads its answer. Outside an attempt (plain
 ``http://`` calls go through other adapters) nothing changes. This uses
 ``http.client``'s documented ``response_class`` hook and urllib3's pool and
@@ -33,34 +33,21 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .deadline import Bound
 
-__all__ = ["deadline_for", "deadline_pools"]
+__all__ = ["deadline_pools", "reading"]
 
 
-class _Current(threading.local):
+class _Reading(threading.local):
+    """What answers read on this thread read their heads within (see :data:`reading`)."""
+
+    #: The attempt's deadline, or ``None`` outside an attempt.
     deadline: Optional[Bound] = None
 
 
-_current = _Current()
-
-
-def deadline_for(deadline: Bound) -> _Within:
-    """Let answers read on this thread, within the block, read their headers within ``deadline``."""
-    return _Within(deadline)
-
-
-class _Within:
-    """The block of :func:`deadline_for` (a class: a generator's context manager costs more)."""
-
-    __slots__ = ("_deadline",)
-
-    def __init__(self, deadline: Bound) -> None:
-        self._deadline = deadline
-
-    def __enter__(self) -> None:
-        _current.deadline = self._deadline
-
-    def __exit__(self, *exc_info: object) -> None:
-        _current.deadline = None
+#: The thread's reading deadline. The transport sets ``reading.deadline``
+#: before an attempt and resets it to ``None`` after (two attribute stores: a
+#: context manager would be three more Python functions per call, each one
+#: more code object for a call that arrives cold to fetch).
+reading = _Reading()
 
 
 class _LineReader:
@@ -125,7 +112,7 @@ class _Response(http.client.HTTPResponse):
         fp = None
 
     def begin(self) -> None:
-        deadline = _current.deadline
+        deadline = reading.deadline
         sock = getattr(self.fp, "raw", None)
         sock = getattr(sock, "_sock", None)
         if deadline is None or sock is None:

@@ -343,9 +343,10 @@ class MicroServiceClient(requests.Session):
         if not endpoint.startswith("/"):
             endpoint = "/" + endpoint
         url = with_query(f"{SCHEME}{target_service}{requote_uri(endpoint)}", params)
-        merged = {
-            k: v for k, v in header_pairs(cast(Mapping[str, str], self.headers)) if v is not None
-        }
+        merged: dict[str, str] = {}
+        for k, v in header_pairs(cast(Mapping[str, str], self.headers)):
+            if v is not None:
+                merged[k] = v
         body, content_type = encode_payload(payload)
         if content_type is not None:
             merged["Content-Type"] = content_type

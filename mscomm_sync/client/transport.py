@@ -62,7 +62,7 @@ from .call import HEADER_REQUEST_ID, Call, end_to_end
 from .deadline import AttemptDeadline, Bound
 from .failures import AttemptFailed
 from .headers import drop_headers, header_names, header_pairs, header_value
-from .pools import deadline_for, deadline_pools
+from .pools import deadline_pools, reading
 
 __all__ = ["DEFAULT_POOL_MAXSIZE", "REFUSAL_STATUSES", "SealedTransport"]
 
@@ -186,14 +186,16 @@ class SealedTransport(HTTPAdapter):
             if timeout[1] < call.deadline.remaining()
             else call.deadline
         )
+        reading.deadline = bound
         try:
-            with deadline_for(bound):
-                response = super().send(attempt, False, timeout, verify, call.cert, proxies)
+            response = super().send(attempt, False, timeout, verify, call.cert, proxies)
         except requests.RequestException as exc:
             failure = AttemptFailed.from_requests(exc)
             if call.deadline.remaining() <= 0:  # connecting, or the status line, outlasted it
                 raise call.deadline.exceeded(sent=not failure.connect_phase) from exc
             raise failure from exc
+        finally:
+            reading.deadline = None
         # Sent: a large sealed body is not kept while the answer is read and
         # opened, nor in resp.request for as long as the caller holds the
         # answer (see BufferPool for what holding it cost).

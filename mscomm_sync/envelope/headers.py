@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 from typing import NamedTuple, Optional
 
+from .._fast import tuple_of
+
 __all__ = [
     "COMMON_METHODS",
     "ENVELOPE_HEADERS",
@@ -106,12 +108,12 @@ def parse_seal(value: str) -> Optional[SealFields]:
         if two is None:
             return None
         skid, rkid, ts, mid = two.groups()
-        return SealFields("2", f"{skid}-{rkid}", ts, mid, "")
+        return tuple_of(SealFields, ("2", f"{skid}-{rkid}", ts, mid, ""))
     fields = _SEAL.match(value)
     if fields is None or len(fields.group(4)) & 1:
         return None
     kid, ts, mid, ct = fields.groups()
-    return SealFields("1", kid, ts, mid, ct)
+    return tuple_of(SealFields, ("1", kid, ts, mid, ct))
 
 
 def seal_version(value: str) -> str:

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional
 from urllib.parse import urlsplit
 
+from .._fast import itself, nothing
 from ..errors import MscommError
 from .access import log_call
 from .context import current_context, outbound_headers
@@ -189,17 +190,8 @@ class _NoAttempt(AttemptRecord):
 
     __slots__ = ()
 
-    def __enter__(self) -> AttemptRecord:
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        return None
-
-    def sealed_with(self, version: str) -> None:
-        return None
-
-    def answered(self, status: int, sealed: bool) -> None:
-        return None
+    __enter__ = itself
+    __exit__ = sealed_with = answered = nothing
 
 
 #: The shared record of an attempt that nothing traces.
@@ -379,20 +371,11 @@ class _NoCall(CallRecord):
 
     __slots__ = ()
 
-    def __enter__(self) -> CallRecord:
-        return self
-
-    def __exit__(self, *exc_info: Any) -> None:
-        return None
-
-    def breaker(self, state: str) -> None:
-        return None
+    __enter__ = itself
+    __exit__ = breaker = answered = nothing
 
     def attempt(self, instance: str, number: int, kind: str, reason: str) -> AttemptRecord:
         return NO_ATTEMPT
-
-    def answered(self, status: int) -> None:
-        return None
 
 
 #: The shared record of a call that nothing reports.

@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
+from .._fast import nothing
 from .access import log_request
 from .context import RequestContext, Serving, current_context
 
@@ -79,11 +80,7 @@ class _Unchanged:
 
     __slots__ = ()
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
+    __enter__ = __exit__ = nothing
 
 
 _UNCHANGED = _Unchanged()
@@ -216,14 +213,7 @@ class _NoRequest(RequestRecord):
     def watch(self, start_response: StartResponse) -> StartResponse:
         return start_response
 
-    def refused(self, status: int, reason: str) -> None:
-        return None
-
-    def verified(self, environ: Mapping[str, Any], context: Optional[RequestContext]) -> None:
-        return None
-
-    def finish(self, environ: Mapping[str, Any]) -> None:
-        return None
+    refused = verified = finish = nothing
 
 
 #: The shared record of a request that nothing reports.

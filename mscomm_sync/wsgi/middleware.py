@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import Any, Callable, Optional, Union
 
-from .._fast import memo
+from .._fast import memo, tuple_of
 from ..envelope import (
     DEFAULT_MAX_BODY_SIZE,
     DEFAULT_WINDOW,
@@ -301,7 +301,13 @@ class EncryptionMiddleware:
         sent = environ.get("REQUEST_METHOD", "GET")
         method = bound_method(sent) or str(sent)
         target = self._target(environ)
-        headers = _envelope_headers(environ)
+        # The envelope headers, by the names the envelope reads.
+        headers = {HEADER_ENCRYPTED: environ[_SEALED_FLAG]}
+        service = environ.get(_SERVICE_KEY)
+        if service is not None:
+            headers[HEADER_SERVICE] = service
+        if seal is not None:
+            headers[HEADER_SEAL] = seal
         try:
             opened = self.envelope.open_request(
                 method=method, target=target, headers=headers, body=body
@@ -324,7 +330,8 @@ class EncryptionMiddleware:
         # The ciphertext is not needed any more: let it go before the app runs,
         # so a large request is not held twice while it is being answered.
         del body
-        if opened.sender not in self._callers():
+        allowed = options.allowed_callers  # else the trust file's or the environment's
+        if opened.sender not in (allowed if allowed is not None else self._callers()):
             return _refuse(
                 403, "caller not allowed", environ, start_response, record,
                 sender=opened.sender, message_id=opened.message_id,
@@ -420,7 +427,7 @@ class EncryptionMiddleware:
             log_app_failure("app failed", environ, opened.sender, opened.message_id)
             answer = Answer(status_line(500), 500, [], error_body(500), "application/json")
             return answer, True
-        return Answer(status, code, kept, body, content_type), False
+        return tuple_of(Answer, (status, code, kept, body, content_type)), False
 
     def _send_sealed(
         self,
@@ -485,15 +492,3 @@ def _refuse(
 def _describe(environ: Mapping[str, Any]) -> tuple[str, Optional[str]]:
     """A request's route and request id, as the refusal log writes them (for access lines)."""
     return route(environ), request_id(environ)
-
-
-def _envelope_headers(environ: dict[str, Any]) -> dict[str, str]:
-    """Return the envelope headers of a sealed request, by the names the envelope reads."""
-    headers = {HEADER_ENCRYPTED: environ[_SEALED_FLAG]}
-    service = environ.get(_SERVICE_KEY)
-    if service is not None:
-        headers[HEADER_SERVICE] = service
-    seal = environ.get(_SEAL_KEY)
-    if seal is not None:
-        headers[HEADER_SEAL] = seal
-    return headers

@@ -12,14 +12,18 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Callable
+from typing import Any, Callable
 
 import pytest
 import urllib3
 
 from mscomm_sync.client import pools
 from mscomm_sync.client.deadline import Deadline
-from mscomm_sync.client.pools import deadline_for, deadline_pools
+from mscomm_sync.client.pools import deadline_pools, reading
+from mscomm_sync.errors import MscommError
+from mscomm_sync.testing import LiveServer
+
+from .servers import Recorder, dead_url, echo, json_app, sealed
 
 Script = Callable[[socket.socket], None]
 
@@ -56,8 +60,11 @@ def serve() -> Iterator[Callable[[Script], str]]:
 def _get(url: str, seconds: float) -> urllib3.BaseHTTPResponse:
     manager = deadline_pools(urllib3.PoolManager(retries=False, timeout=5.0))
     deadline = Deadline(service="billing", at=time.monotonic() + seconds, seconds=seconds)
-    with deadline_for(deadline):
+    reading.deadline = deadline
+    try:
         return manager.request("GET", url, preload_content=True)
+    finally:
+        reading.deadline = None
 
 
 def _count_line_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
@@ -169,3 +176,18 @@ def test_an_answer_interrupted_before_it_has_a_file_is_finalised_quietly() -> No
     )
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""
+
+
+def test_an_attempt_leaves_no_reading_deadline_on_its_thread(
+    make_client: Callable[..., Any], registry: Any
+) -> None:
+    """After a call, answered or failed, plain reads on the thread are not bounded by it."""
+    with LiveServer(sealed(json_app(Recorder(), {"/echo": echo}))) as server:
+        registry.register("billing", server.url)
+        client = make_client()
+        assert client.request(target_service="billing", endpoint="/echo").status_code == 200
+        assert reading.deadline is None
+        registry.register("gone", dead_url())
+        with pytest.raises(MscommError):
+            client.request(target_service="gone", endpoint="/echo")
+        assert reading.deadline is None
