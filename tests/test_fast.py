@@ -1,13 +1,13 @@
-"""Tests for mscomm_sync._fast: the bounded memo and Record."""
+"""Tests for mscomm_sync._fast: the bounded memo, Record, tuple_of and the shared no-ops."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple, Optional
 
 import pytest
 
-from mscomm_sync._fast import Record, memo
+from mscomm_sync._fast import Record, itself, memo, nothing, tuple_of
 
 
 def counted(maxsize: int) -> tuple[Callable[..., str], list[Any]]:
@@ -174,3 +174,38 @@ def test_records_made_one_after_another_are_independent() -> None:
     """The twin is only a stage of building: no value is shared between two records."""
     one, two = Pair._make("a", "b"), Pair._make("c", "d")
     assert (one.second, one.first, two.second, two.first) == ("a", "b", "c", "d")
+
+
+# -- tuple_of and the shared no-ops --------------------------------------------
+
+
+class Span(NamedTuple):
+    left: str
+    right: Optional[str]
+
+
+def test_tuple_of_builds_the_named_tuple_its_constructor_would() -> None:
+    built = tuple_of(Span, ("a", None))
+    assert type(built) is Span
+    assert built == Span("a", None) and built.left == "a" and built.right is None
+
+
+def test_the_shared_no_ops_take_anything() -> None:
+    marker = object()
+    assert nothing(marker, 1, "two", three=3) is None
+    assert itself(marker) is marker
+
+
+def test_every_idle_record_method_is_one_of_the_shared_functions() -> None:
+    """What an unreported call or request runs is two code objects, whatever it calls."""
+    from mscomm_sync.telemetry import calls, serving
+
+    idle = {
+        calls._NoAttempt: {"__enter__", "__exit__", "sealed_with", "answered"},
+        calls._NoCall: {"__enter__", "__exit__", "breaker", "answered"},
+        serving._NoRequest: {"refused", "verified", "finish"},
+        serving._Unchanged: {"__enter__", "__exit__"},
+    }
+    for cls, names in idle.items():
+        for name in names:
+            assert cls.__dict__[name] in (nothing, itself), (cls, name)

@@ -51,3 +51,16 @@ def test_ejected_avoided_for_a_while(clock: FakeClock) -> None:
     assert balancer.choose([A, B]) == B
     clock.advance(5)
     assert balancer.choose([A, B]) == A
+
+
+def test_the_tiers_are_taken_in_order(clock: FakeClock) -> None:
+    """Healthy, untried and not ejected; else healthy and untried; else untried; else any."""
+    sick = Instance(service="billing", url="http://127.0.0.1:9", healthy=False)
+    balancer = PowerOfTwoBalancer(random=lambda: 0.0, clock=clock, ejection=5)
+    balancer.eject(A.url)
+    assert balancer.choose([A, sick, B, C], tried=[B.url]) == C
+    assert balancer.choose([A, sick, B], tried=[B.url]) == A  # ejected, over unhealthy
+    assert balancer.choose([sick, B], tried=[B.url]) == sick  # unhealthy, over tried
+    assert balancer.choose([B], tried=[B.url]) == B
+    clock.advance(5)  # the ejection is over
+    assert balancer.choose([sick, A], tried=[]) == A
