@@ -36,7 +36,7 @@ kept, and each one is used only through this module:
   records (what a call or request that nothing reports still calls). One
   shared function is one code object where a method each would be a dozen,
   and a call that arrives cold fetches each code object it runs from memory
-  (about 11 last-level misses per distinct function, see
+  (about 10 last-level misses per distinct function, see
   ``docs/performance.md``).
 """
 

@@ -330,8 +330,7 @@ class EncryptionMiddleware:
         # The ciphertext is not needed any more: let it go before the app runs,
         # so a large request is not held twice while it is being answered.
         del body
-        allowed = options.allowed_callers  # else the trust file's or the environment's
-        if opened.sender not in (allowed if allowed is not None else self._callers()):
+        if opened.sender not in self._callers():
             return _refuse(
                 403, "caller not allowed", environ, start_response, record,
                 sender=opened.sender, message_id=opened.message_id,
