@@ -16,6 +16,7 @@ adds a function to one of these paths must raise its budget here and say in
 
 from __future__ import annotations
 
+import gc
 import io
 import sys
 from collections.abc import Iterator
@@ -54,11 +55,15 @@ def functions_run(call: Callable[[], object]) -> set[str]:
             name = code.co_filename[len(PACKAGE) :]
             seen.add(f"{name}:{code.co_firstlineno}:{code.co_name}")
 
+    # A collection in the middle would run finalisers of earlier objects, ours among them.
+    gc.collect()
+    gc.disable()
     sys.setprofile(profile)
     try:
         call()
     finally:
         sys.setprofile(None)
+        gc.enable()
     return seen
 
 
