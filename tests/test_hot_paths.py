@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from support.apps import echo
 from support.sealing import keyring
 
 import mscomm_sync
@@ -39,6 +40,7 @@ from mscomm_sync.replay import MemoryReplayStore
 from mscomm_sync.telemetry import reset_telemetry
 from mscomm_sync.testing import LiveServer
 from mscomm_sync.wsgi import EncryptionMiddleware
+from mscomm_sync.wsgi.environ import environ_key
 
 PACKAGE = str(Path(mscomm_sync.__file__).resolve().parent)
 
@@ -90,12 +92,6 @@ def default_settings(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     reset_telemetry()
 
 
-def echo(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-    body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-    start_response("200 OK", [("Content-Type", "application/json")])
-    return [body]
-
-
 def sealed_environ(sender: Envelope) -> dict[str, Any]:
     """A sealed v1 POST of 1 KiB to billing, as a WSGI server would hand it over."""
     target = target_from_url("http://127.0.0.1:8000/api/v1/charge?order=42")
@@ -112,7 +108,7 @@ def sealed_environ(sender: Envelope) -> dict[str, Any]:
     }  # fmt: skip
     for name, value in sealed.headers.items():
         if name != "Content-Type":
-            environ["HTTP_" + name.upper().replace("-", "_")] = value
+            environ[environ_key(name)] = value
     return environ
 
 
