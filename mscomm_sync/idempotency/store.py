@@ -10,7 +10,9 @@ handler failed, *releases* it so that a repeat may run the handler again.
 
 A claim that is never completed or released (its process was killed) is
 given up when its lease runs out, or at once when the store can tell that
-the process holding it has died.
+the process holding it has died. A repeat then runs the handler, a second
+time if the dead process had done the handler's work but not kept its answer:
+no store kept apart from the app's own data can tell the two apart.
 
 A store sees only digests (the scope and the request's fingerprint) and the
 answers themselves, never the key or the request's body.

@@ -166,9 +166,10 @@ def charge_app() -> Callable[..., Iterable[bytes]]:
 def readme_billing() -> Any:
     """The README's billing service (``examples/flask_service.py``), recording each charge.
 
-    Each run of its charge view appends ``<path> <order>`` to the run log
-    (:data:`RUN_LOG_ENV`); a repeat the middleware answers from its
-    idempotency store never reaches the view, so it is not recorded.
+    Each run of its charge view appends ``<path> <order> <pid>`` to the run
+    log (:data:`RUN_LOG_ENV`), ``<pid>`` being the gunicorn worker that ran it;
+    a repeat the middleware answers from its idempotency store never reaches
+    the view, so it is not recorded.
     """
     import sys
     from pathlib import Path
@@ -182,6 +183,7 @@ def readme_billing() -> Any:
     @flask_service.app.before_request
     def record() -> None:
         if request.path != "/health":
-            record_run(request.path, (request.get_json(silent=True) or {}).get("order"))
+            order = (request.get_json(silent=True) or {}).get("order")
+            record_run(request.path, f"{order} {os.getpid()}")
 
     return flask_service.app

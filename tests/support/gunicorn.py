@@ -7,6 +7,7 @@ the port. Only the process this object started is ever signalled.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -185,3 +186,16 @@ def ready_replay_table(path: Optional[str]) -> None:
     since = getattr(store, "not_before", 0.0)
     getattr(store, "close", lambda: None)()
     time.sleep(max(0.0, since - time.time()))
+
+
+def children_of(pid: int) -> list[int]:
+    """The process ids whose parent is ``pid`` (Linux's /proc), e.g. a master's workers."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                # The command may hold spaces and parentheses: the fields follow the last ")".
+                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid:
+                    found.append(int(entry.name))
+    return sorted(found)

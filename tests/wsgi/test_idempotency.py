@@ -10,7 +10,10 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
+import signal
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
@@ -447,6 +450,59 @@ def test_gunicorn_workers_share_the_key_so_concurrent_repeats_run_once(
     assert runs.read_text().splitlines() == ["/charge orders"]
     answers = {o for o in outcomes if isinstance(o, bytes)}
     assert len(outcomes) == 8 and len(answers) == 1
+
+
+def test_a_worker_killed_after_its_handler_ran_leaves_the_key_to_a_repeat_that_runs_again(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The one window no store closes: billing's only worker is killed (SIGKILL) after the
+    handler ran and before the middleware kept its answer. The claim belongs to a dead
+    process, so it is given up at once (not after its 60 s lease): the client's repeat
+    with the key runs the handler a second time, and that answer is kept for the next."""
+    from support.apps import HOLD_ENV, RUN_LOG_ENV
+    from support.gunicorn import GunicornServer, children_of
+
+    runs = tmp_path / "runs.log"
+    env = fleet.environ("orders", private=["billing"])
+    env.update(
+        SERVICE_NAME="billing",
+        MSCOMM_CALLERS="orders",
+        MSCOMM_REPLAY_DB=str(tmp_path / "replay.table"),
+        MSCOMM_IDEMPOTENCY_DB=str(tmp_path / "idem.sqlite3"),
+        **{RUN_LOG_ENV: str(runs), HOLD_ENV: "2"},
+    )
+    outcome: list[Any] = []
+    with GunicornServer("support.apps:charge_app()", workers=1, env=env) as server:
+        reg = FileRegistry(tmp_path / "killed.json")
+        reg.register("billing", server.url)
+        # The lease is longer than the deadline: only the dead claimant's claim ending at
+        # once lets the repeat in before the call gives up.
+        policy = CallPolicy(retry=RetryPolicy(retries=4), timeout=TimeoutPolicy(deadline=30))
+        with client(fleet, reg, policy=policy) as orders:
+
+            def send() -> None:
+                try:
+                    outcome.append(charge(orders, 7, idempotency_key="order-77"))
+                except Exception as exc:  # reported by the assertion below
+                    outcome.append(exc)
+
+            thread = threading.Thread(target=send)
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not (runs.exists() and runs.read_text()) and time.monotonic() < deadline:
+                time.sleep(0.02)  # until the handler has run, and holds the answer
+            [worker] = children_of(server.pid)
+            os.kill(worker, signal.SIGKILL)
+            thread.join(60)
+            again = charge(orders, 7, idempotency_key="order-77")
+        reg.close()
+    [first] = outcome
+    assert isinstance(first, requests.Response), first
+    assert runs.read_text().splitlines() == ["/charge orders"] * 2  # the repeat ran it again
+    assert first.headers["X-Mscomm-Idempotency"] == "kept"
+    assert json.loads(first.content)["pid"] != worker  # answered by gunicorn's new worker
+    assert again.headers["X-Mscomm-Idempotency"] == "replayed"
+    assert again.content == first.content
 
 
 def test_instances_sharing_a_redis_store_answer_a_repeat_once(
