@@ -79,14 +79,7 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 @pytest.fixture
 def setup(fleet: Fleet, tmp_path: Path) -> Iterator[dict[str, Any]]:
     runs = tmp_path / "runs.log"
-    billing_env = fleet.environ("orders", private=["billing"])
-    billing_env.update(
-        SERVICE_NAME="billing",
-        MSCOMM_CALLERS="orders",
-        MSCOMM_REPLAY_DB=str(tmp_path / "replay.table"),
-        MSCOMM_IDEMPOTENCY_DB=str(tmp_path / "idempotency.sqlite3"),
-        **{RUN_LOG_ENV: str(runs)},
-    )
+    billing_env = fleet.server_environ("billing", "orders", tmp_path, **{RUN_LOG_ENV: str(runs)})
     registry_path = tmp_path / "registry.json"
     with (
         redis_server(tmp_path) as redis,

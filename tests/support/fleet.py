@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Optional
 
 from mscomm_sync.envelope import Envelope
@@ -51,6 +52,23 @@ class Fleet:
         }
         for name in private:
             env[variable_name(name, "PRIVATE_KEY")] = ",".join(k.text() for k in self.keys[name])
+        return env
+
+    def server_environ(self, name: str, caller: str, folder: Path, **extra: str) -> dict[str, str]:
+        """The environment of ``name`` served under gunicorn, taking calls from ``caller``.
+
+        Its private key, ``caller``'s public key, and its host-wide replay table
+        (``replay.table``) and idempotency store (``idempotency.sqlite3``) in
+        ``folder``; ``extra`` is added last.
+        """
+        env = self.environ(caller, private=[name])
+        env.update(
+            SERVICE_NAME=name,
+            MSCOMM_CALLERS=caller,
+            MSCOMM_REPLAY_DB=str(folder / "replay.table"),
+            MSCOMM_IDEMPOTENCY_DB=str(folder / "idempotency.sqlite3"),
+        )
+        env.update(extra)
         return env
 
     def trust(self, *names: str, clock: Any = None) -> TrustStore:

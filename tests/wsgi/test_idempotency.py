@@ -418,13 +418,8 @@ def test_gunicorn_workers_share_the_key_so_concurrent_repeats_run_once(
     from support.gunicorn import GunicornServer
 
     runs = tmp_path / "runs.log"
-    env = fleet.environ("orders", private=["billing"])
-    env.update(
-        SERVICE_NAME="billing",
-        MSCOMM_CALLERS="orders",
-        MSCOMM_REPLAY_DB=str(tmp_path / "replay.table"),
-        MSCOMM_IDEMPOTENCY_DB=str(tmp_path / "idem.sqlite3"),
-        **{RUN_LOG_ENV: str(runs), HOLD_ENV: "0.5"},
+    env = fleet.server_environ(
+        "billing", "orders", tmp_path, **{RUN_LOG_ENV: str(runs), HOLD_ENV: "0.5"}
     )
     with GunicornServer("support.apps:charge_app()", workers=2, env=env) as server:
         reg = FileRegistry(tmp_path / "gunicorn.json")
@@ -463,13 +458,8 @@ def test_a_worker_killed_after_its_handler_ran_leaves_the_key_to_a_repeat_that_r
     from support.gunicorn import GunicornServer, children_of
 
     runs = tmp_path / "runs.log"
-    env = fleet.environ("orders", private=["billing"])
-    env.update(
-        SERVICE_NAME="billing",
-        MSCOMM_CALLERS="orders",
-        MSCOMM_REPLAY_DB=str(tmp_path / "replay.table"),
-        MSCOMM_IDEMPOTENCY_DB=str(tmp_path / "idem.sqlite3"),
-        **{RUN_LOG_ENV: str(runs), HOLD_ENV: "2"},
+    env = fleet.server_environ(
+        "billing", "orders", tmp_path, **{RUN_LOG_ENV: str(runs), HOLD_ENV: "2"}
     )
     outcome: list[Any] = []
     with GunicornServer("support.apps:charge_app()", workers=1, env=env) as server:
