@@ -465,9 +465,12 @@ def test_a_worker_killed_after_its_handler_ran_leaves_the_key_to_a_repeat_that_r
     with GunicornServer("support.apps:charge_app()", workers=1, env=env) as server:
         reg = FileRegistry(tmp_path / "killed.json")
         reg.register("billing", server.url)
-        # The lease is longer than the deadline: only the dead claimant's claim ending at
-        # once lets the repeat in before the call gives up.
-        policy = CallPolicy(retry=RetryPolicy(retries=4), timeout=TimeoutPolicy(deadline=30))
+        # The lease (60 s) is longer than the deadline: only the dead claimant's claim
+        # ending at once lets the repeat in before the call gives up. An attempt may wait
+        # 20 s, for gunicorn's new worker to start and hold the answer (2 s) on a slow host.
+        policy = CallPolicy(
+            retry=RetryPolicy(retries=4), timeout=TimeoutPolicy(deadline=45, attempt=20)
+        )
         with client(fleet, reg, policy=policy) as orders:
 
             def send() -> None:
