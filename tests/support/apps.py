@@ -163,6 +163,60 @@ def charge_app() -> Callable[..., Iterable[bytes]]:
     return EncryptionMiddleware(charge, exempt_paths=("/health",), idempotency=True)
 
 
+#: The SQLite file of :func:`ledger_app`'s charges.
+LEDGER_ENV = "MSCOMM_TEST_LEDGER"
+
+
+def ledger_app() -> Any:
+    """billing whose charge and its key commit in one transaction (docs/idempotency.md).
+
+    The recipe for the window no idempotency store closes: ``(caller, key)`` is
+    the ledger's primary key, inserted with the charge, so a run that repeats
+    one a crash cut off after its commit inserts nothing and answers with the
+    charge the first run made (``charged`` and the ``pid`` that charged).
+    Like :func:`charge`, each run is recorded in the run log, after the
+    commit, and the answer is held for :data:`HOLD_ENV` seconds.
+    """
+    import sqlite3
+    import time
+
+    from flask import Flask, jsonify, request
+
+    from mscomm_sync.flask import current_caller, init_app
+
+    path = os.environ[LEDGER_ENV]
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS charges (caller TEXT NOT NULL, key TEXT NOT NULL,"
+            " amount INTEGER NOT NULL, pid INTEGER NOT NULL, PRIMARY KEY (caller, key))"
+        )
+    db.close()
+    app = Flask("ledger")
+
+    @app.post("/charge")
+    def charge() -> Any:
+        caller, key = current_caller(), request.headers["Idempotency-Key"]
+        db = sqlite3.connect(path, timeout=10)
+        try:
+            with db:  # one transaction: the charge and its key commit together, or neither
+                db.execute(
+                    "INSERT OR IGNORE INTO charges VALUES (?, ?, ?, ?)",
+                    (caller, key, request.get_json()["amount"], os.getpid()),
+                )
+            amount, pid = db.execute(
+                "SELECT amount, pid FROM charges WHERE caller = ? AND key = ?", (caller, key)
+            ).fetchone()
+        finally:
+            db.close()
+        record_run(request.path, caller)
+        time.sleep(float(os.environ.get(HOLD_ENV, "0.3")))
+        return jsonify(charged=amount, pid=pid), 201
+
+    app.add_url_rule("/health", "health", lambda: "ok")
+    init_app(app, service_name="billing", exempt_paths=["/health"], idempotency=True)
+    return app
+
+
 def readme_billing() -> Any:
     """The README's billing service (``examples/flask_service.py``), recording each charge.
 

@@ -8,6 +8,7 @@ Every test counts how often the handler really ran.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
@@ -447,22 +448,24 @@ def test_gunicorn_workers_share_the_key_so_concurrent_repeats_run_once(
     assert len(outcomes) == 8 and len(answers) == 1
 
 
-def test_a_worker_killed_after_its_handler_ran_leaves_the_key_to_a_repeat_that_runs_again(
-    fleet: Fleet, tmp_path: Path
-) -> None:
-    """The one window no store closes: billing's only worker is killed (SIGKILL) after the
-    handler ran and before the middleware kept its answer. The claim belongs to a dead
-    process, so it is given up at once (not after its 60 s lease): the client's repeat
-    with the key runs the handler a second time, and that answer is kept for the next."""
+def charge_and_kill_the_worker(
+    fleet: Fleet, tmp_path: Path, app: str, **extra: str
+) -> tuple[requests.Response, requests.Response, list[str], int]:
+    """Serve ``app`` under gunicorn with one worker; kill it (SIGKILL) while it holds the
+    answer to a keyed charge, after its handler ran; let the client's retry finish the call,
+    then repeat it once more.
+
+    Returns the call's answer, the repeat's, the run log's lines and the killed worker's pid.
+    """
     from support.apps import HOLD_ENV, RUN_LOG_ENV
     from support.gunicorn import GunicornServer, children_of
 
     runs = tmp_path / "runs.log"
     env = fleet.server_environ(
-        "billing", "orders", tmp_path, **{RUN_LOG_ENV: str(runs), HOLD_ENV: "2"}
+        "billing", "orders", tmp_path, **{RUN_LOG_ENV: str(runs), HOLD_ENV: "2"}, **extra
     )
     outcome: list[Any] = []
-    with GunicornServer("support.apps:charge_app()", workers=1, env=env) as server:
+    with GunicornServer(app, workers=1, env=env) as server:
         reg = FileRegistry(tmp_path / "killed.json")
         reg.register("billing", server.url)
         # The lease (60 s) is longer than the deadline: only the dead claimant's claim
@@ -491,11 +494,46 @@ def test_a_worker_killed_after_its_handler_ran_leaves_the_key_to_a_repeat_that_r
         reg.close()
     [first] = outcome
     assert isinstance(first, requests.Response), first
-    assert runs.read_text().splitlines() == ["/charge orders"] * 2  # the repeat ran it again
-    assert first.headers["X-Mscomm-Idempotency"] == "kept"
-    assert json.loads(first.content)["pid"] != worker  # answered by gunicorn's new worker
+    assert first.headers["X-Mscomm-Idempotency"] == "kept"  # the retry's run: kept
     assert again.headers["X-Mscomm-Idempotency"] == "replayed"
     assert again.content == first.content
+    return first, again, runs.read_text().splitlines(), worker
+
+
+def test_a_worker_killed_after_its_handler_ran_leaves_the_key_to_a_repeat_that_runs_again(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """The one window no store closes: billing's only worker is killed (SIGKILL) after the
+    handler ran and before the middleware kept its answer. The claim belongs to a dead
+    process, so it is given up at once (not after its 60 s lease): the client's repeat
+    with the key runs the handler a second time, and that answer is kept for the next."""
+    first, _, runs, worker = charge_and_kill_the_worker(
+        fleet, tmp_path, "support.apps:charge_app()"
+    )
+    assert runs == ["/charge orders"] * 2  # the repeat ran it again
+    assert json.loads(first.content)["pid"] != worker  # answered by gunicorn's new worker
+
+
+def test_a_charge_committed_with_its_key_is_made_once_even_when_the_worker_is_killed(
+    fleet: Fleet, tmp_path: Path
+) -> None:
+    """docs/idempotency.md's recipe closes that window: the charge and its (caller, key)
+    commit in one transaction under a unique constraint. The killed worker had committed,
+    so the repeat's run finds the row: the handler ran twice, the ledger holds one charge,
+    and the caller is answered with it (made by the killed worker)."""
+    import sqlite3
+
+    from support.apps import LEDGER_ENV
+
+    ledger = tmp_path / "ledger.sqlite3"
+    first, _, runs, worker = charge_and_kill_the_worker(
+        fleet, tmp_path, "support.apps:ledger_app()", **{LEDGER_ENV: str(ledger)}
+    )
+    assert runs == ["/charge orders"] * 2
+    with contextlib.closing(sqlite3.connect(ledger)) as db:
+        rows = db.execute("SELECT caller, key, amount, pid FROM charges").fetchall()
+    assert rows == [("orders", "order-77", 7, worker)]  # one charge, the killed worker's
+    assert json.loads(first.content) == {"charged": 7, "pid": worker}
 
 
 def test_instances_sharing_a_redis_store_answer_a_repeat_once(
