@@ -72,8 +72,9 @@ class SqliteIdempotencyStore:
     refuses new ones (:class:`IdempotencyStoreError`), so the middleware
     runs nothing it could not promise to run once.
 
-    Writes are durable (``synchronous=NORMAL`` in WAL mode): a kept answer
-    survives a crash of the service and a reboot of the host.
+    Writes survive a crash of the service (``synchronous=NORMAL`` in WAL
+    mode): a kept answer outlives the service and a clean reboot of the host;
+    a power loss or a crash of the host may take back the last transactions.
 
     Connections are opened lazily, one per thread and process, so a store
     created before ``fork()`` works in every child.

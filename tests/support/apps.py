@@ -6,6 +6,7 @@ name and the replay store's file come from the environment the test sets.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable
@@ -103,8 +104,9 @@ def echo_app() -> Callable[..., Iterable[bytes]]:
     return EncryptionMiddleware(echo, exempt_paths=("/health", "/count"))
 
 
-#: When set, :func:`notes_app` and the Django project's notes views append
-#: ``<PATH_INFO> <caller>`` to this file for every request their views run.
+#: When set, :func:`notes_app`, :func:`charge_app`, :func:`ledger_app` and the
+#: Django project's notes views append ``<PATH_INFO> <caller>`` to this file for
+#: every request their views run (:func:`readme_billing`: ``<path> <order> <pid>``).
 RUN_LOG_ENV = "MSCOMM_TEST_RUN_LOG"
 
 
@@ -139,20 +141,35 @@ def notes_app() -> Any:
     return app
 
 
-#: Seconds :func:`charge_app`'s handler holds each charge (default 0.3).
+#: Seconds :func:`charge_app`'s and :func:`ledger_app`'s handlers hold each charge
+#: (default 0.3).
 HOLD_ENV = "MSCOMM_TEST_HOLD"
+#: When set, the seconds those handlers hold the first run in the run log instead,
+#: e.g. long enough for a test to kill the worker holding it.
+HOLD_FIRST_ENV = "MSCOMM_TEST_HOLD_FIRST"
+
+
+def hold() -> None:
+    """Hold a charge after its run was recorded: :data:`HOLD_FIRST_ENV` for the first."""
+    import time
+
+    seconds = os.environ.get(HOLD_ENV, "0.3")
+    first = os.environ.get(HOLD_FIRST_ENV)
+    if first is not None:
+        with open(os.environ[RUN_LOG_ENV], "rb") as runs:
+            if runs.read().count(b"\n") == 1:
+                seconds = first
+    time.sleep(float(seconds))
 
 
 def charge(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     """Charge once: record the run, hold a moment, answer with this worker's pid."""
-    import time
-
     if environ["PATH_INFO"] == "/health":
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [b"ok"]
     body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
     record_run(environ["PATH_INFO"], environ.get("mscomm.caller"))
-    time.sleep(float(os.environ.get(HOLD_ENV, "0.3")))
+    hold()
     answer = {"pid": os.getpid(), "charged": json.loads(body or b"{}")}
     start_response("201 Created", [("Content-Type", "application/json")])
     return [json.dumps(answer).encode()]
@@ -173,44 +190,45 @@ def ledger_app() -> Any:
     The recipe for the window no idempotency store closes: ``(caller, key)`` is
     the ledger's primary key, inserted with the charge, so a run that repeats
     one a crash cut off after its commit inserts nothing and answers with the
-    charge the first run made (``charged`` and the ``pid`` that charged).
-    Like :func:`charge`, each run is recorded in the run log, after the
-    commit, and the answer is held for :data:`HOLD_ENV` seconds.
+    charge the first run made (``charged`` and the ``pid`` that charged); a
+    repeat with another amount gets 422. It takes the key only from a v2
+    request, where it is sealed. Like :func:`charge`, each run is recorded in
+    the run log, after the commit, and then held (:func:`hold`).
     """
     import sqlite3
-    import time
 
-    from flask import Flask, jsonify, request
+    from flask import Flask, abort, jsonify, request
 
     from mscomm_sync.flask import current_caller, init_app
 
     path = os.environ[LEDGER_ENV]
-    with sqlite3.connect(path) as db:
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute(
             "CREATE TABLE IF NOT EXISTS charges (caller TEXT NOT NULL, key TEXT NOT NULL,"
             " amount INTEGER NOT NULL, pid INTEGER NOT NULL, PRIMARY KEY (caller, key))"
         )
-    db.close()
     app = Flask("ledger")
 
     @app.post("/charge")
     def charge() -> Any:
-        caller, key = current_caller(), request.headers["Idempotency-Key"]
-        db = sqlite3.connect(path, timeout=10)
-        try:
+        caller, key = current_caller(), request.headers.get("Idempotency-Key")
+        if caller is None or key is None or request.environ.get("mscomm.protocol") != "2":
+            abort(400)  # only a sealed key from a verified caller names a charge
+        amount = int(request.get_json()["amount"])
+        with contextlib.closing(sqlite3.connect(path, timeout=10)) as db:
             with db:  # one transaction: the charge and its key commit together, or neither
                 db.execute(
-                    "INSERT OR IGNORE INTO charges VALUES (?, ?, ?, ?)",
-                    (caller, key, request.get_json()["amount"], os.getpid()),
+                    "INSERT INTO charges VALUES (?, ?, ?, ?) ON CONFLICT (caller, key) DO NOTHING",
+                    (caller, key, amount, os.getpid()),
                 )
-            amount, pid = db.execute(
+            charged, pid = db.execute(
                 "SELECT amount, pid FROM charges WHERE caller = ? AND key = ?", (caller, key)
             ).fetchone()
-        finally:
-            db.close()
+        if charged != amount:
+            abort(422)  # the key named another charge
         record_run(request.path, caller)
-        time.sleep(float(os.environ.get(HOLD_ENV, "0.3")))
-        return jsonify(charged=amount, pid=pid), 201
+        hold()
+        return jsonify(charged=charged, pid=pid), 201
 
     app.add_url_rule("/health", "health", lambda: "ok")
     init_app(app, service_name="billing", exempt_paths=["/health"], idempotency=True)

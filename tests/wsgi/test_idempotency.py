@@ -451,18 +451,20 @@ def test_gunicorn_workers_share_the_key_so_concurrent_repeats_run_once(
 def charge_and_kill_the_worker(
     fleet: Fleet, tmp_path: Path, app: str, **extra: str
 ) -> tuple[requests.Response, requests.Response, list[str], int]:
-    """Serve ``app`` under gunicorn with one worker; kill it (SIGKILL) while it holds the
-    answer to a keyed charge, after its handler ran; let the client's retry finish the call,
-    then repeat it once more.
+    """Serve ``app`` under gunicorn with one worker; kill it (SIGKILL) inside its handler,
+    after the charge was made and before it answered; let the client's retry finish the
+    call, then repeat it once more.
 
     Returns the call's answer, the repeat's, the run log's lines and the killed worker's pid.
     """
-    from support.apps import HOLD_ENV, RUN_LOG_ENV
+    from support.apps import HOLD_ENV, HOLD_FIRST_ENV, RUN_LOG_ENV
     from support.gunicorn import GunicornServer, children_of
 
     runs = tmp_path / "runs.log"
+    # The first run holds its answer until it is killed (at most 30 s); later runs do not.
+    holds = {HOLD_FIRST_ENV: "30", HOLD_ENV: "0"}
     env = fleet.server_environ(
-        "billing", "orders", tmp_path, **{RUN_LOG_ENV: str(runs), HOLD_ENV: "2"}, **extra
+        "billing", "orders", tmp_path, **{RUN_LOG_ENV: str(runs)}, **holds, **extra
     )
     outcome: list[Any] = []
     with GunicornServer(app, workers=1, env=env) as server:
@@ -470,7 +472,7 @@ def charge_and_kill_the_worker(
         reg.register("billing", server.url)
         # The lease (60 s) is longer than the deadline: only the dead claimant's claim
         # ending at once lets the repeat in before the call gives up. An attempt may wait
-        # 20 s, for gunicorn's new worker to start and hold the answer (2 s) on a slow host.
+        # 20 s, for gunicorn's new worker to start on a slow host.
         policy = CallPolicy(
             retry=RetryPolicy(retries=4), timeout=TimeoutPolicy(deadline=45, attempt=20)
         )
@@ -486,10 +488,12 @@ def charge_and_kill_the_worker(
             thread.start()
             deadline = time.monotonic() + 30
             while not (runs.exists() and runs.read_text()) and time.monotonic() < deadline:
-                time.sleep(0.02)  # until the handler has run, and holds the answer
+                time.sleep(0.02)  # until the handler has charged, and holds the answer
+            assert runs.exists() and runs.read_text(), "the handler never ran"
             [worker] = children_of(server.pid)
             os.kill(worker, signal.SIGKILL)
             thread.join(60)
+            assert not thread.is_alive(), "the call did not end"
             again = charge(orders, 7, idempotency_key="order-77")
         reg.close()
     [first] = outcome
