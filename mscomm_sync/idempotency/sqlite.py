@@ -75,6 +75,9 @@ class SqliteIdempotencyStore:
     Writes survive a crash of the service (``synchronous=NORMAL`` in WAL
     mode): a kept answer outlives the service and a clean reboot of the host;
     a power loss or a crash of the host may take back the last transactions.
+    With ``durable=True`` every commit is flushed to the disk first
+    (``synchronous=FULL``: an ``fsync`` per claim and per answer), and what
+    was committed survives those too.
 
     Connections are opened lazily, one per thread and process, so a store
     created before ``fork()`` works in every child.
@@ -85,6 +88,8 @@ class SqliteIdempotencyStore:
         max_bytes: the most bytes of kept answers.
         clock: wall-clock time source, for tests.
         timeout: seconds to wait for another process's write lock.
+        durable: flush every commit to the disk (``synchronous=FULL``), so
+            that claims and answers survive a power loss.
 
     Raises:
         ConfigurationError: the path is empty, or a bound is below 1.
@@ -98,6 +103,7 @@ class SqliteIdempotencyStore:
         max_bytes: int = DEFAULT_MAX_BYTES,
         clock: Callable[[], float] = time.time,
         timeout: float = 5.0,
+        durable: bool = False,
     ) -> None:
         if not os.fspath(path):
             raise ConfigurationError(
@@ -115,6 +121,7 @@ class SqliteIdempotencyStore:
         self.max_bytes = max_bytes
         self._clock = clock
         self._timeout = timeout
+        self.durable = durable
         self._local = _ThreadState()
         self._abandoned: list[sqlite3.Connection] = []
 
@@ -215,7 +222,7 @@ class SqliteIdempotencyStore:
             str(self.path), timeout=self._timeout, isolation_level=None, check_same_thread=True
         )
         enable_wal(conn, self._timeout)
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.durable else 'NORMAL'}")
         for statement in _SCHEMA:
             conn.execute(statement)
         local.conn, local.pid = conn, os.getpid()

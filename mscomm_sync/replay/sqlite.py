@@ -104,7 +104,8 @@ class SqliteReplayStore:
         clock: wall-clock time source, injectable for tests.
         timeout: seconds to wait for another process's write lock.
         durable: keep SQLite's ``synchronous=NORMAL`` (for a disk-backed file
-            that must survive power loss) instead of ``OFF``.
+            that must survive power loss undamaged; the last ids may still be
+            taken back) instead of ``OFF``.
 
     Raises:
         ConfigurationError: the path is empty.

@@ -204,6 +204,18 @@ def test_an_answer_survives_a_new_store_on_the_same_file(tmp_path: Path) -> None
     assert SqliteIdempotencyStore(path).claim("s", "fp", lease=60).answer == ANSWER
 
 
+@pytest.mark.parametrize(("durable", "level"), [(False, 1), (True, 2)])
+def test_a_durable_store_flushes_every_commit(tmp_path: Path, durable: bool, level: int) -> None:
+    """``durable=True`` commits with ``synchronous=FULL`` (2), which survives a power loss;
+    the default with ``NORMAL`` (1), which survives a crash of the service only."""
+    store = SqliteIdempotencyStore(tmp_path / "idem.db", durable=durable)
+    claim = store.claim("s", "f", lease=5)
+    store.complete("s", claim.token, StoredAnswer("200 OK", (), b"x", None), retention=60)
+    assert store._connection().execute("PRAGMA synchronous").fetchone()[0] == level
+    assert store.durable is durable
+    store.close()
+
+
 def test_an_answer_larger_than_max_bytes_is_not_kept(tmp_path: Path) -> None:
     store = SqliteIdempotencyStore(tmp_path / "idem.sqlite3", max_bytes=100)
     claim = store.claim("s", "fp", lease=60)
